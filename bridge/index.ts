@@ -1,0 +1,246 @@
+/**
+ * Typed TS API over the Python bridge (pythonia → bridge/python/hotplug_bridge.py).
+ *
+ * Each method is one round trip to a coarse Python function that returns plain
+ * JSON ({ok: true, …} or {ok: false, kind, error}); no Python proxy escapes this file.
+ * pythonia quirks handled here: the interpreter comes from PYTHON_BIN, read when
+ * pythonia is first imported (so it is imported dynamically after we set it); a dead
+ * Python child only fails pending calls at their timeout (we watch its exit); node
+ * does not exit until python.exit() (close()).
+ */
+import { accessSync, constants } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { UserError } from '../src/util/errors.js';
+import { PYTHON_BIN } from '../src/paths.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+/** Works from bridge/ (ts-node style) and from dist/bridge/ (tsc output). */
+export const BRIDGE_PY = [resolve(here, 'python/hotplug_bridge.py'), resolve(here, '../../bridge/python/hotplug_bridge.py')].find(
+  (p) => {
+    try {
+      accessSync(p, constants.R_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+) ?? resolve(here, '../../bridge/python/hotplug_bridge.py');
+
+export type NetworkConfig = { version: number; config?: Array<Record<string, unknown>>; ethernets?: Record<string, unknown> } & Record<
+  string,
+  unknown
+>;
+
+export interface NicMeta {
+  mac: string;
+  device_number: string | number | null;
+  network_card: string | number | null;
+  interface_id: string | null;
+  ipv4s: string[];
+  ipv6s: string[];
+  subnet_ipv4_cidr: string | null;
+  subnet_ipv6_cidrs: string[];
+  ipv4_prefixes: string[];
+  ipv6_prefixes: string[];
+}
+
+export interface HotplugState {
+  enabled: boolean;
+  reason: string;
+}
+
+export interface InstanceSummary {
+  datasource: string;
+  dsname: string | null;
+  instance_id: string;
+  platform: string | null;
+  subplatform: string | null;
+  cloud_name: string | null;
+  macs: string[];
+  primary_mac: string | null;
+  nics: Record<string, NicMeta>;
+  hotplug: HotplugState;
+}
+
+export interface PreviewFile {
+  path: string;
+  content: string;
+  current: string | null;
+  changed: boolean;
+}
+
+/** A failure reported by the Python side or by the bridge itself; one line. */
+export class BridgeError extends UserError {
+  constructor(
+    message: string,
+    readonly kind: string,
+  ) {
+    super(message, 1);
+    this.name = 'BridgeError';
+  }
+}
+
+export interface RefreshOptions {
+  /** Seconds per metadata request. */
+  timeout?: number;
+  /** Seconds to wait for the metadata service to answer at all. */
+  maxWait?: number;
+}
+
+export interface Bridge {
+  readonly pythonPid: number | undefined;
+  open(objPkl?: string): Promise<{ obj_pkl: string; summary: InstanceSummary }>;
+  summary(): Promise<InstanceSummary>;
+  hotplugState(): Promise<HotplugState>;
+  networkConfig(): Promise<NetworkConfig | null>;
+  refresh(opts?: RefreshOptions): Promise<{ duration_ms: number; summary: InstanceSummary; network_config: NetworkConfig }>;
+  store(networkConfigJson?: string): Promise<void>;
+  preview(netcfg?: NetworkConfig): Promise<{ renderer: string; network_config: NetworkConfig; files: PreviewFile[] }>;
+  applyNetwork(netcfg?: NetworkConfig, bringUp?: boolean): Promise<{ failed: boolean; duration_ms: number }>;
+  bringDown(ifname: string): Promise<{ done: boolean; activator: string }>;
+  close(): Promise<void>;
+}
+
+interface PyResult {
+  ok: boolean;
+  kind?: string;
+  error?: string;
+  [k: string]: unknown;
+}
+
+/** The last line of a Python traceback in pythonia's stack ("ValueError: …"). */
+export function pythonErrorLine(stack: string | undefined): string | undefined {
+  if (!stack) return undefined;
+  const lines = stack.split('\n').map((l) => l.replace(/^[\s>│|]+/, '').trim());
+  for (let i = lines.length - 1; i >= 0; i--) {
+    const m = /^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)): (.*)$/.exec(lines[i]!);
+    if (m) return `${m[1]}: ${m[2]}`;
+  }
+  return undefined;
+}
+
+let pythoniaMod: any | undefined;
+
+async function loadPythonia(pythonBin: string): Promise<any> {
+  if (pythoniaMod) return pythoniaMod;
+  try {
+    accessSync(pythonBin, constants.X_OK);
+  } catch {
+    // pythonia would crash node with an unhandled spawn 'error' event instead.
+    throw new BridgeError(`python interpreter ${pythonBin} not found or not executable (set PYTHON_BIN)`, 'NoPython');
+  }
+  process.env.PYTHON_BIN = pythonBin;
+  const m = await import('pythonia');
+  pythoniaMod = (m as any).default ?? m;
+  return pythoniaMod;
+}
+
+export interface StartOptions {
+  pythonBin?: string;
+  /** Default per-call timeout (ms). */
+  timeoutMs?: number;
+}
+
+export async function startBridge(opts: StartOptions = {}): Promise<Bridge> {
+  const pythonBin = opts.pythonBin ?? PYTHON_BIN;
+  const defaultTimeout = opts.timeoutMs ?? 120_000;
+  const py = await loadPythonia(pythonBin);
+  if (!py.com.proc) py.com.start();
+  const proc = py.com.proc as import('node:child_process').ChildProcess;
+  let exited: string | undefined;
+  let onExit: ((why: string) => void)[] = [];
+  proc.on('error', (e: Error) => {
+    exited = `python failed to start: ${e.message}`;
+    onExit.forEach((f) => f(exited!));
+  });
+  proc.on('exit', (code, signal) => {
+    exited = `python bridge process exited (${signal ?? `code ${code}`})`;
+    onExit.forEach((f) => f(exited!));
+  });
+  let mod: any;
+  try {
+    mod = await py.python(BRIDGE_PY);
+  } catch (e) {
+    throw new BridgeError(
+      `cannot load bridge module with ${pythonBin}: ${pythonErrorLine((e as Error).stack) ?? (e as Error).message}`,
+      'BridgeLoad',
+    );
+  }
+
+  async function call(name: string, args: unknown[], timeoutMs = defaultTimeout): Promise<PyResult> {
+    if (exited) throw new BridgeError(exited, 'BridgeDead');
+    let died!: (why: string) => void;
+    const death = new Promise<never>((_, reject) => {
+      died = (why) => reject(new BridgeError(`${name}: ${why}`, 'BridgeDead'));
+      onExit.push(died);
+    });
+    try {
+      const p = (async () => {
+        const r = await mod[`${name}$`](...args, { $timeout: timeoutMs });
+        return (typeof r?.valueOf === 'function' ? await r.valueOf() : r) as PyResult;
+      })();
+      const res = await Promise.race([p, death]);
+      if (!res || typeof res !== 'object') throw new BridgeError(`${name}: bridge returned no result`, 'BridgeProtocol');
+      if (!res.ok) throw new BridgeError(res.error ?? `${name} failed`, res.kind ?? 'BridgeError');
+      return res;
+    } catch (e) {
+      if (e instanceof BridgeError) throw e;
+      const err = e as Error;
+      const line = pythonErrorLine(err.stack) ?? (err.message || String(e));
+      if (/didn't respond in time/.test(err.message ?? '')) throw new BridgeError(`${name}: python bridge timed out after ${timeoutMs} ms`, 'BridgeTimeout');
+      throw new BridgeError(`${name}: ${line}`, 'BridgeInternal');
+    } finally {
+      onExit = onExit.filter((f) => f !== died);
+      death.catch(() => {});
+    }
+  }
+
+  return {
+    get pythonPid() {
+      return proc.pid;
+    },
+    async open(objPkl) {
+      const r = await call('open_instance', [objPkl ?? null]);
+      return { obj_pkl: r.obj_pkl as string, summary: r.summary as InstanceSummary };
+    },
+    async summary() {
+      return (await call('summary', [])).summary as InstanceSummary;
+    },
+    async hotplugState() {
+      const r = await call('hotplug_state', []);
+      return { enabled: r.enabled as boolean, reason: r.reason as string };
+    },
+    async networkConfig() {
+      return ((await call('network_config', [])).network_config ?? null) as NetworkConfig | null;
+    },
+    async refresh(o = {}) {
+      const timeout = o.timeout ?? 2;
+      const maxWait = o.maxWait ?? 10;
+      const r = await call('refresh', [timeout, maxWait, 0], (maxWait + timeout * 80 + 30) * 1000);
+      return r as unknown as { duration_ms: number; summary: InstanceSummary; network_config: NetworkConfig };
+    },
+    async store(networkConfigJson) {
+      await call('store', [networkConfigJson ?? null]);
+    },
+    async preview(netcfg) {
+      const r = await call('preview', [netcfg ? JSON.stringify(netcfg) : null]);
+      return r as unknown as { renderer: string; network_config: NetworkConfig; files: PreviewFile[] };
+    },
+    async applyNetwork(netcfg, bringUp = true) {
+      const r = await call('apply_network', [netcfg ? JSON.stringify(netcfg) : null, bringUp], 300_000);
+      return { failed: r.failed as boolean, duration_ms: r.duration_ms as number };
+    },
+    async bringDown(ifname) {
+      const r = await call('bring_down', [ifname], 120_000);
+      return { done: r.done as boolean, activator: r.activator as string };
+    },
+    async close() {
+      try {
+        py.python.exit();
+      } catch {
+        /* already gone */
+      }
+    },
+  };
+}

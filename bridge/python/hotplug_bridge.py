@@ -1,0 +1,443 @@
+"""Coarse, plain-data functions over upstream cloud-init, called from TypeScript via pythonia.
+
+Every public function returns a JSON-able dict: {"ok": True, ...} or
+{"ok": False, "kind": <error class>, "error": <one line>}. No Python object
+crosses the bridge, so the TS side never holds proxies and never has to parse
+a Python traceback for an expected failure.
+
+Names avoid `apply`, `call` and `bind`: a pythonia proxy is a JS function, so
+those names would resolve to Function.prototype methods.
+"""
+
+import json
+import logging
+import os
+import pickle
+import stat
+import sys
+import tempfile
+import time
+
+# pythonia inherits node's stdout; anything printed here must not reach our CLI's stdout.
+sys.stdout = sys.stderr
+
+from cloudinit import log as ci_log  # noqa: E402
+from cloudinit import sources, stages  # noqa: E402
+from cloudinit.event import EventScope, EventType  # noqa: E402
+from cloudinit.net.network_state import parse_net_config_data  # noqa: E402
+
+LOG = logging.getLogger("cloud-hotplug.bridge")
+
+
+class BridgeError(Exception):
+    """An expected failure, reported to TS as one line."""
+
+    kind = "BridgeError"
+
+
+class UnsafeCache(BridgeError):
+    kind = "UnsafeCache"
+
+
+class NoCache(BridgeError):
+    kind = "NoCache"
+
+
+class RefreshFailed(BridgeError):
+    kind = "RefreshFailed"
+
+
+class _State:
+    init = None  # stages.Init
+    ds = None  # the loaded DataSource
+    obj_pkl = None
+    logging_ready = False
+
+
+S = _State()
+
+
+def _result(fn):
+    """Turn a function into a bridge entry point returning plain dicts."""
+
+    def wrapper(*args, **kwargs):
+        try:
+            out = fn(*args, **kwargs) or {}
+            out["ok"] = True
+            return json.loads(json.dumps(out, default=str))
+        except BridgeError as e:
+            return {"ok": False, "kind": e.kind, "error": str(e)}
+        except Exception as e:  # unexpected: keep the class name, one line
+            LOG.exception("bridge call %s failed", fn.__name__)
+            first = (str(e).strip().splitlines() or [""])[0]
+            return {"ok": False, "kind": type(e).__name__, "error": first or type(e).__name__}
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+# ---------------------------------------------------------------- obj.pkl I/O
+
+
+def _read_trusted_pickle(path):
+    """Read obj.pkl only if it is safe to unpickle (unpickling runs code).
+
+    Opened with O_NOFOLLOW and checked with fstat on the same descriptor, so a
+    file swapped in between the check and the read cannot be loaded.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise NoCache("no cached datasource at %s (has cloud-init run on this instance?)" % path)
+    except OSError as e:
+        if e.errno == 40:  # ELOOP: a symlink
+            raise UnsafeCache("refusing %s: it is a symlink" % path)
+        raise BridgeError("cannot open %s: %s" % (path, e.strerror))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafeCache("refusing %s: not a regular file" % path)
+        if st.st_uid != 0:
+            raise UnsafeCache("refusing %s: owned by uid %d, not root" % (path, st.st_uid))
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise UnsafeCache(
+                "refusing %s: writable by group or others (mode %o)" % (path, stat.S_IMODE(st.st_mode))
+            )
+        chunks = []
+        while True:
+            b = os.read(fd, 1 << 20)
+            if not b:
+                break
+            chunks.append(b)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _store_pickle_atomic(ds, path):
+    """Upstream truncates obj.pkl in place; a crash then leaves a corrupt cache.
+    Write a temp file in the same directory, fsync, rename, fsync the directory."""
+    data = pickle.dumps(ds)
+    d = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(prefix=".obj.pkl.", dir=d)
+    try:
+        os.fchmod(fd, 0o400)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    dfd = os.open(d, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def _atomic_write_text(path, text, mode=0o644):
+    d = os.path.dirname(path)
+    os.makedirs(d, mode=0o755, exist_ok=True)
+    if os.path.islink(path):
+        raise BridgeError("refusing to write %s: it is a symlink" % path)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=d)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _mac_list(netcfg):
+    macs = []
+    for iface in _interfaces(netcfg):
+        mac = iface.get("mac_address")
+        if mac:
+            macs.append(mac.lower())
+    return sorted(set(macs))
+
+
+def _interfaces(netcfg):
+    """Physical interfaces of a v1 or v2 network config as [{name, mac_address}]."""
+    if not netcfg:
+        return []
+    out = []
+    if netcfg.get("version") == 2:
+        for name, eth in (netcfg.get("ethernets") or {}).items():
+            mac = (eth.get("match") or {}).get("macaddress")
+            out.append({"name": eth.get("set-name", name), "mac_address": mac})
+    else:
+        for item in netcfg.get("config") or []:
+            if item.get("type") == "physical":
+                out.append({"name": item.get("name"), "mac_address": item.get("mac_address")})
+    return out
+
+
+def _ec2_nics(ds):
+    """MAC -> {device_number, ipv4s, ...} from the crawled Ec2 metadata, for policy routing."""
+    md = getattr(ds, "metadata", None) or {}
+    macs = ((md.get("network") or {}).get("interfaces") or {}).get("macs") or {}
+    out = {}
+    for mac, m in macs.items():
+        if not isinstance(m, dict):
+            continue
+
+        def lines(v):
+            if v is None:
+                return []
+            if isinstance(v, list):
+                return [str(x) for x in v]
+            return [x for x in str(v).splitlines() if x.strip()]
+
+        out[str(mac).lower()] = {
+            "mac": str(mac).lower(),
+            "device_number": m.get("device-number"),
+            "network_card": m.get("network-card"),
+            "interface_id": m.get("interface-id"),
+            "ipv4s": lines(m.get("local-ipv4s")),
+            "ipv6s": lines(m.get("ipv6s")),
+            "subnet_ipv4_cidr": m.get("subnet-ipv4-cidr-block"),
+            "subnet_ipv6_cidrs": lines(m.get("subnet-ipv6-cidr-blocks")),
+            "ipv4_prefixes": lines(m.get("ipv4-prefix")),
+            "ipv6_prefixes": lines(m.get("ipv6-prefix")),
+        }
+    return out
+
+
+def _summary(init, ds):
+    netcfg = _network_config(init)
+    primary_mac = None
+    md = getattr(ds, "metadata", None) or {}
+    if isinstance(md, dict) and md.get("mac"):
+        primary_mac = str(md.get("mac")).lower()
+    return {
+        "datasource": type(ds).__name__,
+        "dsname": getattr(ds, "dsname", None),
+        "instance_id": ds.get_instance_id(),
+        "platform": getattr(ds, "platform_type", None),
+        "subplatform": getattr(ds, "subplatform", None),
+        "cloud_name": getattr(ds, "cloud_name", None),
+        "macs": _mac_list(netcfg),
+        "primary_mac": primary_mac,
+        "nics": _ec2_nics(ds),
+        "hotplug": _hotplug_state(init, ds),
+    }
+
+
+def _network_config(init):
+    cfg, _src = init._find_networking_config()
+    return cfg
+
+
+def _hotplug_state(init, ds):
+    """The same decision as `cloud-init devel hotplug-hook query`."""
+    if not ds.get_supported_events([EventType.HOTPLUG]):
+        return {"enabled": False, "reason": "datasource %s does not support hotplug" % type(ds).__name__}
+    if not stages.update_event_enabled(
+        datasource=ds, cfg=init.cfg, event_source_type=EventType.HOTPLUG, scope=EventScope.NETWORK
+    ):
+        return {"enabled": False, "reason": "hotplug not in updates.network.when of user/vendor data"}
+    return {"enabled": True, "reason": "datasource supports hotplug and updates.network.when has hotplug"}
+
+
+def _require_open():
+    if S.init is None or S.ds is None:
+        raise BridgeError("bridge: open_instance() was not called")
+
+
+# ---------------------------------------------------------------- entry points
+
+
+@_result
+def open_instance(obj_pkl=None, setup_logging=True):
+    """Load cloud-init's cached datasource the way `fetch(existing="trust")` does,
+    after checking that obj.pkl is safe to unpickle."""
+    init = stages.Init(ds_deps=[])
+    path = obj_pkl or init.paths.get_ipath_cur("obj_pkl")
+    raw = _read_trusted_pickle(path)
+    try:
+        ds = pickle.loads(raw)
+    except Exception as e:
+        raise NoCache("cannot load cached datasource %s: %s" % (path, e))
+    if not isinstance(ds, sources.DataSource):
+        raise UnsafeCache("refusing %s: it does not hold a cloud-init datasource" % path)
+    init.datasource = ds
+    init._reset()
+    init.read_cfg()
+    if setup_logging and not S.logging_ready:
+        # cloud-init's own log file gets the datasource's messages, as with its hook.
+        try:
+            ci_log.setupLogging(init.cfg)
+        except Exception:
+            pass
+        S.logging_ready = True
+    S.init, S.ds, S.obj_pkl = init, ds, path
+    return {"obj_pkl": path, "summary": _summary(init, ds)}
+
+
+@_result
+def summary():
+    _require_open()
+    return {"summary": _summary(S.init, S.ds)}
+
+
+@_result
+def hotplug_state():
+    _require_open()
+    return _hotplug_state(S.init, S.ds)
+
+
+@_result
+def network_config():
+    _require_open()
+    return {"network_config": _network_config(S.init)}
+
+
+@_result
+def refresh(timeout=2, max_wait=10, retries=0):
+    """Re-crawl the datasource in memory. Nothing is written: store() does that.
+
+    At hotplug time the network is up, so a cached DataSourceEc2Local must not
+    re-run ephemeral DHCP (on Debian 12 that fails: iproute2 6.1 says "Address
+    already assigned" where cloud-init 22.4 tolerates only "File exists").
+    On failure the in-memory datasource is restored to its previous state."""
+    _require_open()
+    ds = S.ds
+    before = pickle.dumps(ds)
+    had_dhcp_attr = "perform_dhcp_setup" in ds.__dict__
+    old_dhcp = ds.__dict__.get("perform_dhcp_setup")
+    old_ds_cfg = ds.ds_cfg
+    t0 = time.monotonic()
+    ok = False
+    try:
+        ds.perform_dhcp_setup = False
+        # Bound each attempt: the caller owns retries and the overall budget.
+        ds.ds_cfg = dict(old_ds_cfg or {})
+        ds.ds_cfg["timeout"] = timeout
+        ds.ds_cfg["max_wait"] = max_wait
+        ds.ds_cfg["retries"] = retries
+        # What update_metadata_if_supported() does, minus its persist (which
+        # rewrites obj.pkl in place): drop the cached network config and metadata.
+        if hasattr(ds, "_network_config"):
+            ds._network_config = sources.UNSET
+        ds._dirty_cache = True
+        ds.clear_cached_attrs()
+        ds._dirty_cache = True
+        ok = bool(ds._get_data())
+        if not ok:
+            raise RefreshFailed(
+                "metadata crawl of %s failed (metadata service unreachable or incomplete)" % type(ds).__name__
+            )
+        netcfg = _network_config(S.init)
+        if netcfg is None:
+            raise RefreshFailed("datasource returned no network config after refresh")
+    finally:
+        ds.ds_cfg = old_ds_cfg
+        if had_dhcp_attr:
+            ds.perform_dhcp_setup = old_dhcp
+        else:
+            ds.__dict__.pop("perform_dhcp_setup", None)
+        if not ok:
+            restored = pickle.loads(before)
+            S.init.datasource = restored
+            S.ds = restored
+            S.init._reset()
+            S.init.read_cfg()
+    return {
+        "duration_ms": int((time.monotonic() - t0) * 1000),
+        "summary": _summary(S.init, S.ds),
+        "network_config": netcfg,
+    }
+
+
+@_result
+def store(network_config_json=None):
+    """Persist the refreshed datasource: obj.pkl atomically, instance-data.json
+    through cloud-init's own writer, and our network-config JSON atomically."""
+    _require_open()
+    ds = S.ds
+    _store_pickle_atomic(ds, S.obj_pkl)
+    if not ds.persist_instance_data(write_cache=False):
+        raise BridgeError("cloud-init could not write instance-data.json")
+    if network_config_json:
+        _atomic_write_text(network_config_json, json.dumps(_network_config(S.init), indent=2, sort_keys=True) + "\n")
+    return {"obj_pkl": S.obj_pkl}
+
+
+def _renderer():
+    return S.ds.distro._get_renderer()
+
+
+@_result
+def preview(netcfg_json=None):
+    """Render the config into a scratch root and return the files it would write
+    (path, new content, current content). Changes nothing on the system."""
+    _require_open()
+    netcfg = json.loads(netcfg_json) if netcfg_json else _network_config(S.init)
+    renderer = _renderer()
+    state = parse_net_config_data(netcfg, renderer=renderer)
+    files = []
+    with tempfile.TemporaryDirectory(prefix="cloud-hotplug-preview.") as root:
+        renderer.render_network_state(state, target=root)
+        for dirpath, _dirs, names in os.walk(root):
+            for n in names:
+                full = os.path.join(dirpath, n)
+                rel = "/" + os.path.relpath(full, root)
+                with open(full, "r", errors="replace") as f:
+                    new = f.read()
+                cur = None
+                if os.path.isfile(rel):
+                    with open(rel, "r", errors="replace") as f:
+                        cur = f.read()
+                files.append({"path": rel, "content": new, "current": cur, "changed": new != cur})
+    return {"renderer": type(renderer).__name__, "network_config": netcfg, "files": sorted(files, key=lambda x: x["path"])}
+
+
+@_result
+def apply_network(netcfg_json=None, bring_up=True):
+    """distro.apply_network_config(netcfg, bring_up) — the distro's renderer writes
+    the config and its activator brings interfaces up."""
+    _require_open()
+    netcfg = json.loads(netcfg_json) if netcfg_json else _network_config(S.init)
+    if not netcfg:
+        raise BridgeError("no network config to apply")
+    t0 = time.monotonic()
+    failed = S.ds.distro.apply_network_config(netcfg, bring_up=bring_up)
+    return {
+        "failed": bool(failed),
+        "duration_ms": int((time.monotonic() - t0) * 1000),
+        "interfaces": _interfaces(netcfg),
+    }
+
+
+@_result
+def bring_down(ifname):
+    """The distro activator's bring_down_interface, for a removed NIC, while the
+    rendered config still describes it."""
+    _require_open()
+    activator = S.ds.distro.network_activator
+    if not activator:
+        raise BridgeError("no network activator available")
+    return {"done": bool(activator.bring_down_interface(ifname)), "activator": activator.__name__}
+
+
+@_result
+def ping():
+    return {"pid": os.getpid(), "python": sys.version.split()[0]}

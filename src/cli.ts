@@ -1,0 +1,24 @@
+#!/usr/bin/env node
+/** `hotplug`: commander wiring only; each command lives in src/commands/. */
+import { Command } from 'commander';
+import { register as refreshMetadata } from './commands/refresh-metadata.js';
+import { register as apply } from './commands/apply.js';
+import { register as query } from './commands/query.js';
+import { register as status } from './commands/status.js';
+
+const program = new Command();
+program
+  .name('hotplug')
+  .description('Network hotplug for cloud instances, driving the installed cloud-init through a Python bridge.')
+  .version('0.1.0')
+  .showHelpAfterError();
+
+for (const reg of [refreshMetadata, apply, query, status]) reg(program);
+
+program.exitOverride((err) => {
+  process.exit(err.exitCode === 0 ? 0 : 2);
+});
+
+await program.parseAsync(process.argv);
+// pythonia's timers keep node alive; every command has closed its bridge by now.
+process.exit(process.exitCode ?? 0);

@@ -1,0 +1,36 @@
+import type { Command } from 'commander';
+import YAML from 'yaml';
+import { action, printJson } from './common.js';
+import { requireRoot, withSession } from '../core/session.js';
+import { applyNetwork, interfaceNames } from '../core/apply.js';
+
+export function register(program: Command): void {
+  program
+    .command('apply')
+    .description(
+      `Apply the instance's network config through cloud-init's distro renderer and activator,
+bringing interfaces up. Refreshes metadata first (as refresh-metadata) unless --no-refresh.`,
+    )
+    .option('--no-refresh', 'apply the cached config without asking the metadata service')
+    .option('--dry-run', 'print the network config and the files it would write; change nothing')
+    .option('--json', 'machine-readable output')
+    .action(
+      action(async (opts: { refresh: boolean; dryRun?: boolean; json?: boolean }) => {
+        requireRoot('apply');
+        const r = await withSession(({ bridge }) => applyNetwork(bridge, { refresh: opts.refresh, dryRun: !!opts.dryRun }));
+        if (opts.json) {
+          printJson({ dry_run: !!opts.dryRun, refreshed: r.refreshed, duration_ms: r.durationMs, network_config: r.networkConfig, files: r.files });
+          return;
+        }
+        if (opts.dryRun) {
+          process.stdout.write('# network config (would apply)\n' + YAML.stringify(r.networkConfig));
+          for (const f of r.files ?? []) {
+            process.stdout.write(`# ${f.changed ? 'would write' : 'unchanged'}: ${f.path}\n`);
+            if (f.changed) process.stdout.write(f.content.replace(/^/gm, '  ') + '\n');
+          }
+          return;
+        }
+        process.stdout.write(`applied: ${interfaceNames(r.networkConfig).join(' ')} (${r.durationMs} ms${r.refreshed ? ', refreshed' : ''})\n`);
+      }),
+    );
+}

@@ -1,0 +1,28 @@
+/**
+ * One bridge session: start Python, load the cached instance, run, always stop Python
+ * (node would otherwise never exit: pythonia keeps the process alive).
+ */
+import { startBridge, type Bridge, type InstanceSummary } from '../../bridge/index.js';
+import { UserError } from '../util/errors.js';
+import { paths } from '../paths.js';
+
+export function requireRoot(what: string): void {
+  if (typeof process.getuid === 'function' && process.getuid() !== 0) {
+    throw new UserError(`${what} must run as root (it reads cloud-init's cache and changes network configuration)`, 4);
+  }
+}
+
+export interface Session {
+  bridge: Bridge;
+  summary: InstanceSummary;
+}
+
+export async function withSession<T>(fn: (s: Session) => Promise<T>): Promise<T> {
+  const bridge = await startBridge();
+  try {
+    const { summary } = await bridge.open(paths.objPkl);
+    return await fn({ bridge, summary });
+  } finally {
+    await bridge.close();
+  }
+}

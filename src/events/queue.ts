@@ -1,0 +1,152 @@
+/**
+ * Durable event queue: one file per event under paths.queueDir (tmpfs /run, so it empties on reboot,
+ * when a full reconcile runs anyway).
+ *
+ * File name: <time ms, 13 digits>-<seqnum or 0, 20 digits>-<id>.json, so lexical order = arrival
+ * order. Files are written atomically (temp + rename), mode 0600 in a 0700 directory.
+ *
+ * Crash safety: nothing is deleted when read. The worker (holding the apply lock) calls take() to
+ * snapshot what is queued, handles it, then ack()s exactly those ids. A worker killed with -9 before
+ * ack leaves the files for the next one; events that arrive meanwhile are not in the snapshot and
+ * survive the ack. Handling must therefore be idempotent (an event may be served twice).
+ *
+ * enqueueSync() is the udev hook's hot path: sync fs only; this module imports no heavy packages.
+ */
+import { mkdirSync, openSync, writeSync, fsyncSync, closeSync, renameSync, unlinkSync } from 'node:fs';
+import { mkdir, readdir, readFile, rename, unlink, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { paths } from '../paths.js';
+import { writeFileAtomic } from '../util/atomic.js';
+import { log } from '../util/log.js';
+import { oneLine } from '../util/errors.js';
+import { validateEvent, type HotplugEvent } from './event.js';
+
+const NAME_RE = /^(\d{13})-(\d{20})-([A-Za-z0-9_-]{1,64})\.json$/;
+/** A temp file older than this was left by a killed writer. */
+const STALE_TMP_MS = 5 * 60_000;
+
+export function queueFileName(ev: HotplugEvent): string {
+  return `${String(ev.time).padStart(13, '0')}-${String(ev.seqnum ?? 0).padStart(20, '0')}-${ev.id}.json`;
+}
+
+function serialize(ev: HotplugEvent): string {
+  return JSON.stringify(validateEvent(ev)) + '\n';
+}
+
+/** Hot path for the udev hook. Returns the file written. */
+export function enqueueSync(ev: HotplugEvent, dir: string = paths.queueDir): string {
+  const data = serialize(ev);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const name = queueFileName(ev);
+  const tmp = join(dir, `.${name}.${randomBytes(6).toString('hex')}.tmp`);
+  const fd = openSync(tmp, 'wx', 0o600);
+  try {
+    writeSync(fd, data);
+    fsyncSync(fd);
+  } catch (e) {
+    closeSync(fd);
+    try { unlinkSync(tmp); } catch { /* best effort */ }
+    throw e;
+  }
+  closeSync(fd);
+  const file = join(dir, name);
+  renameSync(tmp, file);
+  return file;
+}
+
+export async function enqueue(ev: HotplugEvent, dir: string = paths.queueDir): Promise<string> {
+  const data = serialize(ev);
+  // Create it 0700 ourselves: writeFileAtomic would create a missing directory 0755.
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const file = join(dir, queueFileName(ev));
+  await writeFileAtomic(file, data, 0o600);
+  return file;
+}
+
+async function names(dir: string): Promise<string[]> {
+  try {
+    return (await readdir(dir)).sort();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
+  }
+}
+
+async function quarantine(dir: string, name: string, why: string): Promise<void> {
+  log('warn', 'quarantined unreadable queue file', { file: name, error: why });
+  await rename(join(dir, name), join(dir, name + '.bad')).catch(() => {});
+}
+
+/**
+ * All queued events in arrival order. A file that does not parse or validate (or whose name does
+ * not match its content) is renamed to *.bad with a warning instead of failing the whole queue.
+ */
+export async function list(dir: string = paths.queueDir): Promise<HotplugEvent[]> {
+  const out: HotplugEvent[] = [];
+  const now = Date.now();
+  for (const name of await names(dir)) {
+    if (name.startsWith('.')) {
+      if (name.endsWith('.tmp')) {
+        const st = await stat(join(dir, name)).catch(() => undefined);
+        if (st && now - st.mtimeMs > STALE_TMP_MS) await unlink(join(dir, name)).catch(() => {});
+      }
+      continue;
+    }
+    if (!name.endsWith('.json')) continue; // *.bad and strangers
+    let text: string;
+    try {
+      text = await readFile(join(dir, name), 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue; // acked concurrently
+      throw e;
+    }
+    try {
+      const m = NAME_RE.exec(name);
+      if (!m) throw new Error('file name does not match <time>-<seqnum>-<id>.json');
+      const ev = validateEvent(JSON.parse(text));
+      if (ev.id !== m[3]) throw new Error(`file name id ${m[3]} != content id ${ev.id}`);
+      out.push(ev);
+    } catch (e) {
+      await quarantine(dir, name, oneLine(e));
+    }
+  }
+  return out;
+}
+
+export interface Claim {
+  events: HotplugEvent[];
+  ids: string[];
+}
+
+/**
+ * Snapshot of everything queued now, to be served by one refresh + apply and then ack()ed.
+ * Deletes nothing: exclusivity comes from the apply lock, which the caller must hold.
+ */
+export async function take(dir: string = paths.queueDir): Promise<Claim> {
+  const events = await list(dir);
+  return { events, ids: events.map((e) => e.id) };
+}
+
+/** Deletes the given events after they were handled. Unknown ids are ignored. Returns how many were removed. */
+export async function ack(ids: Iterable<string>, dir: string = paths.queueDir): Promise<number> {
+  const want = new Set(ids);
+  if (want.size === 0) return 0;
+  let n = 0;
+  for (const name of await names(dir)) {
+    const m = NAME_RE.exec(name);
+    if (!m || !want.has(m[3]!)) continue;
+    try {
+      await unlink(join(dir, name));
+      n++;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+  }
+  return n;
+}
+
+/** Number of queued event files (for status); does not parse them. */
+export async function pendingCount(dir: string = paths.queueDir): Promise<number> {
+  return (await names(dir)).filter((n) => NAME_RE.test(n)).length;
+}

@@ -1,0 +1,29 @@
+/**
+ * Every path cloud-hotplug reads or writes. The root prefix (HOTPLUG_ROOT) exists for tests
+ * and for `install --root`; in production it is empty.
+ */
+import { join } from 'node:path';
+
+const root = process.env.HOTPLUG_ROOT ?? '/';
+const r = (p: string) => join(root, p);
+
+export const paths = {
+  /** cloud-init's cached datasource (unpickled: must be root-owned, not group/world-writable). */
+  objPkl: r('/var/lib/cloud/instance/obj.pkl'),
+  cloudInitResult: r('/run/cloud-init/result.json'),
+  cloudInitStatus: r('/run/cloud-init/status.json'),
+  /** Our runtime state (tmpfs; gone on reboot by design). */
+  runDir: r('/run/cloud-hotplug'),
+  networkConfigJson: r('/run/cloud-hotplug/network-config.json'),
+  lastApplyJson: r('/run/cloud-hotplug/last-apply.json'),
+  queueDir: r('/run/cloud-hotplug/queue'),
+  lockFile: r('/run/cloud-hotplug/apply.lock'),
+  /** Persistent state (survives reboot). */
+  stateDir: r('/var/lib/cloud-hotplug'),
+  disabledFlag: r('/var/lib/cloud-hotplug/disabled'),
+  logFile: r('/var/log/cloud-hotplug.log'),
+  configFile: r('/etc/cloud-hotplug/config.yaml'),
+};
+
+/** The interpreter that has cloud-init; the python3 first on PATH may not. */
+export const PYTHON_BIN = process.env.PYTHON_BIN ?? '/usr/bin/python3';
