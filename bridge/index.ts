@@ -99,6 +99,10 @@ export interface Bridge {
   preview(netcfg?: NetworkConfig): Promise<{ renderer: string; network_config: NetworkConfig; files: PreviewFile[] }>;
   applyNetwork(netcfg?: NetworkConfig, bringUp?: boolean): Promise<{ failed: boolean; duration_ms: number }>;
   bringDown(ifname: string): Promise<{ done: boolean; activator: string }>;
+  /** MACs the metadata service lists now (one cheap request); supported=false outside Ec2. */
+  /** Network config recomputed from cached metadata (no crawl); drops NICs no longer present. */
+  rederive(): Promise<{ network_config: NetworkConfig | null; summary: InstanceSummary }>;
+  probeMacs(timeoutS?: number): Promise<{ supported: boolean; macs: string[] }>;
   close(): Promise<void>;
 }
 
@@ -234,6 +238,14 @@ export async function startBridge(opts: StartOptions = {}): Promise<Bridge> {
     async bringDown(ifname) {
       const r = await call('bring_down', [ifname], 120_000);
       return { done: r.done as boolean, activator: r.activator as string };
+    },
+    async rederive() {
+      const r = await call('rederive', []);
+      return { network_config: (r.network_config ?? null) as NetworkConfig | null, summary: r.summary as InstanceSummary };
+    },
+    async probeMacs(timeoutS = 1) {
+      const r = await call('probe_macs', [timeoutS], (timeoutS * 3 + 10) * 1000);
+      return { supported: r.supported as boolean, macs: r.macs as string[] };
     },
     async close() {
       try {

@@ -5,6 +5,10 @@ import { register as refreshMetadata } from './commands/refresh-metadata.js';
 import { register as apply } from './commands/apply.js';
 import { register as query } from './commands/query.js';
 import { register as status } from './commands/status.js';
+import { register as handle } from './commands/handle.js';
+import { register as worker } from './commands/worker.js';
+import { register as enable } from './commands/enable.js';
+import { register as install } from './commands/install.js';
 
 const program = new Command();
 program
@@ -13,7 +17,7 @@ program
   .version('0.1.0')
   .showHelpAfterError();
 
-for (const reg of [refreshMetadata, apply, query, status]) reg(program);
+for (const reg of [refreshMetadata, apply, query, status, handle, worker, enable, install]) reg(program);
 
 program.exitOverride((err) => {
   process.exit(err.exitCode === 0 ? 0 : 2);

@@ -441,3 +441,54 @@ def bring_down(ifname):
 @_result
 def ping():
     return {"pid": os.getpid(), "python": sys.version.split()[0]}
+
+
+_MAC_OK = __import__("re").compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+@_result
+def probe_macs(timeout=1.0):
+    """Cheap check of which NIC MACs the metadata service lists right now: one
+    request (plus a token PUT when needed) instead of a full crawl. Used to wait
+    for metadata that lags behind an attach. Ec2 family only; other datasources
+    answer supported=False and the caller falls back to full refreshes."""
+    _require_open()
+    from cloudinit import url_helper
+    from cloudinit.sources.DataSourceEc2 import DataSourceEc2
+
+    ds = S.ds
+    if not isinstance(ds, DataSourceEc2) or not getattr(ds, "metadata_address", None):
+        return {"supported": False, "macs": []}
+    crawled = getattr(ds, "_crawled_metadata", None) or {}
+    version = crawled.get("_metadata_api_version") or ds.min_metadata_version
+    url = url_helper.combine_url(ds.metadata_address, version, "meta-data/network/interfaces/macs/")
+    last = None
+    for _ in range(2):  # second try after a stale-token 401
+        try:
+            resp = url_helper.readurl(url, headers_cb=ds._get_headers, timeout=timeout, retries=0)
+            break
+        except url_helper.UrlError as e:
+            last = e
+            if e.code == 401:
+                ds._api_token = None
+                continue
+            raise BridgeError("metadata probe failed: %s" % (e.code or e.cause))
+    else:
+        raise BridgeError("metadata probe failed: %s" % last)
+    macs = []
+    for line in resp.contents.decode("utf-8", "replace").splitlines():
+        m = line.strip().rstrip("/").lower()
+        if _MAC_OK.match(m):
+            macs.append(m)
+    return {"supported": True, "macs": sorted(set(macs))}
+
+
+@_result
+def rederive():
+    """Recompute the network config from the cached metadata without a crawl. The
+    Ec2 datasource renders only NICs present on the system, so after a device is
+    removed this drops it even while the metadata service still lists it."""
+    _require_open()
+    if hasattr(S.ds, "_network_config"):
+        S.ds._network_config = sources.UNSET
+    return {"network_config": _network_config(S.init), "summary": _summary(S.init, S.ds)}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what cloud-hotplug and its lab need on Debian 12 (idempotent), then builds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "setup: run as root" >&2; exit 1; }
+
+pkgs=(cloud-init udev ifupdown isc-dhcp-client dnsmasq-base iproute2 nftables tcpdump util-linux procps psmisc)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: npm ci" >&2
+  npm ci --no-audit --no-fund --loglevel=error >&2
+fi
+echo "setup: building" >&2
+npm run -s build >&2

@@ -1,0 +1,29 @@
+import type { Command } from 'commander';
+import { runHook } from '../hook.js';
+import { UserError } from '../util/errors.js';
+import { action } from './common.js';
+
+export function register(program: Command): void {
+  program
+    .command('handle')
+    .description(
+      `Queue one network hotplug event and make sure a worker handles it; returns at once.
+This is what the udev rule runs (it reads ACTION, INTERFACE, DEVPATH, SEQNUM from udev's
+environment; the installed rule calls the same code as a lighter entry point, dist/src/hook.js).
+Give --action/--iface/--devpath to queue an event by hand.`,
+    )
+    .option('-u, --action <action>', 'add or remove')
+    .option('-i, --iface <name>', 'interface name')
+    .option('-d, --devpath <path>', 'sysfs devpath, e.g. /devices/virtual/net/eth1')
+    .option('--mac <mac>', 'MAC address (read from sysfs for add when omitted)')
+    .action(
+      action(async (o: { action?: string; iface?: string; devpath?: string; mac?: string }) => {
+        let env = process.env;
+        if (o.action || o.iface || o.devpath) {
+          if (!o.action || !o.iface || !o.devpath) throw new UserError('handle: give --action, --iface and --devpath together');
+          env = { ACTION: o.action, INTERFACE: o.iface, DEVPATH: o.devpath, HOTPLUG_MAC: o.mac };
+        }
+        return runHook(env);
+      }),
+    );
+}

@@ -1,0 +1,125 @@
+import type { Command } from 'commander';
+import { existsSync, lstatSync } from 'node:fs';
+import { readFile, rename, rm, symlink, mkdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { execa } from 'execa';
+import { action } from './common.js';
+import { requireRoot } from '../core/session.js';
+import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
+import { UserError } from '../util/errors.js';
+import {
+  CLOUD_INIT_RULES,
+  CLOUD_INIT_SOCKET,
+  MANIFEST,
+  REPLAY_UNIT,
+  RULE_PATH,
+  replayUnitText,
+  ruleText,
+  type Manifest,
+} from '../install/files.js';
+
+const DISABLED_SUFFIX = '.disabled-by-cloud-hotplug';
+
+async function reloadUdev(root: string): Promise<void> {
+  if (root !== '/') return;
+  await execa('udevadm', ['control', '--reload-rules'], { reject: false });
+}
+
+async function readManifest(root: string): Promise<Manifest | null> {
+  try {
+    return JSON.parse(await readFile(join(root, MANIFEST), 'utf8')) as Manifest;
+  } catch {
+    return null;
+  }
+}
+
+export function register(program: Command): void {
+  program
+    .command('install')
+    .description(
+      `Wire this host: the udev rule (${RULE_PATH}) that queues net add/remove events, and on
+systemd hosts a unit that replays events queued during boot. Refuses while cloud-init's own
+hotplug hook is installed, unless --replace-cloud-init-hook (which moves its rule aside and
+masks ${CLOUD_INIT_SOCKET}; uninstall restores both).`,
+    )
+    .option('--root <dir>', 'install into this root directory instead of /', '/')
+    .option('--replace-cloud-init-hook', "disable cloud-init's own hotplug hook so events are not handled twice")
+    .option('--node <path>', 'node binary the rule runs', process.execPath)
+    .action(
+      action(async (o: { root: string; replaceCloudInitHook?: boolean; node: string }) => {
+        requireRoot('install');
+        const root = o.root;
+        const m: Manifest = (await readManifest(root)) ?? { version: 1, installed_at: '', files: [], moved: [], masked: [] };
+        const upstream = CLOUD_INIT_RULES.filter((r) => existsSync(join(root, r)));
+        if (upstream.length && !o.replaceCloudInitHook) {
+          throw new UserError(
+            `cloud-init's own hotplug hook is installed (${upstream.map((r) => '/' + r).join(', ')}); both would handle every event. Rerun with --replace-cloud-init-hook to disable it`,
+          );
+        }
+        for (const r of upstream) {
+          await rename(join(root, r), join(root, r + DISABLED_SUFFIX));
+          m.moved.push([r, r + DISABLED_SUFFIX]);
+          process.stdout.write(`disabled cloud-init's hotplug rule: /${r} -> /${r}${DISABLED_SUFFIX}\n`);
+        }
+        await writeFileAtomic(join(root, RULE_PATH), ruleText(o.node), 0o644);
+        if (!m.files.includes(RULE_PATH)) m.files.push(RULE_PATH);
+        process.stdout.write(`wrote /${RULE_PATH}\n`);
+        const systemd = existsSync(join(root, 'run/systemd/system')) || existsSync(join(root, 'lib/systemd/system/cloud-init.target'));
+        if (systemd) {
+          await writeFileAtomic(join(root, REPLAY_UNIT), replayUnitText(o.node), 0o644);
+          if (!m.files.includes(REPLAY_UNIT)) m.files.push(REPLAY_UNIT);
+          process.stdout.write(`wrote /${REPLAY_UNIT}\n`);
+          if (o.replaceCloudInitHook) {
+            const mask = `etc/systemd/system/${CLOUD_INIT_SOCKET}`;
+            if (!existsSync(join(root, mask))) {
+              await mkdir(dirname(join(root, mask)), { recursive: true });
+              await symlink('/dev/null', join(root, mask));
+              m.masked.push(mask);
+              process.stdout.write(`masked ${CLOUD_INIT_SOCKET}\n`);
+            }
+          }
+          if (root === '/' && existsSync('/run/systemd/system')) {
+            await execa('systemctl', ['daemon-reload'], { reject: false });
+            await execa('systemctl', ['enable', 'cloud-hotplug-replay.service'], { reject: false });
+          }
+        }
+        m.installed_at = new Date().toISOString();
+        await writeJsonAtomic(join(root, MANIFEST), m, 0o644);
+        await reloadUdev(root);
+      }),
+    );
+
+  program
+    .command('uninstall')
+    .description('Remove exactly what install wrote, and restore what it moved aside or masked.')
+    .option('--root <dir>', 'root directory', '/')
+    .action(
+      action(async (o: { root: string }) => {
+        requireRoot('uninstall');
+        const root = o.root;
+        const m = await readManifest(root);
+        if (!m) throw new UserError(`nothing to uninstall: no ${'/' + MANIFEST}`);
+        if (root === '/' && existsSync('/run/systemd/system') && m.files.includes(REPLAY_UNIT)) {
+          await execa('systemctl', ['disable', 'cloud-hotplug-replay.service'], { reject: false });
+        }
+        for (const f of m.files) {
+          await rm(join(root, f), { force: true });
+          process.stdout.write(`removed /${f}\n`);
+        }
+        for (const mask of m.masked) {
+          const p = join(root, mask);
+          if (existsSync(p) || (() => { try { return lstatSync(p).isSymbolicLink(); } catch { return false; } })()) await rm(p, { force: true });
+          process.stdout.write(`unmasked ${mask.split('/').pop()}\n`);
+        }
+        for (const [orig, moved] of m.moved) {
+          if (existsSync(join(root, moved)) && !existsSync(join(root, orig))) {
+            await rename(join(root, moved), join(root, orig));
+            process.stdout.write(`restored /${orig}\n`);
+          }
+        }
+        await rm(join(root, MANIFEST), { force: true });
+        if (root === '/' && existsSync('/run/systemd/system')) await execa('systemctl', ['daemon-reload'], { reject: false });
+        await reloadUdev(root);
+      }),
+    );
+}

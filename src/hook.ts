@@ -1,0 +1,67 @@
+#!/usr/bin/env node
+/**
+ * The program udev runs for every net add/remove (see `hotplug install`). It must return
+ * fast and never wait on metadata: validate, queue durably, start a worker if none holds
+ * the lock, exit. Imports only node builtins and the two tiny event modules.
+ *
+ * Ordering argument (no lost events): we enqueue BEFORE looking at the lock. A worker
+ * releases its lock BEFORE its last look at the queue. So either the worker sees our
+ * event, or we see the lock free and start a worker.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { appendFileSync, existsSync, mkdirSync, openSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { eventFromUdevEnv } from './events/event.js';
+import { enqueueSync } from './events/queue.js';
+import { paths } from './paths.js';
+
+const CLI = join(dirname(fileURLToPath(import.meta.url)), 'cli.js');
+
+function lockFree(): boolean {
+  mkdirSync(dirname(paths.lockFile), { recursive: true, mode: 0o755 });
+  // flock -n succeeds (0) only when nobody holds the lock; it drops it again at once.
+  const r = spawnSync('flock', ['-n', '-E', '75', paths.lockFile, 'true'], { stdio: 'ignore' });
+  return r.status === 0;
+}
+
+function startWorker(): string {
+  if (existsSync('/run/systemd/system')) {
+    // udev kills what its RUN programs leave behind under systemd; a transient unit is ours.
+    const r = spawnSync(
+      'systemd-run',
+      ['--no-block', '--quiet', '--collect', '--unit=cloud-hotplug-worker', '--description=cloud-hotplug event worker', process.execPath, CLI, 'worker'],
+      { stdio: 'ignore' },
+    );
+    return r.status === 0 ? 'systemd-run' : 'systemd-run-busy';
+  }
+  mkdirSync(dirname(paths.logFile), { recursive: true });
+  const out = openSync(paths.logFile, 'a', 0o640);
+  const child = spawn(process.execPath, [CLI, 'worker'], { detached: true, stdio: ['ignore', out, out] });
+  child.unref();
+  return `pid ${child.pid}`;
+}
+
+export function runHook(env: NodeJS.ProcessEnv = process.env): number {
+  const t0 = performance.now();
+  let line: string;
+  let rc = 0;
+  try {
+    const ev = eventFromUdevEnv(env);
+    enqueueSync(ev);
+    const worker = lockFree() ? startWorker() : 'running';
+    line = `hotplug[${process.pid}] info: hook queued action=${ev.action} iface=${ev.ifname} mac=${ev.mac ?? '-'} worker=${JSON.stringify(worker)} duration_ms=${(performance.now() - t0).toFixed(1)}`;
+  } catch (e) {
+    rc = 1;
+    line = `hotplug[${process.pid}] error: hook rejected event: ${(e as Error).message.split('\n')[0]} duration_ms=${(performance.now() - t0).toFixed(1)}`;
+  }
+  process.stderr.write(line + '\n');
+  try {
+    appendFileSync(paths.logFile, line + '\n', { mode: 0o640 });
+  } catch {
+    /* logging must never fail the hook */
+  }
+  return rc;
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) process.exit(runHook());

@@ -1,0 +1,120 @@
+/**
+ * The apply lock: one worker at a time, released by the kernel when its holder dies (even kill -9),
+ * so there are no stale-lock heuristics.
+ *
+ * Node has no flock(2), so we open the lock file ourselves and let util-linux flock(1) lock OUR
+ * open file description: the fd is passed to the child as its fd 3 and `flock 3` locks it. flock(2)
+ * locks belong to the open file description, which parent and child share; when the child exits the
+ * lock stays with node's fd, and goes when node closes it or dies. Node opens files O_CLOEXEC, so
+ * other children we spawn later do not inherit (and cannot prolong) the lock.
+ */
+import { open, mkdir, readFile, type FileHandle } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { dirname } from 'node:path';
+import { spawn } from 'node:child_process';
+import { paths } from './paths.js';
+import { UserError } from './util/errors.js';
+
+/** flock's exit status when the lock is busy (-n) or the wait timed out (-w); see -E. */
+const CONFLICT = 75;
+
+export interface Lock {
+  readonly file: string;
+  release(): Promise<void>;
+}
+
+export class LockTimeoutError extends UserError {
+  constructor(readonly file: string, readonly timeoutMs: number) {
+    super(`another cloud-hotplug run holds ${file} (waited ${timeoutMs} ms)`, CONFLICT);
+    this.name = 'LockTimeoutError';
+  }
+}
+
+async function openLockFile(file: string): Promise<FileHandle> {
+  await mkdir(dirname(file), { recursive: true, mode: 0o755 });
+  // O_NOFOLLOW: a planted symlink must not make root create or lock some other file.
+  return open(file, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
+}
+
+/**
+ * Runs flock(1) on fd 3 = our open file description. Resolves true if locked, false on conflict.
+ * node:child_process rather than execa: execa's types refuse a raw fd at stdio[3]. argv, no shell.
+ */
+function flockFd(fh: FileHandle, args: string[]): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('flock', [...args, '-E', String(CONFLICT), '3'], { stdio: ['ignore', 'ignore', 'pipe', fh.fd] });
+    let stderr = '';
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      if (code === 0) resolve(true);
+      else if (code === CONFLICT) resolve(false);
+      else reject(new Error(`flock failed (${code ?? signal}): ${stderr.trim()}`));
+    });
+  });
+}
+
+async function holding(fh: FileHandle, file: string, writePid: boolean): Promise<Lock> {
+  if (writePid) {
+    // Informational only (for `status`); the lock itself is the truth.
+    await fh.truncate(0);
+    await fh.write(`${process.pid}\n`, 0);
+  }
+  let released = false;
+  return {
+    file,
+    async release() {
+      if (released) return;
+      released = true;
+      await fh.close(); // closing the last fd of the description drops the lock
+    },
+  };
+}
+
+/** Waits up to timeoutMs for the lock; throws LockTimeoutError when it stays busy. */
+export async function acquireLock(opts: { timeoutMs: number; file?: string }): Promise<Lock> {
+  return lock(opts.file ?? paths.lockFile, opts.timeoutMs, true);
+}
+
+async function lock(file: string, timeoutMs: number, writePid: boolean): Promise<Lock> {
+  const fh = await openLockFile(file);
+  try {
+    // flock -w takes seconds (fractions allowed); a zero wait is -n ("-w 0" would never time out).
+    const ms = Math.ceil(timeoutMs);
+    const ok = await flockFd(fh, ms > 0 ? ['-x', '-w', (ms / 1000).toFixed(3)] : ['-x', '-n']);
+    if (!ok) throw new LockTimeoutError(file, timeoutMs);
+    return await holding(fh, file, writePid);
+  } catch (e) {
+    await fh.close();
+    throw e;
+  }
+}
+
+/** Non-blocking: the lock, or null if someone else holds it. */
+export async function tryLock(file: string = paths.lockFile): Promise<Lock | null> {
+  return tryLockInternal(file, true);
+}
+
+async function tryLockInternal(file: string, writePid: boolean): Promise<Lock | null> {
+  try {
+    return await lock(file, 0, writePid);
+  } catch (e) {
+    if (e instanceof LockTimeoutError) return null;
+    throw e;
+  }
+}
+
+/** For `status`: is the lock held right now, and by which pid (as last written; informational). */
+export async function lockStatus(file: string = paths.lockFile): Promise<{ held: boolean; pid?: number }> {
+  let pid: number | undefined;
+  try {
+    const n = Number.parseInt((await readFile(file, 'utf8')).trim(), 10);
+    if (Number.isSafeInteger(n) && n > 0) pid = n;
+  } catch {
+    return { held: false };
+  }
+  const probe = await tryLockInternal(file, false); // must not overwrite the pid
+  if (!probe) return { held: true, pid };
+  await probe.release();
+  return { held: false };
+}

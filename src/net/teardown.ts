@@ -1,0 +1,86 @@
+/**
+ * What is left of a removed NIC after the activator's own bring-down: its DHCP
+ * client, the activator's state, addresses/routes if the link still exists.
+ * Upstream 22.4 rewrote the config before `ifdown`, so ifdown said "unknown
+ * interface" and dhclient and /run/network/ifstate.<if> stayed behind.
+ */
+import { readdir, readFile, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { log } from '../util/log.js';
+
+const root = process.env.HOTPLUG_ROOT ?? '/';
+
+/** PIDs of DHCP clients serving `ifname` (dhclient, dhcpcd, udhcpc), from /proc. */
+export async function dhcpClientPids(ifname: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const ent of await readdir('/proc')) {
+    if (!/^\d+$/.test(ent)) continue;
+    let argv: string[];
+    try {
+      argv = (await readFile(`/proc/${ent}/cmdline`, 'utf8')).split('\0').filter(Boolean);
+    } catch {
+      continue;
+    }
+    const prog = (argv[0] ?? '').split('/').pop() ?? '';
+    if (!/^(dhclient|dhcpcd|udhcpc)$/.test(prog)) continue;
+    // Interface names are positional args or an -i value; match exactly, never as a substring.
+    if (argv.slice(1).includes(ifname)) pids.push(Number(ent));
+  }
+  return pids;
+}
+
+async function alive(pid: number): Promise<boolean> {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function stopDhcpClients(ifname: string): Promise<number> {
+  const pids = await dhcpClientPids(ifname);
+  for (const p of pids) {
+    try {
+      process.kill(p, 'SIGTERM');
+    } catch {
+      /* gone already */
+    }
+  }
+  for (let i = 0; i < 20 && pids.length; i++) {
+    const left = (await Promise.all(pids.map(alive))).some(Boolean);
+    if (!left) break;
+    await new Promise((r) => setTimeout(r, 50));
+    if (i === 19) for (const p of pids) if (await alive(p)) process.kill(p, 'SIGKILL');
+  }
+  return pids.length;
+}
+
+/** ifupdown's per-interface state and the DHCP client's pid file. */
+export function activatorStateFiles(ifname: string): string[] {
+  return [join(root, 'run/network', `ifstate.${ifname}`), join(root, 'run', `dhclient.${ifname}.pid`), join(root, 'run', `dhclient6.${ifname}.pid`)];
+}
+
+export async function linkExists(ifname: string): Promise<boolean> {
+  return existsSync(join(root, 'sys/class/net', ifname));
+}
+
+/** Leave nothing of `ifname` behind; safe to run on a device that is already gone. */
+export async function scrubInterface(ifname: string): Promise<{ killed: number; files: number }> {
+  const killed = await stopDhcpClients(ifname);
+  let files = 0;
+  for (const f of activatorStateFiles(ifname)) {
+    if (existsSync(f)) {
+      await rm(f, { force: true });
+      files++;
+    }
+  }
+  if (await linkExists(ifname)) {
+    await execa('ip', ['addr', 'flush', 'dev', ifname], { reject: false });
+    await execa('ip', ['link', 'set', 'dev', ifname, 'down'], { reject: false });
+  }
+  if (killed || files) log('debug', 'scrubbed interface state', { iface: ifname, dhcp_clients: killed, files });
+  return { killed, files };
+}

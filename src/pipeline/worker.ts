@@ -1,0 +1,294 @@
+/**
+ * The event worker: drains the queue under the apply lock.
+ *
+ *   lock → wait for boot → take every queued event → gate → coalesce → filter
+ *        → removes: bring down with the config that still describes them, scrub, re-render
+ *        → adds: one crawl; while MACs are missing, cheap probes with backoff (each add's budget
+ *          counts from its kernel event), one more crawl + apply as soon as any appears
+ *        → ack handled events → release → re-check the queue (an event queued while we
+ *          held the lock is seen here, see hook.ts)
+ *
+ * Events are deleted only after they were handled, so a worker killed with -9 leaves
+ * them for the next one, and the kernel drops its lock.
+ */
+import type { Bridge, NetworkConfig } from '../../bridge/index.js';
+import { startBridge } from '../../bridge/index.js';
+import { take, ack, pendingCount, list } from '../events/queue.js';
+import { coalesce } from '../events/batch.js';
+import type { HotplugEvent } from '../events/event.js';
+import { loadKnown, rememberInterface, forgetInterface } from '../events/known.js';
+import { isCandidate } from '../filter.js';
+import { loadConfig, type Config } from '../config.js';
+import { tryLock, acquireLock, type Lock } from '../lock.js';
+import { backoffDelay } from '../retry.js';
+import { recordEvent, type EventRecord } from './history.js';
+import { enabledGate, waitForBoot } from './gate.js';
+import { scrubInterface } from '../net/teardown.js';
+import { recordApply } from '../core/last-apply.js';
+import { interfaceNames } from '../core/apply.js';
+import { paths } from '../paths.js';
+import { log, since } from '../util/log.js';
+import { oneLine } from '../util/errors.js';
+
+export interface WorkerOptions {
+  /** Wait for the lock instead of leaving when another worker holds it. */
+  waitForLock?: boolean;
+}
+
+/** MACs of the physical interfaces a network config describes. */
+export function configMacs(netcfg: NetworkConfig | null): Set<string> {
+  const out = new Set<string>();
+  if (!netcfg) return out;
+  if (netcfg.version === 2) {
+    for (const eth of Object.values(netcfg.ethernets ?? {}) as Array<{ match?: { macaddress?: string } }>) {
+      if (eth.match?.macaddress) out.add(eth.match.macaddress.toLowerCase());
+    }
+  } else {
+    for (const c of netcfg.config ?? []) if (c.type === 'physical' && typeof c.mac_address === 'string') out.add(c.mac_address.toLowerCase());
+  }
+  return out;
+}
+
+class Run {
+  crawls = 0;
+  probes = 0;
+  bridge: Bridge | undefined;
+  constructor(readonly cfg: Config) {}
+
+  async session(): Promise<Bridge> {
+    if (!this.bridge) {
+      const b = await startBridge();
+      try {
+        await b.open(paths.objPkl);
+      } catch (e) {
+        await b.close();
+        throw e;
+      }
+      this.bridge = b;
+    }
+    return this.bridge;
+  }
+
+  async close(): Promise<void> {
+    await this.bridge?.close();
+    this.bridge = undefined;
+  }
+
+  rec(ev: HotplugEvent, result: EventRecord['result'], reason?: string): Promise<void> {
+    return recordEvent({
+      action: ev.action,
+      iface: ev.ifname,
+      mac: ev.mac,
+      result,
+      reason,
+      crawls: this.crawls,
+      probes: this.probes,
+      duration_ms: Math.max(0, Date.now() - ev.time),
+      time: new Date().toISOString(),
+    });
+  }
+
+  /** Apply a config through the distro and persist the datasource and our JSON. */
+  async applyConfig(b: Bridge, netcfg: NetworkConfig, persist: boolean): Promise<void> {
+    const t0 = performance.now();
+    if (persist) await b.store(paths.networkConfigJson);
+    const r = await b.applyNetwork(netcfg, true);
+    await recordApply({
+      time: new Date().toISOString(),
+      result: r.failed ? 'failed' : 'ok',
+      duration_ms: since(t0),
+      refreshed: persist,
+      interfaces: interfaceNames(netcfg),
+      error: r.failed ? 'activator failed to bring up an interface' : undefined,
+    });
+    if (r.failed) throw new Error('the network activator failed to bring up one or more interfaces');
+  }
+
+  async handleRemoves(b: Bridge, removes: HotplugEvent[], known: Awaited<ReturnType<typeof loadKnown>>): Promise<string[]> {
+    const done: string[] = [];
+    for (const ev of removes) {
+      const mac = ev.mac ?? known[ev.ifname]?.mac;
+      try {
+        // Down first, while the rendered config still has the stanza (upstream 22.4 did it
+        // the other way round, so ifdown failed and dhclient/ifstate were left behind).
+        await b.bringDown(ev.ifname).catch((e) => log('debug', 'activator bring-down failed', { iface: ev.ifname, error: oneLine(e) }));
+        await scrubInterface(ev.ifname);
+        await forgetInterface(ev.ifname);
+        done.push(ev.id);
+        await this.rec({ ...ev, mac }, 'removed');
+      } catch (e) {
+        await this.rec({ ...ev, mac }, 'failed', oneLine(e));
+        done.push(ev.id);
+      }
+    }
+    return done;
+  }
+
+  /**
+   * Configure the added NICs as soon as metadata lists them. Returns the ids handled
+   * (configured or given up); adds still waiting when new events arrive stay queued.
+   */
+  async handleAdds(b: Bridge, adds: HotplugEvent[], claimedIds: Set<string>): Promise<{ handled: string[]; failed: boolean }> {
+    const pending = new Map<string, HotplugEvent>();
+    const handled: string[] = [];
+    let failed = false;
+    for (const ev of adds) {
+      if (!ev.mac) {
+        await this.rec(ev, 'failed', 'no MAC known for the interface');
+        handled.push(ev.id);
+        failed = true;
+        continue;
+      }
+      pending.set(ev.mac, ev);
+    }
+    const budgetMs = this.cfg.retry.budget_seconds * 1000;
+
+    const crawlAndApply = async (): Promise<void> => {
+      const r = await b.refresh();
+      this.crawls++;
+      const present = configMacs(r.network_config);
+      const ready = [...pending.values()].filter((ev) => present.has(ev.mac!));
+      if (!ready.length) return;
+      await this.applyConfig(b, r.network_config, true);
+      for (const ev of ready) {
+        pending.delete(ev.mac!);
+        const nic = r.summary.nics[ev.mac!];
+        const dn = nic?.device_number != null ? Number(nic.device_number) : undefined;
+        await rememberInterface(ev.ifname, { mac: ev.mac!, addedAt: Date.now(), deviceNumber: Number.isSafeInteger(dn) ? dn : undefined });
+        await this.rec(ev, 'configured');
+        handled.push(ev.id);
+      }
+    };
+
+    if (pending.size) {
+      try {
+        await crawlAndApply();
+      } catch (e) {
+        log('warn', 'refresh or apply failed; will retry', { error: oneLine(e) });
+      }
+    }
+    let attempt = 0;
+    let prev = 0;
+    while (pending.size) {
+      // Give up on adds whose own budget (from their kernel event) is spent.
+      const now = Date.now();
+      for (const ev of [...pending.values()]) {
+        if (now - ev.time >= budgetMs) {
+          pending.delete(ev.mac!);
+          handled.push(ev.id);
+          failed = true;
+          await this.rec(ev, 'ignored', `MAC ${ev.mac} not in metadata after ${this.cfg.retry.budget_seconds}s; left unconfigured`);
+        }
+      }
+      if (!pending.size) break;
+      const deadline = Math.min(...[...pending.values()].map((ev) => ev.time + budgetMs));
+      attempt++;
+      const delay = Math.min(Math.max(0, deadline - Date.now()), backoffDelay(attempt, prev, { initialMs: this.cfg.retry.initial_ms, maxMs: this.cfg.retry.max_ms, factor: 2, jitter: 'full' }));
+      prev = delay;
+      await new Promise((r) => setTimeout(r, delay));
+      // New events queued meanwhile: return so the caller coalesces them with what is pending.
+      if ((await list()).some((ev) => !claimedIds.has(ev.id))) break;
+      try {
+        const probe = await b.probeMacs(1);
+        this.probes++;
+        if (!probe.supported || [...pending.keys()].some((m) => probe.macs.includes(m))) await crawlAndApply();
+      } catch (e) {
+        log('warn', 'metadata not reachable; will retry', { error: oneLine(e), attempt });
+      }
+    }
+    return { handled, failed };
+  }
+
+  /** Handle one snapshot of the queue. Returns false if something failed. */
+  async batch(events: HotplugEvent[]): Promise<boolean> {
+    this.crawls = 0;
+    this.probes = 0;
+    const b = await this.session();
+    const summary = await b.summary();
+    const gate = enabledGate(summary);
+    if (!gate.open) {
+      for (const ev of events) await this.rec(ev, 'skipped', gate.reason);
+      await ack(events.map((e) => e.id));
+      return true;
+    }
+    const known = await loadKnown();
+    const batch = coalesce(events, known);
+    const handled = new Set<string>(batch.ids.filter((id) => ![...batch.adds.values(), ...batch.removes.values()].some((e) => e.id === id)));
+    const pick = async (evs: Iterable<HotplugEvent>) => {
+      const ok: HotplugEvent[] = [];
+      for (const ev of evs) {
+        const c = isCandidate(ev, this.cfg.filter);
+        if (c.ok) ok.push(ev);
+        else {
+          await this.rec(ev, 'ignored', c.reason);
+          handled.add(ev.id);
+        }
+      }
+      return ok;
+    };
+    const removes = await pick(batch.removes.values());
+    const adds = await pick(batch.adds.values());
+    let ok = true;
+
+    if (removes.length) {
+      for (const id of await this.handleRemoves(b, removes, known)) handled.add(id);
+      if (!adds.length) {
+        // Re-render without the removed NICs from cached metadata: the device being gone
+        // is authoritative, even while the metadata service still lists it.
+        try {
+          const r = await b.rederive();
+          if (r.network_config) await this.applyConfig(b, r.network_config, true);
+        } catch (e) {
+          ok = false;
+          log('error', 'could not re-render config after remove', { error: oneLine(e) });
+        }
+      }
+    }
+    if (adds.length) {
+      const r = await this.handleAdds(b, adds, new Set(batch.ids));
+      r.handled.forEach((id) => handled.add(id));
+      ok = ok && !r.failed;
+    }
+    await ack(handled);
+    return ok;
+  }
+}
+
+export async function runWorker(opts: WorkerOptions = {}): Promise<number> {
+  const cfg = await loadConfig();
+  let lock: Lock | null = opts.waitForLock ? await acquireLock({ timeoutMs: 600_000 }) : await tryLock();
+  if (!lock) {
+    log('debug', 'another worker holds the lock; it will see our events');
+    return 0;
+  }
+  const run = new Run(cfg);
+  let rc = 0;
+  try {
+    for (;;) {
+      await waitForBoot(250, () => log('info', 'waiting for cloud-init to finish booting; events stay queued'));
+      const claim = await take();
+      if (claim.events.length) {
+        try {
+          if (!(await run.batch(claim.events))) rc = 1;
+        } catch (e) {
+          // Unexpected (bridge died, cache unreadable): keep the events, report, stop.
+          log('error', 'worker failed; events stay queued', { error: oneLine(e), queued: claim.events.length });
+          rc = 1;
+          break;
+        }
+        continue;
+      }
+      // Release, then look again: a hook that saw our lock held enqueued before looking,
+      // so an event is either seen here or its hook found the lock free and started a worker.
+      await lock.release();
+      lock = null;
+      if ((await pendingCount()) === 0) break;
+      lock = await tryLock();
+      if (!lock) break;
+    }
+  } finally {
+    await run.close();
+    await lock?.release();
+  }
+  return rc;
+}
