@@ -116,9 +116,11 @@ interface PyResult {
 /** The last line of a Python traceback in pythonia's stack ("ValueError: …"). */
 export function pythonErrorLine(stack: string | undefined): string | undefined {
   if (!stack) return undefined;
-  const lines = stack.split('\n').map((l) => l.replace(/^[\s>│|]+/, '').trim());
+  const lines = stack.split('\n').map((l) => l.trim());
   for (let i = lines.length - 1; i >= 0; i--) {
-    const m = /^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)): (.*)$/.exec(lines[i]!);
+    if (lines[i]!.startsWith('at ')) continue;
+    // pythonia ends its stack with e.g. "*** JS *** json.decoder.JSONDecodeError: Expecting …"
+    const m = /(?:^|\s)([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)): (.*)$/.exec(lines[i]!);
     if (m) return `${m[1]}: ${m[2]}`;
   }
   return undefined;

@@ -79,6 +79,36 @@ def _result(fn):
 
 # ---------------------------------------------------------------- obj.pkl I/O
 
+# Ownership and mode checks stop an unprivileged writer; this allow-list also stops
+# a hostile pickle that did get root-owned: unpickling can only reference classes of
+# cloud-init and plain data types, never a function such as os.system or eval.
+_SAFE_GLOBALS = {
+    "builtins": {"set", "frozenset", "object", "bytearray", "bytes", "dict", "list", "tuple", "str", "int", "float", "complex", "bool", "slice", "range"},
+    "collections": {"OrderedDict", "defaultdict", "deque"},
+    "copyreg": {"_reconstructor"},
+    "datetime": {"datetime", "date", "time", "timedelta", "timezone"},
+    "uuid": {"UUID"},
+    "_codecs": {"encode"},
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if name in _SAFE_GLOBALS.get(module, ()):
+            return super().find_class(module, name)
+        if module == "cloudinit" or module.startswith("cloudinit."):
+            obj = super().find_class(module, name)
+            if isinstance(obj, type):
+                return obj
+        raise UnsafeCache("refusing obj.pkl: it references %s.%s, which is not allowed" % (module, name))
+
+
+def _safe_loads(raw):
+    import io
+
+    return _RestrictedUnpickler(io.BytesIO(raw)).load()
+
+
 
 def _read_trusted_pickle(path):
     """Read obj.pkl only if it is safe to unpickle (unpickling runs code).
@@ -273,7 +303,9 @@ def open_instance(obj_pkl=None, setup_logging=True):
     path = obj_pkl or init.paths.get_ipath_cur("obj_pkl")
     raw = _read_trusted_pickle(path)
     try:
-        ds = pickle.loads(raw)
+        ds = _safe_loads(raw)
+    except UnsafeCache:
+        raise
     except Exception as e:
         raise NoCache("cannot load cached datasource %s: %s" % (path, e))
     if not isinstance(ds, sources.DataSource):

@@ -1,0 +1,108 @@
+/**
+ * dnsmasq of a lab, in the cloud netns: DHCP on every subnet bridge with one static lease per
+ * MAC (a hosts file re-read on SIGHUP), and DNS that answers NXDOMAIN for every name so nothing
+ * in the instance waits on a resolver. It never reads or writes host config.
+ */
+import { open, stat } from 'node:fs/promises';
+import { writeFileAtomic } from '../../src/util/atomic.js';
+import { allSubnets, type LabPaths } from './paths.js';
+import type { Attachment } from './state.js';
+import { netnsPath } from './netns.js';
+import { isAlive, type ProcRef } from './proc.js';
+import { sleep } from './run.js';
+
+export const LEASE_TIME = '1h';
+export const DHCP_DOMAIN = 'ec2.internal';
+
+export function dnsmasqArgv(p: LabPaths): string[] {
+  const argv = [
+    'nsenter',
+    `--net=${netnsPath(p.netnsCloud)}`,
+    '--',
+    'dnsmasq',
+    '--keep-in-foreground',
+    '--conf-file=/dev/null',
+    `--pid-file=${p.dnsmasqPid}`,
+    '--user=root',
+    '--group=root',
+    `--log-facility=${p.dnsmasqLog}`,
+    '--log-dhcp',
+    '--no-resolv',
+    '--no-hosts',
+    '--no-poll',
+    '--address=/#/',
+    '--bind-dynamic',
+    '--except-interface=lo',
+    '--dhcp-authoritative',
+    `--dhcp-leasefile=${p.dhcpLeases}`,
+    `--dhcp-hostsfile=${p.dhcpHosts}`,
+    `--dhcp-option=option:domain-name,${DHCP_DOMAIN}`,
+  ];
+  for (const s of allSubnets()) {
+    argv.push(`--interface=${s.bridge}`);
+    argv.push(`--dhcp-range=set:s${s.index},${s.prefix}0,static,${s.mask},${LEASE_TIME}`);
+  }
+  return argv;
+}
+
+/** One line per attached NIC: MAC,IP,hostname (the primary IP; secondaries are not DHCP's). */
+export function hostsFileContent(atts: Attachment[]): string {
+  return (
+    atts
+      .filter((a) => a.ips[0])
+      .map((a) => `${a.mac},${a.ips[0]},ip-${a.ips[0]!.replace(/\./g, '-')}`)
+      .join('\n') + '\n'
+  );
+}
+
+export async function writeHostsFile(p: LabPaths, atts: Attachment[]): Promise<void> {
+  await writeFileAtomic(p.dhcpHosts, hostsFileContent(atts));
+}
+
+async function logSize(path: string): Promise<number> {
+  try {
+    return (await stat(path)).size;
+  } catch {
+    return 0;
+  }
+}
+
+async function logSince(path: string, offset: number): Promise<string> {
+  const fh = await open(path, 'r').catch(() => null);
+  if (!fh) return '';
+  try {
+    const size = (await fh.stat()).size;
+    if (size <= offset) return '';
+    const buf = Buffer.alloc(Math.min(size - offset, 1 << 20));
+    await fh.read(buf, 0, buf.length, offset);
+    return buf.toString('utf8');
+  } finally {
+    await fh.close();
+  }
+}
+
+/** SIGHUP dnsmasq and wait (up to 3 s) until its log says it re-read the hosts file. */
+export async function reloadHosts(p: LabPaths, dnsmasq: ProcRef | undefined): Promise<boolean> {
+  if (!dnsmasq || !isAlive(dnsmasq)) return false;
+  const off = await logSize(p.dnsmasqLog);
+  process.kill(dnsmasq.pid, 'SIGHUP');
+  const needle = `read ${p.dhcpHosts}`;
+  const end = Date.now() + 3000;
+  while (Date.now() < end) {
+    if ((await logSince(p.dnsmasqLog, off)).includes(needle)) return true;
+    await sleep(10);
+  }
+  return false;
+}
+
+/** dnsmasq is ready once it logged its startup and the hosts file read. */
+export async function waitDnsmasqReady(p: LabPaths, ref: ProcRef, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (!isAlive(ref)) break;
+    if ((await logSince(p.dnsmasqLog, 0)).includes(`read ${p.dhcpHosts}`)) return;
+    await sleep(20);
+  }
+  const tail = (await logSince(p.dnsmasqLog, 0)).split('\n').slice(-5).join(' | ');
+  throw new Error(`dnsmasq did not start (${isAlive(ref) ? 'no ready line' : 'exited'}): ${tail}`);
+}

@@ -1,0 +1,57 @@
+/** state.json of one lab: what exists, by PID and name, written before and after each step of `up`. */
+import { readFile } from 'node:fs/promises';
+import { writeJsonAtomic } from '../../src/util/atomic.js';
+import type { ProcRef } from './proc.js';
+
+export type LabMode = 'faithful' | 'generic';
+export type Phase = 'creating' | 'booting' | 'paused-before-config' | 'paused-before-final' | 'up' | 'failed';
+
+export interface Attachment {
+  ifname: string;
+  mac: string;
+  deviceNumber: number;
+  subnet: number;
+  ips: string[];
+  /** Cloud-side veth end (in the cloud netns, port of the subnet's bridge). */
+  vif: string;
+  inMetadata: boolean;
+  attachedAt: number;
+}
+
+export interface StageTiming {
+  name: string;
+  ms: number;
+  exitCode: number;
+}
+
+export interface LabState {
+  version: 1;
+  name: string;
+  mode: LabMode;
+  phase: Phase;
+  createdAt: string;
+  updatedAt: string;
+  options: { hotplugUserdata: boolean; udev: boolean; userdataFile?: string; pauseBefore?: 'config' | 'final' };
+  netns: { cloud: string; inst: string; cloudIno?: number; instIno?: number };
+  holder?: ProcRef & { mntIno?: number };
+  procs: { dnsmasq?: ProcRef; imds?: ProcRef; udevd?: ProcRef; udevMonitor?: ProcRef };
+  counters: { mac: number; vif: number };
+  attachments: Attachment[];
+  stages: StageTiming[];
+  upMs?: number;
+  error?: string;
+}
+
+export async function loadState(path: string): Promise<LabState | null> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8')) as LabState;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
+  }
+}
+
+export async function saveState(path: string, s: LabState): Promise<void> {
+  s.updatedAt = new Date().toISOString();
+  await writeJsonAtomic(path, s);
+}

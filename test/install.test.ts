@@ -1,0 +1,81 @@
+import { expect } from 'chai';
+import { mkdtemp, mkdir, writeFile, readFile, readdir, rm, lstat, readlink } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { cli } from './helpers/run.js';
+
+async function tree(root: string): Promise<string[]> {
+  const out: string[] = [];
+  async function walk(d: string) {
+    for (const e of await readdir(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) await walk(p);
+      else out.push(p.slice(root.length));
+    }
+  }
+  await walk(root);
+  return out.sort();
+}
+
+describe('hotplug install / uninstall (--root)', () => {
+  let root: string;
+  beforeEach(async () => {
+    root = await mkdtemp(join(tmpdir(), 'hp-install-'));
+    await mkdir(join(root, 'etc/udev/rules.d'), { recursive: true });
+  });
+  afterEach(() => rm(root, { recursive: true, force: true }));
+
+  it('writes a late udev rule for net add/remove that runs the hook, and uninstall removes exactly it', async () => {
+    const before = await tree(root);
+    const r = await cli(['install', '--root', root]);
+    expect(r.exitCode, r.stderr).to.equal(0);
+    const rule = await readFile(join(root, 'etc/udev/rules.d/90-cloud-hotplug.rules'), 'utf8');
+    expect(rule).to.match(/SUBSYSTEM!="net"/);
+    expect(rule).to.match(/ACTION!="add\|remove"/);
+    expect(rule).to.match(/RUN\+=".*node.* .*dist\/src\/hook\.js"/);
+    // 90- sorts after 80-net-setup-link.rules, so names and ID_NET_DRIVER are settled.
+    expect('90-cloud-hotplug.rules' > '80-net-setup-link.rules').to.equal(true);
+    const u = await cli(['uninstall', '--root', root]);
+    expect(u.exitCode, u.stderr).to.equal(0);
+    expect(await tree(root)).to.deep.equal(before);
+  });
+
+  it("refuses while cloud-init's own hotplug rule is installed, and says how to proceed", async () => {
+    const upstream = join(root, 'etc/udev/rules.d/10-cloud-init-hook-hotplug.rules');
+    await writeFile(upstream, 'SUBSYSTEM=="net", RUN+="/usr/lib/cloud-init/hook-hotplug"\n');
+    const r = await cli(['install', '--root', root]);
+    expect(r.exitCode).to.not.equal(0);
+    expect(r.stderr.trim().split('\n')).to.have.length(1);
+    expect(r.stderr).to.match(/cloud-init's own hotplug hook.*--replace-cloud-init-hook/);
+    expect(existsSync(join(root, 'etc/udev/rules.d/90-cloud-hotplug.rules'))).to.equal(false);
+    expect(existsSync(upstream)).to.equal(true);
+  });
+
+  it('--replace-cloud-init-hook moves the upstream rule aside, masks its socket on systemd roots, and uninstall restores both', async () => {
+    const upstream = join(root, 'etc/udev/rules.d/10-cloud-init-hook-hotplug.rules');
+    const content = 'SUBSYSTEM=="net", RUN+="/usr/lib/cloud-init/hook-hotplug"\n';
+    await writeFile(upstream, content);
+    await mkdir(join(root, 'lib/systemd/system'), { recursive: true });
+    await writeFile(join(root, 'lib/systemd/system/cloud-init.target'), '[Unit]\n');
+    const before = await tree(root);
+    const r = await cli(['install', '--root', root, '--replace-cloud-init-hook']);
+    expect(r.exitCode, r.stderr).to.equal(0);
+    expect(existsSync(upstream)).to.equal(false);
+    expect(existsSync(join(root, 'etc/systemd/system/cloud-hotplug-replay.service'))).to.equal(true);
+    const mask = join(root, 'etc/systemd/system/cloud-init-hotplugd.socket');
+    expect((await lstat(mask)).isSymbolicLink()).to.equal(true);
+    expect(await readlink(mask)).to.equal('/dev/null');
+    const u = await cli(['uninstall', '--root', root]);
+    expect(u.exitCode, u.stderr).to.equal(0);
+    expect(await readFile(upstream, 'utf8')).to.equal(content);
+    expect(existsSync(mask)).to.equal(false);
+    expect(await tree(root)).to.deep.equal(before);
+  });
+
+  it('uninstall without an install is a clear one-line error', async () => {
+    const u = await cli(['uninstall', '--root', root]);
+    expect(u.exitCode).to.equal(1);
+    expect(u.stderr).to.match(/^hotplug: nothing to uninstall/);
+  });
+});
