@@ -81,7 +81,7 @@ def _result(fn):
 
 # Ownership and mode checks stop an unprivileged writer; this allow-list also stops
 # a hostile pickle that did get root-owned: unpickling can only reference classes of
-# cloud-init and plain data types, never a function such as os.system or eval.
+# cloud-init (and the email classes of its user-data) and plain data types, never a function such as os.system or eval.
 _SAFE_GLOBALS = {
     "builtins": {"set", "frozenset", "object", "bytearray", "bytes", "dict", "list", "tuple", "str", "int", "float", "complex", "bool", "slice", "range"},
     "collections": {"OrderedDict", "defaultdict", "deque"},
@@ -96,7 +96,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if name in _SAFE_GLOBALS.get(module, ()):
             return super().find_class(module, name)
-        if module == "cloudinit" or module.startswith("cloudinit."):
+        # cloud-init's classes, and the stdlib email classes its processed user-data holds.
+        if module.split(".")[0] in ("cloudinit", "email"):
             obj = super().find_class(module, name)
             if isinstance(obj, type):
                 return obj

@@ -5,11 +5,11 @@
  */
 import { open, stat } from 'node:fs/promises';
 import { writeFileAtomic } from '../../src/util/atomic.js';
-import { allSubnets, type LabPaths } from './paths.js';
+import { allSubnets, subnetInfo, type LabPaths } from './paths.js';
 import type { Attachment } from './state.js';
 import { netnsPath } from './netns.js';
 import { isAlive, type ProcRef } from './proc.js';
-import { sleep } from './run.js';
+import { run, sleep } from './run.js';
 
 export const LEASE_TIME = '1h';
 export const DHCP_DOMAIN = 'ec2.internal';
@@ -105,4 +105,33 @@ export async function waitDnsmasqReady(p: LabPaths, ref: ProcRef, timeoutMs = 50
   }
   const tail = (await logSince(p.dnsmasqLog, 0)).split('\n').slice(-5).join(' | ');
   throw new Error(`dnsmasq did not start (${isAlive(ref) ? 'no ready line' : 'exited'}): ${tail}`);
+}
+
+/**
+ * DHCPRELEASE on behalf of a detached NIC (what dnsmasq's dhcp_release does): a UDP packet bound
+ * to the subnet's bridge, sent to dnsmasq from inside the cloud netns, so the address can go to
+ * another MAC later (dnsmasq refuses a configured address still leased to someone else).
+ * Python because node cannot set SO_BINDTODEVICE; the script is constant, data are argv.
+ */
+const RELEASE_PY = `
+import socket, struct, sys
+dev, server, lease, mac = sys.argv[1:5]
+chaddr = bytes(int(x, 16) for x in mac.split(':'))
+pkt = struct.pack('!BBBBIHH4s4s4s4s16s64s128s', 1, 1, len(chaddr), 0, 0, 0, 0,
+                  socket.inet_aton(lease), b'\\0' * 4, b'\\0' * 4, b'\\0' * 4,
+                  chaddr.ljust(16, b'\\0'), b'', b'')
+pkt += struct.pack('!I', 0x63825363) + bytes([53, 1, 7, 54, 4]) + socket.inet_aton(server) + bytes([255])
+pkt = pkt.ljust(548, b'\\0')
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, dev.encode())
+s.sendto(pkt, (server, 67))
+`;
+
+export async function dhcpRelease(p: LabPaths, subnet: number, ip: string, mac: string): Promise<boolean> {
+  const s = subnetInfo(subnet);
+  const r = await run(
+    ['nsenter', `--net=${netnsPath(p.netnsCloud)}`, '--', '/usr/bin/python3', '-c', RELEASE_PY, s.bridge, s.gateway, ip, mac],
+    { check: false, timeoutMs: 10_000 },
+  );
+  return r.exitCode === 0;
 }

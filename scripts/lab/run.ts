@@ -13,6 +13,8 @@ export interface RunOptions {
   env?: Record<string, string>;
   /** Throw on a non-zero exit (default true). */
   check?: boolean;
+  /** Start from an empty environment plus `env` (default: inherit this process's). */
+  cleanEnv?: boolean;
 }
 
 export class CommandError extends Error {
@@ -34,7 +36,7 @@ export async function run(argv: string[], opts: RunOptions = {}): Promise<RunRes
     stdin: opts.input === undefined ? 'ignore' : undefined,
     timeout: opts.timeoutMs,
     env: opts.env,
-    extendEnv: true,
+    extendEnv: !opts.cleanEnv,
     stripFinalNewline: false,
   });
   const result: RunResult = {

@@ -35,7 +35,7 @@ export interface LabState {
   netns: { cloud: string; inst: string; cloudIno?: number; instIno?: number };
   holder?: ProcRef & { mntIno?: number };
   procs: { dnsmasq?: ProcRef; imds?: ProcRef; udevd?: ProcRef; udevMonitor?: ProcRef };
-  counters: { mac: number; vif: number };
+  counters: { mac: number; vif: number; nextHost?: Record<string, number> };
   attachments: Attachment[];
   stages: StageTiming[];
   upMs?: number;

@@ -49,11 +49,12 @@ export function configMacs(netcfg: NetworkConfig | null): Set<string> {
   return out;
 }
 
-class Run {
+/** Handles batches of queued events with one (reusable) bridge session; the worker and the daemon share it. */
+export class Pipeline {
   crawls = 0;
   probes = 0;
   bridge: Bridge | undefined;
-  constructor(readonly cfg: Config) {}
+  constructor(public cfg: Config) {}
 
   async session(): Promise<Bridge> {
     if (!this.bridge) {
@@ -261,7 +262,7 @@ export async function runWorker(opts: WorkerOptions = {}): Promise<number> {
     log('debug', 'another worker holds the lock; it will see our events');
     return 0;
   }
-  const run = new Run(cfg);
+  const run = new Pipeline(cfg);
   let rc = 0;
   try {
     for (;;) {

@@ -1,0 +1,81 @@
+/** Allocation of NIC identities: device numbers, MACs, interface names, IPs. Pure functions on state + model. */
+import { HOST_MIN, HOST_MAX, nameHash, subnetInfo } from './paths.js';
+import type { LabState, Attachment } from './state.js';
+import type { MetadataModel } from './metadata.js';
+import { UserError } from '../../src/util/errors.js';
+
+export interface Counters {
+  mac: number;
+  vif: number;
+  /** Next host number to try per subnet (IPs cycle through the pool before being reused). */
+  nextHost?: Record<string, number>;
+}
+
+export function usedIps(state: LabState, model: MetadataModel | null): Set<string> {
+  const s = new Set<string>();
+  for (const a of state.attachments) a.ips.forEach((ip) => s.add(ip));
+  for (const n of model?.nics ?? []) n.ips.forEach((ip) => s.add(ip));
+  return s;
+}
+
+export function allocIps(state: LabState, model: MetadataModel | null, subnet: number, count: number): string[] {
+  const info = subnetInfo(subnet);
+  const used = usedIps(state, model);
+  const c = state.counters as Counters;
+  c.nextHost ??= {};
+  let h = c.nextHost[String(subnet)] ?? HOST_MIN;
+  const out: string[] = [];
+  const span = HOST_MAX - HOST_MIN + 1;
+  for (let tries = 0; out.length < count && tries < span; tries++) {
+    if (h > HOST_MAX || h < HOST_MIN) h = HOST_MIN;
+    const ip = `${info.prefix}${h}`;
+    h += 1;
+    if (!used.has(ip)) {
+      out.push(ip);
+      used.add(ip);
+    }
+  }
+  if (out.length < count) throw new UserError(`subnet ${subnet} (${info.cidr}) has no free addresses left`);
+  c.nextHost[String(subnet)] = h;
+  return out;
+}
+
+export function allocDeviceNumber(state: LabState, model: MetadataModel | null, wanted?: number): number {
+  const used = new Set<number>([...state.attachments.map((a) => a.deviceNumber), ...(model?.nics ?? []).map((n) => n.deviceNumber)]);
+  if (wanted !== undefined) {
+    if (!Number.isInteger(wanted) || wanted < 0 || wanted > 99) throw new UserError(`bad device number ${wanted}`);
+    if (used.has(wanted)) throw new UserError(`device number ${wanted} is taken`);
+    return wanted;
+  }
+  let n = 1;
+  while (used.has(n)) n++;
+  if (n > 99) throw new UserError('no free device number');
+  return n;
+}
+
+export function allocMac(state: LabState): string {
+  const n = state.counters.mac++;
+  if (n > 0xffff) throw new UserError('MAC counter exhausted; recreate the lab');
+  const h = nameHash(state.name, 4);
+  const hx = (v: number) => v.toString(16).padStart(2, '0');
+  return `0a:${h.slice(0, 2)}:${h.slice(2, 4)}:00:${hx(n >> 8)}:${hx(n & 0xff)}`;
+}
+
+export function newAttachment(
+  state: LabState,
+  model: MetadataModel | null,
+  o: { subnet: number; secondaryIps: number; deviceNumber?: number; inMetadata: boolean },
+): Attachment {
+  const deviceNumber = allocDeviceNumber(state, model, o.deviceNumber);
+  const ips = allocIps(state, model, o.subnet, 1 + o.secondaryIps);
+  return {
+    ifname: `eth${deviceNumber}`,
+    mac: allocMac(state),
+    deviceNumber,
+    subnet: o.subnet,
+    ips,
+    vif: `vif${state.counters.vif++}`,
+    inMetadata: o.inMetadata,
+    attachedAt: Date.now(),
+  };
+}

@@ -1,0 +1,315 @@
+#!/usr/bin/env node
+/**
+ * `lab`: a lab cloud in network namespaces running the real cloud-init (see index.ts).
+ * Progress goes to stderr; results to stdout (JSON with --json).
+ */
+import { Command, Option, InvalidArgumentError } from 'commander';
+import { readFile } from 'node:fs/promises';
+import * as lab from './index.js';
+import { UserError, oneLine } from '../../src/util/errors.js';
+import { DEFAULT_NAME } from './paths.js';
+
+const nameOpt = () => new Option('--name <name>', 'lab name').default(DEFAULT_NAME);
+
+function int(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new InvalidArgumentError('not an integer');
+  return n;
+}
+
+function num(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new InvalidArgumentError('not a number');
+  return n;
+}
+
+const out = (v: unknown): void => {
+  process.stdout.write(JSON.stringify(v, null, 2) + '\n');
+};
+
+function printStatus(st: lab.LabStatus): void {
+  const lines: string[] = [];
+  lines.push(`lab ${st.name}: ${st.exists ? `${st.phase ?? '?'} (${st.mode ?? '?'})` : 'not created'}${st.error ? ` error: ${st.error}` : ''}`);
+  lines.push(`  dir ${st.labDir}`);
+  lines.push(`  netns ${st.netns.cloud} ${st.netns.cloudExists ? 'present' : 'absent'}, ${st.netns.inst} ${st.netns.instExists ? 'present' : 'absent'}`);
+  for (const pr of st.processes) lines.push(`  ${pr.what.padEnd(16)} pid ${pr.pid} ${pr.alive ? 'alive' : 'DEAD'}`);
+  if (st.interfaces.length) {
+    lines.push('  instance interfaces:');
+    for (const i of st.interfaces) lines.push(`    ${i.ifname.padEnd(8)} ${i.mac.padEnd(18)} ${i.state.padEnd(8)} ${i.addrs.join(' ')}`);
+  }
+  if (st.nics.length) {
+    lines.push('  attached NICs:');
+    for (const n of st.nics) {
+      const vis = n.visibleAt && n.visibleAt > Date.now() ? ` (metadata in ${((n.visibleAt - Date.now()) / 1000).toFixed(1)}s)` : '';
+      lines.push(`    ${n.ifname.padEnd(6)} dev ${n.deviceNumber} ${n.mac} subnet ${n.subnet} ${n.ips.join(',')}${n.inMetadata ? '' : ' (not in metadata)'}${vis}`);
+    }
+  }
+  for (const n of st.metadataOnlyNics) lines.push(`  in metadata only (detached): ${n.ifname ?? '?'} ${n.mac} dev ${n.deviceNumber}`);
+  if (st.imds) {
+    lines.push(
+      `  imds: ${st.imds.answering ? 'answering' : 'STOPPED'}, tokens ${st.imds.httpTokens}, ${st.imds.total} requests (${st.imds.tokenPuts} token PUTs, ${st.imds.unauthorized} 401s)${st.imds.fault ? `, fault ${JSON.stringify(st.imds.fault)}` : ''}`,
+    );
+  }
+  if (st.cloudInit) lines.push(`  cloud-init: ${st.cloudInit.status}${st.cloudInit.errors.length ? ` errors: ${st.cloudInit.errors.join('; ')}` : ''}`);
+  if (st.upMs) lines.push(`  up took ${(st.upMs / 1000).toFixed(1)}s: ${st.stages.map((s) => `${s.name} ${(s.ms / 1000).toFixed(1)}s`).join(', ')}`);
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+function printStats(s: lab.ImdsStats): void {
+  process.stdout.write(
+    [
+      `total ${s.total}, token PUTs ${s.tokenPuts}, 401s ${s.unauthorized}, faults injected ${s.faultsInjected} (since ${s.since})`,
+      `answering ${s.answering}, tokens ${s.httpTokens}, fault ${s.fault ? JSON.stringify(s.fault) : 'none'}`,
+      'by status: ' + Object.entries(s.byStatus).map(([k, v]) => `${k}=${v}`).join(' '),
+      'by prefix:',
+      ...Object.entries(s.byPrefix)
+        .sort()
+        .map(([k, v]) => `  ${k} ${v}`),
+    ].join('\n') + '\n',
+  );
+}
+
+export function buildProgram(): Command {
+  const program = new Command('lab')
+    .description('lab cloud in network namespaces running the real cloud-init (EC2-like)')
+    .enablePositionalOptions()
+    .showHelpAfterError();
+
+  program
+    .command('up')
+    .description('create the lab and boot cloud-init (idempotent)')
+    .addOption(nameOpt())
+    .addOption(new Option('--mode <mode>', 'faithful (AWS, IMDSv2 only, Ec2Local) or generic').choices(['faithful', 'generic']).default('faithful'))
+    .option('--no-hotplug-userdata', 'user-data without updates.network.when [boot, hotplug]')
+    .option('--userdata <file>', 'user-data from this file')
+    .option('--no-udev', 'do not run systemd-udevd in the instance')
+    .addOption(new Option('--pause-before <stage>', 'stop the boot before this stage').choices(['config', 'final']))
+    .option('--json', 'print the result as JSON')
+    .action(async (o) => {
+      const r = await lab.up({
+        name: o.name,
+        mode: o.mode,
+        hotplugUserdata: o.hotplugUserdata,
+        userdataFile: o.userdata,
+        udev: o.udev,
+        pauseBefore: o.pauseBefore,
+      });
+      if (o.json) out(r);
+      else process.stdout.write(`lab ${r.name} ${r.alreadyUp ? 'already ' : ''}${r.phase} (${r.mode}), instance holder pid ${r.holderPid}${r.upMs ? `, up in ${(r.upMs / 1000).toFixed(1)}s` : ''}\n`);
+    });
+
+  program
+    .command('resume')
+    .description('continue a boot paused with --pause-before')
+    .addOption(nameOpt())
+    .option('--json', 'print the result as JSON')
+    .action(async (o) => {
+      const r = await lab.resume({ name: o.name });
+      if (o.json) out(r);
+      else process.stdout.write(`lab ${r.name} ${r.phase}\n`);
+    });
+
+  program
+    .command('attach')
+    .description('hotplug a NIC into the instance (veth → ethN, a real kernel add uevent)')
+    .addOption(nameOpt())
+    .option('--lag <seconds>', 'show the NIC in metadata only this long after the attach', num)
+    .option('--ips <n>', 'secondary private IPs', int, 0)
+    .option('--subnet <k>', 'subnet index 1..4 (default 2)', int)
+    .option('--device-number <n>', 'device number (default: lowest free)', int)
+    .option('--count <n>', 'attach n NICs at once', int, 1)
+    .option('--no-metadata', 'do not list the NIC in metadata')
+    .option('--json', 'print JSON')
+    .action(async (o) => {
+      const opts = { name: o.name, lagSeconds: o.lag, ips: o.ips, subnet: o.subnet, metadata: o.metadata, deviceNumber: o.deviceNumber };
+      const nics = o.count === 1 ? [await lab.attach(opts)] : await lab.attachMany(o.count, opts);
+      if (o.json) out(o.count === 1 ? nics[0] : nics);
+      else for (const n of nics) process.stdout.write(`${n.ifname} ${n.mac} device-number ${n.deviceNumber} ${n.ips.join(',')} subnet ${n.subnet} (${n.cidr}, gw ${n.gateway})\n`);
+    });
+
+  program
+    .command('detach')
+    .description('unplug a NIC (a real kernel remove uevent) and drop it from metadata')
+    .argument('<iface>', 'ethN or MAC')
+    .addOption(nameOpt())
+    .option('--keep-metadata', 'leave the NIC listed in metadata')
+    .option('--json', 'print JSON')
+    .action(async (iface, o) => {
+      const r = await lab.detach(iface, { name: o.name, keepMetadata: o.keepMetadata });
+      if (o.json) out(r);
+      else process.stdout.write(`detached ${r.ifname} (${r.mac})${r.metadataRemoved ? '' : ', still in metadata'}\n`);
+    });
+
+  program
+    .command('exec')
+    .description('run a command inside the instance (exit code passed through)')
+    .addOption(nameOpt())
+    .argument('<cmd...>', 'command and arguments (use -- before options of the command)')
+    .passThroughOptions()
+    .action(async (cmd: string[], o) => {
+      const r = await lab.exec(cmd, { name: o.name, stdio: 'inherit' });
+      process.exitCode = r.exitCode;
+    });
+
+  const md = program.command('metadata').description('the instance metadata (model and IMDS)');
+  md.command('show')
+    .addOption(nameOpt())
+    .option('--json', 'print JSON')
+    .action(async (o) => {
+      const v = await lab.showMetadata({ name: o.name });
+      if (o.json) return out(v);
+      const m = v.model;
+      const lines = [
+        `instance ${m.instanceId} ${m.instanceType} ${m.availabilityZone} vpc ${m.vpcId} tokens ${m.httpTokens}`,
+        `user-data: ${m.userData === null ? '(none)' : JSON.stringify(m.userData.slice(0, 120))}`,
+      ];
+      for (const n of [...m.nics].sort((a, b) => a.deviceNumber - b.deviceNumber)) {
+        const hidden = !v.visibleMacs.includes(n.mac);
+        lines.push(`  ${n.ifname ?? '?'} dev ${n.deviceNumber} ${n.mac} ${n.interfaceId} subnet ${n.subnet} ${n.ips.join(',')}${hidden ? ' (hidden: lag)' : ''}`);
+      }
+      process.stdout.write(lines.join('\n') + '\n');
+    });
+  md.command('add-ip')
+    .argument('<iface>')
+    .argument('[n]', 'how many', int, 1)
+    .addOption(nameOpt())
+    .action(async (iface, n, o) => {
+      const ips = await lab.addIp(iface, n, { name: o.name });
+      process.stdout.write(ips.join('\n') + '\n');
+    });
+  md.command('remove-ip')
+    .argument('<iface>')
+    .argument('<ip>')
+    .addOption(nameOpt())
+    .action(async (iface, ip, o) => {
+      await lab.removeIp(iface, ip, { name: o.name });
+    });
+  md.command('remove-nic')
+    .description('drop a NIC from metadata only')
+    .argument('<iface>')
+    .addOption(nameOpt())
+    .action(async (iface, o) => {
+      await lab.removeNicMetadata(iface, { name: o.name });
+    });
+  md.command('set-userdata')
+    .argument('<file>', "user-data file ('-' for none)")
+    .addOption(nameOpt())
+    .action(async (file, o) => {
+      const content = file === '-' ? null : await readFile(file, 'utf8');
+      await lab.setUserdata(content, { name: o.name });
+    });
+  md.command('lag')
+    .description('hide a NIC from metadata for SECONDS from now (0: show now)')
+    .argument('<iface>')
+    .argument('<seconds>', 'seconds', num)
+    .addOption(nameOpt())
+    .action(async (iface, seconds, o) => {
+      await lab.setLag(iface, seconds, { name: o.name });
+    });
+  md.command('tokens')
+    .description('IMDSv2 tokens required, or optional (IMDSv1 allowed)')
+    .argument('<mode>', 'required | optional')
+    .addOption(nameOpt())
+    .action(async (mode, o) => {
+      await lab.setHttpTokens(mode, { name: o.name });
+    });
+  md.command('stop')
+    .description('the IMDS stops answering (connection refused)')
+    .addOption(nameOpt())
+    .action(async (o) => {
+      await lab.imdsStop({ name: o.name });
+    });
+  md.command('start')
+    .description('the IMDS answers again')
+    .addOption(nameOpt())
+    .action(async (o) => {
+      await lab.imdsStart({ name: o.name });
+    });
+  md.command('stats')
+    .description('IMDS request counts')
+    .addOption(nameOpt())
+    .option('--reset', 'reset the counters (after printing them)')
+    .option('--json', 'print JSON')
+    .action(async (o) => {
+      const s = await lab.imdsStats({ name: o.name, reset: o.reset });
+      if (o.json) out(s);
+      else printStats(s);
+    });
+  md.command('requests')
+    .description('requests the IMDS served (most recent 5000)')
+    .addOption(nameOpt())
+    .option('--since <ms>', 'epoch ms', int, 0)
+    .action(async (o) => out(await lab.imdsRequests(o.since, { name: o.name })));
+  md.command('fault')
+    .description('inject a fault: http<code> (e.g. http500, http404, http429), hang, truncate, reset, refuse-token, slow; or "clear"')
+    .argument('<mode>')
+    .addOption(nameOpt())
+    .option('--path <prefix>', 'only requests under this path (with or without the version)')
+    .option('--count <n>', 'only the next n matching requests', int)
+    .option('--delay <ms>', "delay for 'slow'", int)
+    .action(async (mode, o) => {
+      if (mode === 'clear') await lab.clearFault({ name: o.name });
+      else await lab.setFault({ mode, pathPrefix: o.path, count: o.count, delayMs: o.delay }, { name: o.name });
+    });
+
+  program
+    .command('status')
+    .description('namespaces, processes, interfaces, NICs, IMDS stats, cloud-init status')
+    .addOption(nameOpt())
+    .option('--json', 'print JSON')
+    .action(async (o) => {
+      const st = await lab.status({ name: o.name });
+      if (o.json) out(st);
+      else printStatus(st);
+    });
+
+  program
+    .command('udev-events')
+    .description('net uevents seen in the instance (kernel and after udevd)')
+    .addOption(nameOpt())
+    .action(async (o) => out(await lab.udevEvents({ name: o.name })));
+
+  program
+    .command('list')
+    .description('labs present on this machine')
+    .action(async () => {
+      for (const n of await lab.listLabs()) process.stdout.write(n + '\n');
+    });
+
+  program
+    .command('down')
+    .description('kill, unmount and delete everything of the lab (safe to repeat)')
+    .addOption(nameOpt())
+    .option('--json', 'print JSON')
+    .action(async (o) => {
+      const r = await lab.down({ name: o.name });
+      if (o.json) out(r);
+      if (r.remaining.length) {
+        process.stderr.write(`lab ${r.name}: left behind: ${r.remaining.join('; ')}\n`);
+        process.exitCode = 1;
+      }
+    });
+
+  return program;
+}
+
+async function main(): Promise<void> {
+  if (process.getuid && process.getuid() !== 0) {
+    process.stderr.write('lab: must run as root (namespaces, mounts)\n');
+    process.exit(1);
+  }
+  try {
+    await buildProgram().parseAsync(process.argv);
+  } catch (e) {
+    if (e instanceof UserError) {
+      process.stderr.write(`lab: ${e.message}\n`);
+      process.exitCode = e.code;
+    } else {
+      process.stderr.write(`lab: ${oneLine(e)}\n`);
+      if (process.env.LAB_DEBUG) process.stderr.write(`${(e as Error).stack}\n`);
+      process.exitCode = 2;
+    }
+  }
+}
+
+void main();

@@ -1,0 +1,99 @@
+/**
+ * `hotplug routes [--json]`: the policy routing metadata asks for versus what the system has,
+ * marking what is missing, extra (ours, no longer wanted) and foreign (not ours, never touched).
+ */
+import type { Command } from 'commander';
+import { action, printJson } from './common.js';
+import { withSession } from '../core/session.js';
+import { loadConfig, type Config } from '../config.js';
+import type { InstanceSummary } from '../../bridge/index.js';
+import { snapshot, describeChange, type Change, type RoutingEnv } from '../routing/reconcile.js';
+import { compareRows, type Row } from '../routing/report.js';
+import { ROUTING_PROTO } from '../routing/state.js';
+
+export interface RoutesPreview {
+  enabled: boolean;
+  /** Changes a reconcile would make now (adds, replaces and deletes). */
+  changes: Change[];
+  /** One `ip …` line per change, in order. */
+  lines: string[];
+}
+
+/**
+ * For `apply --dry-run`: the rules, routes and addresses a reconcile would add (or remove)
+ * given this summary, without changing anything. Interfaces not yet up or without their
+ * DHCP address show fewer changes than the real run after apply will make.
+ */
+export async function previewRoutes(summary: Pick<InstanceSummary, 'nics' | 'primary_mac'>, config: Config, env?: RoutingEnv): Promise<RoutesPreview> {
+  if (!config.routing.enabled) return { enabled: false, changes: [], lines: [] };
+  const s = await snapshot({ summary, config, metadataComplete: true, env });
+  return { enabled: true, changes: s.plan.changes, lines: s.plan.changes.map(describeChange) };
+}
+
+const MARK: Record<Row['status'], string> = { ok: ' ', missing: '+', extra: '-', foreign: '~' };
+
+export function register(program: Command): void {
+  program
+    .command('routes')
+    .description(
+      `Show the policy routing for secondary NICs that metadata asks for versus what the system has:
+"+" missing, "-" extra (ours, no longer wanted), "~" foreign (not ours; never touched). Changes nothing.`,
+    )
+    .option('--json', 'machine-readable output')
+    .action(
+      action(async (opts: { json?: boolean }) => {
+        const config = await loadConfig();
+        const summary = await withSession(async ({ summary }) => summary);
+        const s = await snapshot({ summary, config, metadataComplete: true });
+        const rows = compareRows(s);
+        const nics = s.desired.nics.map((n) => ({
+          ifname: n.ifname,
+          mac: n.mac,
+          up: n.up,
+          table: n.table,
+          priority: n.priority,
+          device_number: n.deviceNumber,
+          network_card: n.networkCard,
+          gateway4: n.gateway4,
+          gateway6: n.gateway6,
+        }));
+        if (opts.json) {
+          printJson({
+            enabled: config.routing.enabled,
+            protocol: ROUTING_PROTO,
+            primary: s.desired.primary,
+            nics,
+            rows,
+            pending: s.plan.changes.map((c) => ({ ...c, command: describeChange(c) })),
+            skipped: [...s.desired.skipped, ...s.plan.notes],
+          });
+          return;
+        }
+        const out: string[] = [];
+        out.push(`policy routing: ${config.routing.enabled ? 'enabled' : 'disabled (routing.enabled: false; nothing is applied)'}`);
+        const p = s.desired.primary;
+        out.push(`primary:        ${p.ifname ?? '-'} ${p.mac ?? ''} (${p.source}; main table, no rules)`);
+        for (const n of nics) {
+          const gw = n.gateway4 ? `${n.gateway4.address} (${n.gateway4.source})` : '-';
+          out.push(`nic ${n.ifname.padEnd(10)} ${n.mac} table ${n.table}${n.up ? '' : ' (down)'} gateway ${gw}${n.gateway6 ? ` gateway6 ${n.gateway6}` : ''}`);
+        }
+        for (const kind of ['rule', 'route', 'address'] as const) {
+          const rs = rows.filter((r) => r.kind === kind);
+          if (!rs.length) continue;
+          out.push('', `${kind}s:`);
+          for (const r of rs) {
+            const who = r.owner === 'foreign' && r.status === 'ok' ? ' (foreign)' : '';
+            out.push(`  ${MARK[r.status]} ${r.family === 6 ? '-6 ' : ''}${r.text}${who}${r.note ? `   # ${r.note}` : ''}`);
+          }
+        }
+        const skipped = s.desired.skipped;
+        if (skipped.length) {
+          out.push('', 'skipped metadata:');
+          for (const k of skipped) out.push(`  ${k.ifname ?? k.mac ?? ''} ${k.what}${k.value ? ` ${k.value}` : ''}: ${k.reason}`.replace(/^ {3}/, '  '));
+        }
+        out.push('', s.plan.changes.length ? `${s.plan.changes.length} change(s) pending (applied by the next reconcile)` : 'in sync');
+        process.stdout.write(out.join('\n') + '\n');
+        return s.plan.changes.length ? 0 : 0;
+      }),
+    );
+}

@@ -1,0 +1,106 @@
+/**
+ * Shared helpers for lab integration tests: run the project's CLI inside a lab instance,
+ * read instance state the way a person would (ip -json, files), wait for outcomes.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import * as lab from '../../scripts/lab/index.js';
+import { CLI, ROOT } from '../helpers/run.js';
+
+export { lab, CLI, ROOT };
+
+export const HOOK = join(ROOT, 'dist/src/hook.js');
+
+/** Run `hotplug ARGS` inside the instance, as root, with a clean environment like udev's. */
+export async function hotplug(name: string, args: string[], env: Record<string, string> = {}) {
+  return lab.exec([process.execPath, CLI, ...args], { name, cleanEnv: true, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', ...env }, timeoutMs: 240_000 });
+}
+
+/** Run a command inside the instance and return stdout (throws on non-zero). */
+export async function sh(name: string, argv: string[]): Promise<string> {
+  const r = await lab.exec(argv, { name, cleanEnv: true, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+  if (r.exitCode !== 0) throw new Error(`${argv.join(' ')} exited ${r.exitCode}: ${r.stderr.trim()}`);
+  return r.stdout;
+}
+
+export interface Addr {
+  ifname: string;
+  address?: string;
+  operstate: string;
+  addr_info: { family: string; local: string; prefixlen: number; label?: string }[];
+}
+
+export async function addrs(name: string): Promise<Addr[]> {
+  return JSON.parse(await sh(name, ['ip', '-json', 'addr', 'show'])) as Addr[];
+}
+
+export async function ipv4Of(name: string, ifname: string): Promise<string[]> {
+  const a = (await addrs(name)).find((x) => x.ifname === ifname);
+  return (a?.addr_info ?? []).filter((i) => i.family === 'inet').map((i) => i.local);
+}
+
+export async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs = 60_000, everyMs = 100): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** Host path of a file inside the instance (through /proc/<holder>/root). */
+export async function hostPath(name: string, p: string): Promise<string> {
+  // Resolve inside the instance: /var/lib/cloud/instance is an absolute symlink, which
+  // /proc/<pid>/root/... would follow on the host.
+  const r = await lab.exec(['readlink', '-m', p], { name, cleanEnv: true, env: { PATH: '/usr/bin:/bin' } });
+  return join(await lab.instanceRootPath({ name }), r.stdout.trim() || p);
+}
+
+export async function sha(name: string, p: string): Promise<string | null> {
+  const hp = await hostPath(name, p);
+  return existsSync(hp) ? createHash('sha256').update(readFileSync(hp)).digest('hex') : null;
+}
+
+export async function readIn(name: string, p: string): Promise<string | null> {
+  const hp = await hostPath(name, p);
+  return existsSync(hp) ? readFileSync(hp, 'utf8') : null;
+}
+
+/** Number of full metadata crawls: each crawl of the Ec2 datasource reads user-data exactly once. */
+export function crawlsOf(stats: lab.ImdsStats): number {
+  return Object.entries(stats.byPath)
+    .filter(([p]) => /\/user-data$/.test(p))
+    .reduce((n, [, c]) => n + c, 0);
+}
+
+/** PIDs of processes in the instance's network namespace whose argv matches. */
+export async function instancePids(name: string, match: (argv: string[]) => boolean): Promise<number[]> {
+  const st = await lab.status({ name });
+  const want = readlinkSync(`/proc/${st.holderPid}/ns/net`);
+  const pids: number[] = [];
+  for (const ent of readdirSync('/proc')) {
+    if (!/^\d+$/.test(ent)) continue;
+    try {
+      if (readlinkSync(`/proc/${ent}/ns/net`) !== want) continue;
+      const argv = readFileSync(`/proc/${ent}/cmdline`, 'utf8').split('\0').filter(Boolean);
+      if (argv.length && match(argv)) pids.push(Number(ent));
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  return pids;
+}
+
+/** Everything of a lab is gone: namespaces, processes, mounts, its directory. */
+export async function assertLabGone(name: string): Promise<string[]> {
+  const problems: string[] = [];
+  const st = await lab.status({ name });
+  if (st.netns.cloudExists || st.netns.instExists) problems.push('netns remains');
+  for (const p of st.processes) if (p.alive) problems.push(`process ${p.what} ${p.pid} alive`);
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8');
+  if (mounts.includes(st.labDir)) problems.push('mount remains');
+  if (existsSync(st.labDir)) problems.push('lab dir remains');
+  return problems;
+}
