@@ -99,7 +99,11 @@ export interface Bridge {
   preview(netcfg?: NetworkConfig): Promise<{ renderer: string; network_config: NetworkConfig; files: PreviewFile[] }>;
   applyNetwork(netcfg?: NetworkConfig, bringUp?: boolean): Promise<{ failed: boolean; duration_ms: number }>;
   bringDown(ifname: string): Promise<{ done: boolean; activator: string }>;
+  /** Activator bring-up of each interface; every one is tried. */
+  bringUp(ifnames: string[]): Promise<Record<string, boolean>>;
   /** MACs the metadata service lists now (one cheap request); supported=false outside Ec2. */
+  /** Re-crawl only the network subtree (Ec2 family); supported=false elsewhere (use refresh()). */
+  refreshNetwork(timeoutS?: number): Promise<{ supported: false } | { supported: true; duration_ms: number; summary: InstanceSummary; network_config: NetworkConfig }>;
   /** Network config recomputed from cached metadata (no crawl); drops NICs no longer present. */
   rederive(): Promise<{ network_config: NetworkConfig | null; summary: InstanceSummary }>;
   probeMacs(timeoutS?: number): Promise<{ supported: boolean; macs: string[] }>;
@@ -240,6 +244,14 @@ export async function startBridge(opts: StartOptions = {}): Promise<Bridge> {
     async bringDown(ifname) {
       const r = await call('bring_down', [ifname], 120_000);
       return { done: r.done as boolean, activator: r.activator as string };
+    },
+    async bringUp(ifnames) {
+      const r = await call('bring_up', [ifnames], 120_000 + ifnames.length * 60_000);
+      return r.results as Record<string, boolean>;
+    },
+    async refreshNetwork(timeoutS = 2) {
+      const r = await call('refresh_network', [timeoutS], 120_000);
+      return r.supported ? (r as any) : { supported: false as const };
     },
     async rederive() {
       const r = await call('rederive', []);

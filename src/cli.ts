@@ -9,7 +9,11 @@ import { register as handle } from './commands/handle.js';
 import { register as worker } from './commands/worker.js';
 import { register as enable } from './commands/enable.js';
 import { register as install } from './commands/install.js';
+import { register as routes } from './commands/routes.js';
 
+import { SAFE_PATH } from './paths.js';
+
+process.env.PATH = SAFE_PATH;
 const program = new Command();
 program
   .name('hotplug')
@@ -17,7 +21,7 @@ program
   .version('0.1.0')
   .showHelpAfterError();
 
-for (const reg of [refreshMetadata, apply, query, status, handle, worker, enable, install]) reg(program);
+for (const reg of [refreshMetadata, apply, query, status, handle, worker, enable, install, routes]) reg(program);
 
 program.exitOverride((err) => {
   process.exit(err.exitCode === 0 ? 0 : 2);

@@ -14,9 +14,11 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { eventFromUdevEnv } from './events/event.js';
 import { enqueueSync } from './events/queue.js';
-import { paths } from './paths.js';
+import { paths, SAFE_PATH } from './paths.js';
 
 const CLI = join(dirname(fileURLToPath(import.meta.url)), 'cli.js');
+
+process.env.PATH = SAFE_PATH;
 
 function lockFree(): boolean {
   mkdirSync(dirname(paths.lockFile), { recursive: true, mode: 0o755 });
@@ -37,7 +39,7 @@ function startWorker(): string {
   }
   mkdirSync(dirname(paths.logFile), { recursive: true });
   const out = openSync(paths.logFile, 'a', 0o640);
-  const child = spawn(process.execPath, [CLI, 'worker'], { detached: true, stdio: ['ignore', out, out] });
+  const child = spawn(process.execPath, [CLI, 'worker'], { detached: true, stdio: ['ignore', out, out], env: { ...process.env, PATH: SAFE_PATH } });
   child.unref();
   return `pid ${child.pid}`;
 }
@@ -50,7 +52,8 @@ export function runHook(env: NodeJS.ProcessEnv = process.env): number {
     const ev = eventFromUdevEnv(env);
     enqueueSync(ev);
     const worker = lockFree() ? startWorker() : 'running';
-    line = `hotplug[${process.pid}] info: hook queued action=${ev.action} iface=${ev.ifname} mac=${ev.mac ?? '-'} worker=${JSON.stringify(worker)} duration_ms=${(performance.now() - t0).toFixed(1)}`;
+    // performance.now() counts from process start: this is the whole udev program's time.
+    line = `hotplug[${process.pid}] info: hook queued action=${ev.action} iface=${ev.ifname} mac=${ev.mac ?? '-'} worker=${JSON.stringify(worker)} duration_ms=${performance.now().toFixed(1)} own_ms=${(performance.now() - t0).toFixed(1)}`;
   } catch (e) {
     rc = 1;
     line = `hotplug[${process.pid}] error: hook rejected event: ${(e as Error).message.split('\n')[0]} duration_ms=${(performance.now() - t0).toFixed(1)}`;

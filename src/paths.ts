@@ -27,3 +27,9 @@ export const paths = {
 
 /** The interpreter that has cloud-init; the python3 first on PATH may not. */
 export const PYTHON_BIN = process.env.PYTHON_BIN ?? '/usr/bin/python3';
+
+/**
+ * udev runs its programs without PATH, and a root network tool should not trust the
+ * caller's PATH anyway: cloud-init's activators exec `ifup`, `ip`, `dhclient` by name.
+ */
+export const SAFE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';

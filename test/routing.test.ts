@@ -10,6 +10,10 @@ import { plan, planDetailed, changeArgv, applyPlan, reconcile, removeInterface, 
 import { emptyState, validateState, ROUTING_PROTO, type OwnedState } from '../src/routing/state.js';
 import { compareRows } from '../src/routing/report.js';
 import type { IpRunner } from '../src/routing/run.js';
+import { snapshot } from '../src/routing/reconcile.js';
+import { routesView, previewRoutes } from '../src/commands/routes.js';
+import { defaultConfig } from '../src/config.js';
+import { setQuiet } from '../src/util/log.js';
 
 // ---------------------------------------------------------------------------------------
 // Fixtures: a primary (eth0) and two secondary NICs with two secondary IPs each.
@@ -559,6 +563,8 @@ describe('routing/reconcile() with an injected ip runner', () => {
   const config = { enabled: true, table_base: 10000, primary: null };
   const env = () => ({ ip: fakeIp(sys), statePath: join(dir, 'routing-state.json'), leaseDir: dir });
 
+  before(() => setQuiet(true));
+  after(() => setQuiet(false));
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'chr-routing-'));
     sys = {
@@ -606,6 +612,22 @@ describe('routing/reconcile() with an injected ip runner', () => {
     expect(sys.rules.filter((x) => x.table === 10001).length).to.equal(4);
     const st = JSON.parse(await readFile(join(dir, 'routing-state.json'), 'utf8'));
     expect(Object.keys(st.nics)).to.deep.equal([MAC1]);
+  });
+
+  it('routes view and the apply --dry-run preview', async () => {
+    const pre = await previewRoutes(summary(), { ...defaultConfig, routing: config }, env());
+    expect(pre.lines[0]).to.equal('ip -4 addr add 10.0.1.11/24 dev eth1 noprefixroute');
+    expect(pre.lines).to.include('ip -4 route add default via 10.0.2.254 dev eth2 table 10002 proto 199');
+    await reconcile({ summary: { nics: { ...baseNics(), [MAC1]: nic(MAC1, 1, { ipv4s: ['10.0.1.10', '10.0.1.11', '10.0.1.12', '10.0.1.13'] }) }, primary_mac: MAC0 }, config, metadataComplete: true, env: env() });
+    const v = routesView(await snapshot({ summary: summary(), config, metadataComplete: true, env: env() }), true);
+    expect(v.text).to.include('primary: eth0 02:00:00:00:00:10 (metadata; main table, no rules)');
+    expect(v.text).to.include('  - from 10.0.1.13/32 lookup 10001 priority 10001   # to remove: no longer in metadata');
+    expect(v.text).to.include('  + from 10.0.1.64/28 lookup 10001 priority 10001');
+    expect(v.text).to.include('  ~ from 10.0.2.11/32 lookup 100 priority 500');
+    expect(v.text).to.include('    10.0.2.11/24 dev eth2');
+    expect(v.text).to.match(/3 change\(s\) pending/);
+    expect((v.json.pending as unknown[]).length).to.equal(3);
+    expect(sys.log.length).to.equal(16); // the reconcile's; the preview and the view ran none
   });
 
   it('applyPlan: failures are reported and do not stop the rest; EEXIST/ENOENT are not failures', async () => {

@@ -525,3 +525,63 @@ def rederive():
     if hasattr(S.ds, "_network_config"):
         S.ds._network_config = sources.UNSET
     return {"network_config": _network_config(S.init), "summary": _summary(S.init, S.ds)}
+
+
+@_result
+def bring_up(ifnames):
+    """The distro activator's bring_up_interface for each name, all of them tried
+    (cloud-init's bring_up_all_interfaces stops at the first failure)."""
+    _require_open()
+    activator = S.ds.distro.network_activator
+    if not activator:
+        raise BridgeError("no network activator available")
+    results = {}
+    for name in list(ifnames):
+        try:
+            results[name] = bool(activator.bring_up_interface(name))
+        except Exception as e:  # one bad interface must not hide the others
+            LOG.warning("bring up %s failed: %s", name, e)
+            results[name] = False
+    return {"results": results, "activator": activator.__name__}
+
+
+@_result
+def refresh_network(timeout=2):
+    """Re-crawl only the network subtree (meta-data/network/) of an Ec2-family
+    datasource: what a NIC hotplug needs, at a fraction of a full crawl's requests.
+    The datasource changes only when the whole subtree was read; nothing is written."""
+    _require_open()
+    from cloudinit.sources.DataSourceEc2 import DataSourceEc2, AWS_TOKEN_REDACT
+    from cloudinit.sources.helpers import ec2 as ec2_helper
+
+    ds = S.ds
+    if not isinstance(ds, DataSourceEc2) or not getattr(ds, "metadata_address", None) or not isinstance(ds.metadata, dict):
+        return {"supported": False}
+    crawled = getattr(ds, "_crawled_metadata", None) or {}
+    version = crawled.get("_metadata_api_version") or ds.min_metadata_version
+    t0 = time.monotonic()
+    aws = ds.cloud_name == "aws"
+    md = ec2_helper._get_instance_metadata(
+        tree="meta-data/network/",
+        api_version=version,
+        metadata_address=ds.metadata_address,
+        timeout=timeout,
+        retries=1,
+        headers_cb=ds._get_headers,
+        headers_redact=AWS_TOKEN_REDACT,
+        exception_cb=ds._refresh_stale_aws_token_cb if aws else None,
+    )
+    if not isinstance(md, dict) or not isinstance(md.get("interfaces"), dict):
+        raise RefreshFailed("metadata crawl of the network subtree failed (metadata service unreachable or incomplete)")
+    ds.metadata["network"] = md
+    if isinstance(crawled.get("meta-data"), dict) and crawled["meta-data"] is not ds.metadata:
+        crawled["meta-data"]["network"] = md
+    if hasattr(ds, "_network_config"):
+        ds._network_config = sources.UNSET
+    netcfg = _network_config(S.init)
+    return {
+        "supported": True,
+        "duration_ms": int((time.monotonic() - t0) * 1000),
+        "summary": _summary(S.init, ds),
+        "network_config": netcfg,
+    }

@@ -7,7 +7,7 @@ import { mkdir, readFile, rm, readdir } from 'node:fs/promises';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { labPaths, checkName, subnetInfo, DEFAULT_SECONDARY_SUBNET, PRIMARY_SUBNET, LAB_ROOT, NETNS_PREFIX, type LabPaths } from './paths.js';
+import { labPaths, checkName, subnetInfo, DEFAULT_SECONDARY_SUBNET, PRIMARY_SUBNET, LAB_ROOT, type LabPaths } from './paths.js';
 import { withLock } from './lock.js';
 import { loadState, saveState, type LabState, type LabMode, type Attachment, type StageTiming, type Phase } from './state.js';
 import { createNetns, deleteNetns, setupCloud, setupInstance, createVeths, deleteVeth, netnsExists, netnsInode, netnsPath, listInterfaces, type IfAddr } from './netns.js';
@@ -19,7 +19,6 @@ import {
   startHolder,
   nsenterArgv,
   instanceRoot,
-  instanceRun,
   runStage,
   cloudInitStatus,
   readInstanceFile,
@@ -478,8 +477,11 @@ export async function exec(argv: string[], opts: ExecOptions = {}): Promise<Exec
   const stdio = opts.stdio ?? 'pipe';
   const r = await execa(full[0]!, full.slice(1), {
     reject: false,
-    stdio: stdio === 'inherit' ? 'inherit' : 'pipe',
-    input: stdio === 'pipe' ? opts.input : undefined,
+    ...(stdio === 'inherit'
+      ? { stdio: 'inherit' as const }
+      : opts.input !== undefined
+        ? { input: opts.input }
+        : { stdin: 'ignore' as const }),
     env: opts.env,
     extendEnv: !opts.cleanEnv,
     timeout: opts.timeoutMs,
@@ -632,21 +634,32 @@ export async function udevEvents(opts: LabOptions = {}): Promise<UdevEvent[]> {
   return readUdevEvents(labPaths(opts.name));
 }
 
-/** Wait until udevd (source 'udev') or the kernel reported `action` for `ifname`. */
+/** Now on the clock udevadm monitor stamps events with (CLOCK_MONOTONIC, seconds). */
+export function monotonicNow(): number {
+  return Number(process.hrtime.bigint()) / 1e9;
+}
+
+/**
+ * Wait until udevd (source 'udev', i.e. after its rules ran) or the kernel (source 'kernel')
+ * reported `action` for `ifname`, at or after `since` (monotonicNow() taken before the action;
+ * default: any time). Returns the first such event, or null on timeout.
+ */
 export async function waitForUdevEvent(
   ifname: string,
   action: string,
-  opts: LabOptions & { source?: 'udev' | 'kernel'; timeoutMs?: number; after?: number } = {},
+  opts: LabOptions & { source?: 'udev' | 'kernel'; timeoutMs?: number; since?: number } = {},
 ): Promise<UdevEvent | null> {
   const p = labPaths(opts.name);
   const src = opts.source ?? 'udev';
-  const found = await waitFor(
+  const since = opts.since ?? 0;
+  return waitFor(
     async () =>
-      (await readUdevEvents(p)).filter((e) => e.source === src && e.action === action && e.ifname === ifname && e.subsystem === 'net').at(opts.after ?? -1) ?? null,
+      (await readUdevEvents(p)).find(
+        (e) => e.source === src && e.action === action && e.ifname === ifname && e.subsystem === 'net' && e.monotonic >= since,
+      ) ?? null,
     opts.timeoutMs ?? 10_000,
     50,
   );
-  return found;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -122,7 +122,10 @@ export function spawnDaemon(argv: string[], what: string, opts: DaemonOptions): 
     const child = spawn(argv[0]!, argv.slice(1), {
       detached: true,
       stdio: ['ignore', fd, fd],
-      env: { ...process.env, ...(opts.env ?? {}) },
+      // Daemons of the instance start with a clean environment, as under systemd: the
+      // caller's (e.g. NODE_EXTRA_CA_CERTS, which triples node's start-up) must not leak into
+      // udevd and from there into every RUN program.
+      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8', HOME: '/root', ...(opts.env ?? {}) },
       cwd: opts.cwd ?? '/',
     });
     child.on('error', () => {

@@ -38,6 +38,7 @@ export const BASE_PACKAGES = [
   'python3',
   'util-linux',
   'procps',
+  'dbus',
 ];
 
 /** Units that cost boot time under TCG and do nothing for a throwaway test VM. */
@@ -67,6 +68,9 @@ datasource:
     strict_id: false
     timeout: 5
     max_wait: 60
+# Trimmed for a throwaway VM: nothing to grow, no locales package.
+resize_rootfs: false
+locale: false
 `;
 
 /** Served as user-data by the VM's metadata service. */
@@ -139,11 +143,12 @@ export async function ensureBase(say: Say, rebuild = false): Promise<[string, nu
   if (existsSync(out) && !rebuild) return [out, null];
   await requireTools([['mmdebstrap', 'mmdebstrap']]);
   await mkdir(VM_CACHE, { recursive: true });
-  const tmp = `${out}.${randomBytes(4).toString('hex')}.tmp`;
+  // mmdebstrap picks the output format by extension: keep .tar at the end (and say so).
+  const tmp = `${out.replace(/\.tar$/, '')}.tmp-${randomBytes(4).toString('hex')}.tar`;
   say(`building base root fs with mmdebstrap (${BASE_PACKAGES.length} packages, takes ~2-4 min) → ${out}`);
   const t0 = Date.now();
   try {
-    await run(['mmdebstrap', '--quiet', '--variant=apt', `--include=${BASE_PACKAGES.join(',')}`, SUITE, tmp, ...MIRRORS], {
+    await run(['mmdebstrap', '--quiet', '--format=tar', '--variant=apt', `--include=${BASE_PACKAGES.join(',')}`, SUITE, tmp, ...MIRRORS], {
       inheritStderr: true,
       timeoutMs: 30 * 60_000,
     });

@@ -19,7 +19,7 @@ bringing interfaces up. Refreshes metadata first (as refresh-metadata) unless --
         requireRoot('apply');
         const r = await withSession(({ bridge }) => applyNetwork(bridge, { refresh: opts.refresh, dryRun: !!opts.dryRun }));
         if (opts.json) {
-          printJson({ dry_run: !!opts.dryRun, refreshed: r.refreshed, duration_ms: r.durationMs, network_config: r.networkConfig, files: r.files });
+          printJson({ dry_run: !!opts.dryRun, refreshed: r.refreshed, duration_ms: r.durationMs, network_config: r.networkConfig, files: r.files, routes: r.routeLines });
           return;
         }
         if (opts.dryRun) {
@@ -28,6 +28,8 @@ bringing interfaces up. Refreshes metadata first (as refresh-metadata) unless --
             process.stdout.write(`# ${f.changed ? 'would write' : 'unchanged'}: ${f.path}\n`);
             if (f.changed) process.stdout.write(f.content.replace(/^/gm, '  ') + '\n');
           }
+          process.stdout.write('# policy routing (would run)\n');
+          for (const l of r.routeLines ?? []) process.stdout.write(`  ${l}\n`);
           return;
         }
         process.stdout.write(`applied: ${interfaceNames(r.networkConfig).join(' ')} (${r.durationMs} ms${r.refreshed ? ', refreshed' : ''})\n`);

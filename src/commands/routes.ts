@@ -7,7 +7,7 @@ import { action, printJson } from './common.js';
 import { withSession } from '../core/session.js';
 import { loadConfig, type Config } from '../config.js';
 import type { InstanceSummary } from '../../bridge/index.js';
-import { snapshot, describeChange, type Change, type RoutingEnv } from '../routing/reconcile.js';
+import { snapshot, describeChange, type Change, type RoutingEnv, type Snapshot } from '../routing/reconcile.js';
 import { compareRows, type Row } from '../routing/report.js';
 import { ROUTING_PROTO } from '../routing/state.js';
 
@@ -21,8 +21,8 @@ export interface RoutesPreview {
 
 /**
  * For `apply --dry-run`: the rules, routes and addresses a reconcile would add (or remove)
- * given this summary, without changing anything. Interfaces not yet up or without their
- * DHCP address show fewer changes than the real run after apply will make.
+ * with this summary, changing nothing. A NIC not yet up or still without its DHCP address
+ * shows fewer changes than the reconcile after the real apply will make.
  */
 export async function previewRoutes(summary: Pick<InstanceSummary, 'nics' | 'primary_mac'>, config: Config, env?: RoutingEnv): Promise<RoutesPreview> {
   if (!config.routing.enabled) return { enabled: false, changes: [], lines: [] };
@@ -31,6 +31,55 @@ export async function previewRoutes(summary: Pick<InstanceSummary, 'nics' | 'pri
 }
 
 const MARK: Record<Row['status'], string> = { ok: ' ', missing: '+', extra: '-', foreign: '~' };
+
+/** The `routes` output for a snapshot: a JSON document and the text form. */
+export function routesView(s: Snapshot, enabled: boolean): { json: Record<string, unknown>; text: string } {
+  const rows = compareRows(s);
+  const nics = s.desired.nics.map((n) => ({
+    ifname: n.ifname,
+    mac: n.mac,
+    up: n.up,
+    table: n.table,
+    priority: n.priority,
+    device_number: n.deviceNumber,
+    network_card: n.networkCard,
+    gateway4: n.gateway4,
+    gateway6: n.gateway6,
+  }));
+  const json = {
+    enabled,
+    protocol: ROUTING_PROTO,
+    primary: s.desired.primary,
+    nics,
+    rows,
+    pending: s.plan.changes.map((c) => ({ ...c, command: describeChange(c) })),
+    skipped: [...s.desired.skipped, ...s.plan.notes],
+  };
+  const out: string[] = [];
+  out.push(`policy routing: ${enabled ? 'enabled' : 'disabled (routing.enabled: false; nothing is applied)'} (ours: protocol ${ROUTING_PROTO})`);
+  const p = s.desired.primary;
+  out.push(`primary: ${p.ifname ?? '-'} ${p.mac ?? ''} (${p.source}; main table, no rules)`);
+  for (const n of nics) {
+    const gw = n.gateway4 ? `${n.gateway4.address} (${n.gateway4.source})` : '-';
+    out.push(`nic ${n.ifname} ${n.mac} table ${n.table}${n.up ? '' : ' (down)'} gateway ${gw}${n.gateway6 ? ` gateway6 ${n.gateway6}` : ''}`);
+  }
+  for (const kind of ['rule', 'route', 'address'] as const) {
+    const rs = rows.filter((r) => r.kind === kind);
+    if (!rs.length) continue;
+    out.push('', `${kind === 'address' ? 'addresses' : kind + 's'}:`);
+    for (const r of rs) {
+      const who = r.owner === 'foreign' && r.status === 'ok' ? ' (foreign)' : '';
+      out.push(`  ${MARK[r.status]} ${r.family === 6 ? '-6 ' : ''}${r.text}${who}${r.note ? `   # ${r.note}` : ''}`);
+    }
+  }
+  if (s.desired.skipped.length) {
+    out.push('', 'skipped metadata:');
+    for (const k of s.desired.skipped) out.push(`  ${[k.ifname ?? k.mac, k.what, k.value].filter(Boolean).join(' ')}: ${k.reason}`);
+  }
+  out.push('', 'legend: "+" missing, "-" extra (ours), "~" foreign (not ours, never touched)');
+  out.push(s.plan.changes.length ? `${s.plan.changes.length} change(s) pending (made by the next reconcile)` : 'in sync');
+  return { json, text: out.join('\n') + '\n' };
+}
 
 export function register(program: Command): void {
   program
@@ -45,55 +94,9 @@ export function register(program: Command): void {
         const config = await loadConfig();
         const summary = await withSession(async ({ summary }) => summary);
         const s = await snapshot({ summary, config, metadataComplete: true });
-        const rows = compareRows(s);
-        const nics = s.desired.nics.map((n) => ({
-          ifname: n.ifname,
-          mac: n.mac,
-          up: n.up,
-          table: n.table,
-          priority: n.priority,
-          device_number: n.deviceNumber,
-          network_card: n.networkCard,
-          gateway4: n.gateway4,
-          gateway6: n.gateway6,
-        }));
-        if (opts.json) {
-          printJson({
-            enabled: config.routing.enabled,
-            protocol: ROUTING_PROTO,
-            primary: s.desired.primary,
-            nics,
-            rows,
-            pending: s.plan.changes.map((c) => ({ ...c, command: describeChange(c) })),
-            skipped: [...s.desired.skipped, ...s.plan.notes],
-          });
-          return;
-        }
-        const out: string[] = [];
-        out.push(`policy routing: ${config.routing.enabled ? 'enabled' : 'disabled (routing.enabled: false; nothing is applied)'}`);
-        const p = s.desired.primary;
-        out.push(`primary:        ${p.ifname ?? '-'} ${p.mac ?? ''} (${p.source}; main table, no rules)`);
-        for (const n of nics) {
-          const gw = n.gateway4 ? `${n.gateway4.address} (${n.gateway4.source})` : '-';
-          out.push(`nic ${n.ifname.padEnd(10)} ${n.mac} table ${n.table}${n.up ? '' : ' (down)'} gateway ${gw}${n.gateway6 ? ` gateway6 ${n.gateway6}` : ''}`);
-        }
-        for (const kind of ['rule', 'route', 'address'] as const) {
-          const rs = rows.filter((r) => r.kind === kind);
-          if (!rs.length) continue;
-          out.push('', `${kind}s:`);
-          for (const r of rs) {
-            const who = r.owner === 'foreign' && r.status === 'ok' ? ' (foreign)' : '';
-            out.push(`  ${MARK[r.status]} ${r.family === 6 ? '-6 ' : ''}${r.text}${who}${r.note ? `   # ${r.note}` : ''}`);
-          }
-        }
-        const skipped = s.desired.skipped;
-        if (skipped.length) {
-          out.push('', 'skipped metadata:');
-          for (const k of skipped) out.push(`  ${k.ifname ?? k.mac ?? ''} ${k.what}${k.value ? ` ${k.value}` : ''}: ${k.reason}`.replace(/^ {3}/, '  '));
-        }
-        out.push('', s.plan.changes.length ? `${s.plan.changes.length} change(s) pending (applied by the next reconcile)` : 'in sync');
-        process.stdout.write(out.join('\n') + '\n');
-        return s.plan.changes.length ? 0 : 0;
+        const v = routesView(s, config.routing.enabled);
+        if (opts.json) printJson(v.json);
+        else process.stdout.write(v.text);
       }),
     );
 }

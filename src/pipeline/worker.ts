@@ -11,7 +11,7 @@
  * Events are deleted only after they were handled, so a worker killed with -9 leaves
  * them for the next one, and the kernel drops its lock.
  */
-import type { Bridge, NetworkConfig } from '../../bridge/index.js';
+import type { Bridge, InstanceSummary, NetworkConfig } from '../../bridge/index.js';
 import { startBridge } from '../../bridge/index.js';
 import { take, ack, pendingCount, list } from '../events/queue.js';
 import { coalesce } from '../events/batch.js';
@@ -24,11 +24,15 @@ import { backoffDelay } from '../retry.js';
 import { recordEvent, type EventRecord } from './history.js';
 import { enabledGate, waitForBoot } from './gate.js';
 import { scrubInterface } from '../net/teardown.js';
+import { reconcile, removeInterface } from '../routing/reconcile.js';
 import { recordApply } from '../core/last-apply.js';
 import { interfaceNames } from '../core/apply.js';
 import { paths } from '../paths.js';
 import { log, since } from '../util/log.js';
 import { oneLine } from '../util/errors.js';
+
+/** Cap of the delay between two cheap MAC probes. */
+const PROBE_CAP_MS = 250;
 
 export interface WorkerOptions {
   /** Wait for the lock instead of leaving when another worker holds it. */
@@ -53,6 +57,7 @@ export function configMacs(netcfg: NetworkConfig | null): Set<string> {
 export class Pipeline {
   crawls = 0;
   probes = 0;
+  probeWorks = true;
   bridge: Bridge | undefined;
   constructor(public cfg: Config) {}
 
@@ -89,24 +94,45 @@ export class Pipeline {
     });
   }
 
-  /** Apply a config through the distro and persist the datasource and our JSON. */
-  async applyConfig(b: Bridge, netcfg: NetworkConfig, persist: boolean): Promise<void> {
+  /** Policy routing after an apply; a failure is logged, never fails the event. */
+  async routes(summary: InstanceSummary, metadataComplete: boolean): Promise<void> {
+    try {
+      const r = await reconcile({ summary, config: this.cfg, metadataComplete });
+      if (r.changes.length || r.failed.length) log(r.failed.length ? 'warn' : 'info', 'policy routing reconciled', { changes: r.changes.length, failed: r.failed.length });
+    } catch (e) {
+      log('warn', 'policy routing reconcile failed', { error: oneLine(e) });
+    }
+  }
+
+  /**
+   * Render a config through the distro, persist the datasource and our JSON, and bring up
+   * only `bringUp` (as upstream's hook: the other interfaces are already up). Returns the
+   * names that failed to come up.
+   */
+  async applyConfig(b: Bridge, netcfg: NetworkConfig, persist: boolean, bringUp: string[]): Promise<string[]> {
     const t0 = performance.now();
     if (persist) await b.store(paths.networkConfigJson);
-    const r = await b.applyNetwork(netcfg, true);
+    await b.applyNetwork(netcfg, false);
+    const up = bringUp.length ? await b.bringUp(bringUp) : {};
+    const failed = Object.entries(up).filter(([, ok]) => !ok).map(([n]) => n);
     await recordApply({
       time: new Date().toISOString(),
-      result: r.failed ? 'failed' : 'ok',
+      result: failed.length ? 'failed' : 'ok',
       duration_ms: since(t0),
       refreshed: persist,
       interfaces: interfaceNames(netcfg),
-      error: r.failed ? 'activator failed to bring up an interface' : undefined,
+      error: failed.length ? `activator failed to bring up ${failed.join(', ')}` : undefined,
     });
-    if (r.failed) throw new Error('the network activator failed to bring up one or more interfaces');
+    return failed;
   }
 
-  async handleRemoves(b: Bridge, removes: HotplugEvent[], known: Awaited<ReturnType<typeof loadKnown>>): Promise<string[]> {
-    const done: string[] = [];
+  /**
+   * Tear removed NICs down, then re-render without them from cached metadata (no crawl: the
+   * device being gone is authoritative, even while the metadata service still lists it), and
+   * only then record them as removed.
+   */
+  async handleRemoves(b: Bridge, removes: HotplugEvent[], known: Awaited<ReturnType<typeof loadKnown>>): Promise<{ handled: string[]; failed: boolean }> {
+    const outcome: { ev: HotplugEvent; error?: string }[] = [];
     for (const ev of removes) {
       const mac = ev.mac ?? known[ev.ifname]?.mac;
       try {
@@ -114,15 +140,27 @@ export class Pipeline {
         // the other way round, so ifdown failed and dhclient/ifstate were left behind).
         await b.bringDown(ev.ifname).catch((e) => log('debug', 'activator bring-down failed', { iface: ev.ifname, error: oneLine(e) }));
         await scrubInterface(ev.ifname);
+        // Rules, routes and addresses we added for it go too (only ours: protocol 199 + state file).
+        await removeInterface(ev.ifname).catch((e) => log('warn', 'policy routing cleanup failed', { iface: ev.ifname, error: oneLine(e) }));
         await forgetInterface(ev.ifname);
-        done.push(ev.id);
-        await this.rec({ ...ev, mac }, 'removed');
+        outcome.push({ ev: { ...ev, mac } });
       } catch (e) {
-        await this.rec({ ...ev, mac }, 'failed', oneLine(e));
-        done.push(ev.id);
+        outcome.push({ ev: { ...ev, mac }, error: oneLine(e) });
       }
     }
-    return done;
+    let renderError: string | undefined;
+    try {
+      const r = await b.rederive();
+      if (r.network_config) await this.applyConfig(b, r.network_config, true, []);
+      await this.routes(r.summary, true);
+    } catch (e) {
+      renderError = `could not re-render the config without it: ${oneLine(e)}`;
+    }
+    for (const o of outcome) {
+      const err = o.error ?? renderError;
+      await this.rec(o.ev, err ? 'failed' : 'removed', err);
+    }
+    return { handled: outcome.map((o) => o.ev.id), failed: outcome.some((o) => o.error) || !!renderError };
   }
 
   /**
@@ -145,14 +183,23 @@ export class Pipeline {
     const budgetMs = this.cfg.retry.budget_seconds * 1000;
 
     const crawlAndApply = async (): Promise<void> => {
-      const r = await b.refresh();
+      // The network subtree is all a NIC needs; a full crawl only where that is unsupported.
+      const net = await b.refreshNetwork();
+      const r = net.supported ? net : await b.refresh();
       this.crawls++;
       const present = configMacs(r.network_config);
       const ready = [...pending.values()].filter((ev) => present.has(ev.mac!));
       if (!ready.length) return;
-      await this.applyConfig(b, r.network_config, true);
+      const failedUp = await this.applyConfig(b, r.network_config, true, ready.map((ev) => ev.ifname));
+      await this.routes(r.summary, true);
       for (const ev of ready) {
         pending.delete(ev.mac!);
+        if (failedUp.includes(ev.ifname)) {
+          failed = true;
+          handled.push(ev.id);
+          await this.rec(ev, 'failed', 'the network activator failed to bring it up');
+          continue;
+        }
         const nic = r.summary.nics[ev.mac!];
         const dn = nic?.device_number != null ? Number(nic.device_number) : undefined;
         await rememberInterface(ev.ifname, { mac: ev.mac!, addedAt: Date.now(), deviceNumber: Number.isSafeInteger(dn) ? dn : undefined });
@@ -184,7 +231,11 @@ export class Pipeline {
       if (!pending.size) break;
       const deadline = Math.min(...[...pending.values()].map((ev) => ev.time + budgetMs));
       attempt++;
-      const delay = Math.min(Math.max(0, deadline - Date.now()), backoffDelay(attempt, prev, { initialMs: this.cfg.retry.initial_ms, maxMs: this.cfg.retry.max_ms, factor: 2, jitter: 'full' }));
+      // A probe is one small request, so poll often (NIC configured within ~PROBE_CAP_MS of
+      // its metadata appearing); full crawls happen only when a probe shows a MAC, or, when
+      // probing is unsupported or the service fails, with the configured backoff up to max_ms.
+      const cap = this.probeWorks ? Math.min(PROBE_CAP_MS, this.cfg.retry.max_ms) : this.cfg.retry.max_ms;
+      const delay = Math.min(Math.max(0, deadline - Date.now()), backoffDelay(attempt, prev, { initialMs: this.cfg.retry.initial_ms, maxMs: cap, factor: 2, jitter: 'full' }));
       prev = delay;
       await new Promise((r) => setTimeout(r, delay));
       // New events queued meanwhile: return so the caller coalesces them with what is pending.
@@ -192,8 +243,10 @@ export class Pipeline {
       try {
         const probe = await b.probeMacs(1);
         this.probes++;
+        this.probeWorks = probe.supported;
         if (!probe.supported || [...pending.keys()].some((m) => probe.macs.includes(m))) await crawlAndApply();
       } catch (e) {
+        this.probeWorks = false;
         log('warn', 'metadata not reachable; will retry', { error: oneLine(e), attempt });
       }
     }
@@ -232,18 +285,9 @@ export class Pipeline {
     let ok = true;
 
     if (removes.length) {
-      for (const id of await this.handleRemoves(b, removes, known)) handled.add(id);
-      if (!adds.length) {
-        // Re-render without the removed NICs from cached metadata: the device being gone
-        // is authoritative, even while the metadata service still lists it.
-        try {
-          const r = await b.rederive();
-          if (r.network_config) await this.applyConfig(b, r.network_config, true);
-        } catch (e) {
-          ok = false;
-          log('error', 'could not re-render config after remove', { error: oneLine(e) });
-        }
-      }
+      const r = await this.handleRemoves(b, removes, known);
+      r.handled.forEach((id) => handled.add(id));
+      ok = ok && !r.failed;
     }
     if (adds.length) {
       const r = await this.handleAdds(b, adds, new Set(batch.ids));

@@ -445,9 +445,12 @@ export async function removeInterface(ifnameOrMac: string, opts: { env?: Routing
       if (shared && !n.rules.includes(ruleKey(r.family, r.from))) continue;
       changes.push({ kind: 'rule', op: 'del', rule: { family: r.family, from: r.from, table: r.table, priority: r.priority }, mac, ifname: n.ifname, reason: 'interface removed' });
     }
+    // Routes through the device (gone with it, usually). If its old name now belongs to another
+    // device, routes through that name are the other device's.
+    const routeDev = dev ?? (actual.links.some((l) => l.ifname === n.ifname) ? null : n.ifname);
     for (const r of actual.routes) {
       if (r.protocol !== ROUTING_PROTO || !r.plain || !r.dev || r.table !== n.table) continue;
-      if (r.dev !== (dev ?? n.ifname)) continue;
+      if (routeDev === null || r.dev !== routeDev) continue;
       changes.push({ kind: 'route', op: 'del', route: { family: r.family, table: r.table, dst: r.dst, gateway: r.gateway, dev: r.dev }, mac, ifname: r.dev, reason: 'interface removed' });
     }
     if (dev) {

@@ -31,7 +31,6 @@ export function compareRows(s: Snapshot): Row[] {
     const mac = actual.links.find((l) => l.ifname === dev)?.mac;
     return !!mac && !!owned.nics[mac]?.addresses.some((a) => a.address === address);
   };
-  const ownedIfname = (mac: string | null) => (mac ? desired.nics.find((n) => n.mac === mac)?.ifname ?? owned.nics[mac]?.ifname ?? null : null);
 
   // Rules.
   const seenRules = new Set<object>();
@@ -104,6 +103,5 @@ export function compareRows(s: Snapshot): Row[] {
       rows.push({ kind: 'address', family: x.family, ifname: x.dev, text, status: 'foreign', owner: 'foreign' });
     }
   }
-  void ownedIfname;
   return rows;
 }

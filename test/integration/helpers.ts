@@ -68,10 +68,10 @@ export async function readIn(name: string, p: string): Promise<string | null> {
   return existsSync(hp) ? readFileSync(hp, 'utf8') : null;
 }
 
-/** Number of full metadata crawls: each crawl of the Ec2 datasource reads user-data exactly once. */
+/** Number of metadata crawls (full or network-only): each reads the meta-data/network/ listing once. */
 export function crawlsOf(stats: lab.ImdsStats): number {
   return Object.entries(stats.byPath)
-    .filter(([p]) => /\/user-data$/.test(p))
+    .filter(([p]) => /\/meta-data\/network\/?$/.test(p))
     .reduce((n, [, c]) => n + c, 0);
 }
 

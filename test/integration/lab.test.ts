@@ -150,7 +150,7 @@ describe('lab (faithful EC2)', function () {
   });
 
   it('attach: a NIC with the right MAC appears, udevd processes its add, metadata lists it', async () => {
-    const t0 = Date.now() / 1000;
+    const t0 = lab.monotonicNow();
     const nic = await lab.attach({ name: NAME, ips: 2 });
     expect(nic.ifname).to.equal(`eth${nic.deviceNumber}`);
     expect(nic.deviceNumber).to.be.greaterThan(0);
@@ -160,10 +160,12 @@ describe('lab (faithful EC2)', function () {
     expect(nic.ips).to.have.length(3);
     const i = (await instanceIfaces(NAME)).find((x) => x.ifname === nic.ifname);
     expect(i?.mac).to.equal(nic.mac);
-    const ev = await lab.waitForUdevEvent(nic.ifname, 'add', { name: NAME });
+    const kev = await lab.waitForUdevEvent(nic.ifname, 'add', { name: NAME, since: t0, source: 'kernel' });
+    const ev = await lab.waitForUdevEvent(nic.ifname, 'add', { name: NAME, since: t0 });
+    expect(kev, 'kernel add uevent').to.not.equal(null);
     expect(ev, 'udevd add event').to.not.equal(null);
     expect(ev!.props.ID_NET_DRIVER).to.equal('veth');
-    expect(t0).to.be.greaterThan(0);
+    expect(ev!.monotonic).to.be.at.least(kev!.monotonic);
     expect(await macsListed(NAME)).to.include(nic.mac);
     const ips = await imdsGet(NAME, `/latest/meta-data/network/interfaces/macs/${nic.mac}/local-ipv4s`, true);
     expect(ips.body!.split('\n')).to.deep.equal(nic.ips);
@@ -178,9 +180,10 @@ describe('lab (faithful EC2)', function () {
     expect(after?.addrs).to.include(`${nic.ips[0]}/24`);
 
     // detach: the interface goes (a udev remove) and so does its metadata
+    const t1 = lab.monotonicNow();
     await lab.detach(nic.ifname, { name: NAME });
     expect((await instanceIfaces(NAME)).some((x) => x.ifname === nic.ifname)).to.equal(false);
-    expect(await lab.waitForUdevEvent(nic.ifname, 'remove', { name: NAME })).to.not.equal(null);
+    expect(await lab.waitForUdevEvent(nic.ifname, 'remove', { name: NAME, since: t1 })).to.not.equal(null);
     expect(await macsListed(NAME)).to.not.include(nic.mac);
   });
 
@@ -203,12 +206,13 @@ describe('lab (faithful EC2)', function () {
   });
 
   it('attachMany(16): sixteen NICs at once, each processed by udevd; all detach', async () => {
+    const t0 = lab.monotonicNow();
     const nics = await lab.attachMany(16, { name: NAME });
     expect(new Set(nics.map((n) => n.ifname)).size).to.equal(16);
     expect(new Set(nics.map((n) => n.ips[0])).size).to.equal(16);
     const ifs = await instanceIfaces(NAME);
     for (const n of nics) expect(ifs.find((i) => i.ifname === n.ifname)?.mac, n.ifname).to.equal(n.mac);
-    for (const n of nics) expect(await lab.waitForUdevEvent(n.ifname, 'add', { name: NAME }), n.ifname).to.not.equal(null);
+    for (const n of nics) expect(await lab.waitForUdevEvent(n.ifname, 'add', { name: NAME, since: t0 }), n.ifname).to.not.equal(null);
     const listed = await macsListed(NAME);
     for (const n of nics) expect(listed).to.include(n.mac);
     await Promise.all(nics.map((n) => lab.detach(n.ifname, { name: NAME })));
@@ -291,4 +295,31 @@ describe('lab (generic mode, paused boot)', function () {
     expect(stats.unauthorized).to.equal(0);
     expect((await imdsGet(GEN, '/latest/meta-data/instance-id', false)).status).to.equal(200);
   });
+});
+
+describe('lab down after a crash half-way through up', function () {
+  this.timeout(120_000);
+  const CRASH = 't-lab-crash';
+
+  before(function () {
+    if (process.getuid?.() !== 0) this.skip();
+  });
+
+  for (const delayMs of [0, 300, 1200]) {
+    it(`cleans up an up killed ${delayMs} ms after it started creating`, async () => {
+      await lab.down({ name: CRASH, quiet: true });
+      const { spawn } = await import('node:child_process');
+      const cli = new URL('../../scripts/lab/cli.js', import.meta.url).pathname;
+      const child = spawn(process.execPath, [cli, 'up', '--name', CRASH], { stdio: 'ignore' });
+      const statePath = lab.labPaths(CRASH).state;
+      for (let i = 0; i < 400 && !existsSync(statePath); i++) await new Promise((r) => setTimeout(r, 10));
+      await new Promise((r) => setTimeout(r, delayMs));
+      child.kill('SIGKILL');
+      await new Promise((r) => child.once('exit', r));
+      const s = await loadState(lab.labPaths(CRASH).state);
+      const r = await lab.down({ name: CRASH, quiet: true });
+      expect(r.existed).to.equal(true);
+      await assertGone(CRASH, s ? refsOf(s) : []);
+    });
+  }
 });

@@ -51,7 +51,15 @@ function nic(mac: string, i: number, o: Partial<NicMeta> = {}): NicMeta {
 }
 const metadata = (o: Record<string, Partial<NicMeta>> = {}) => ({
   primary_mac: MAC0,
-  nics: Object.fromEntries(MACS.map((m, i) => [m, nic(m, i, { ...(i === 1 ? { ipv4_prefixes: ['10.0.1.64/28'] } : {}), ...o[m] })])),
+  nics: Object.fromEntries(
+    MACS.map((m, i) => [
+      m,
+      nic(m, i, {
+        ...(i === 1 ? { ipv4_prefixes: ['10.0.1.64/28'], ipv6s: ['fd00:1::10', 'fd00:1::11'], subnet_ipv6_cidrs: ['fd00:1::/64'] } : {}),
+        ...o[m],
+      }),
+    ]),
+  ),
 });
 const config = { enabled: true, table_base: 10000, primary: null };
 
@@ -70,11 +78,12 @@ s.bind(0, src, () => s.send('ping', 7777, dst));`;
 async function udpEcho(dst: string): Promise<boolean> {
   const server = execa('ip', ['netns', 'exec', HOST, process.execPath, '-e', SERVER_JS, dst], { stdin: 'ignore', reject: false });
   try {
+    let timer: NodeJS.Timeout | undefined;
     await new Promise<void>((resolve, reject) => {
       server.stdout!.on('data', (b: Buffer) => b.toString().includes('ready') && resolve());
       server.on('exit', () => reject(new Error('echo server exited before it was ready')));
-      setTimeout(() => reject(new Error('echo server not ready')), 10_000);
-    });
+      timer = setTimeout(() => reject(new Error('echo server not ready')), 10_000);
+    }).finally(() => clearTimeout(timer));
     const out = await sh(['ip', 'netns', 'exec', RTR, process.execPath, '-e', CLIENT_JS, CLIENT, dst, '1500']);
     return out.trim() === 'reply';
   } finally {
@@ -88,6 +97,12 @@ async function replyCounters(): Promise<{ r0: number; r2: number }> {
   const j = JSON.parse(await sh(['ip', 'netns', 'exec', RTR, 'nft', '-j', 'list', 'counters'])) as { nftables: Array<{ counter?: { name: string; packets: number } }> };
   const get = (n: string) => j.nftables.find((x) => x.counter?.name === n)?.counter?.packets ?? 0;
   return { r0: get('via_r0'), r2: get('via_r2') };
+}
+
+/** eth1's IPv6 as DHCPv6 and a router advertisement would leave it. */
+async function v6Up(): Promise<void> {
+  await ipH('-6', 'addr', 'add', 'fd00:1::10/64', 'dev', 'eth1', 'nodad');
+  await ipH('-6', 'route', 'add', 'default', 'via', 'fe80::1', 'dev', 'eth1', 'proto', 'ra');
 }
 
 describe('routing against real namespaces (chr-*-host / chr-*-rtr)', function () {
@@ -117,6 +132,9 @@ describe('routing against real namespaces (chr-*-host / chr-*-rtr)', function ()
     // Host: accept what arrives (as a cloud VM's default would); router: strict reverse-path filter.
     for (const k of ['all', 'default', 'eth0', 'eth1', 'eth2']) await sh(['ip', 'netns', 'exec', HOST, 'sysctl', '-qw', `net.ipv4.conf.${k}.rp_filter=0`]);
     for (const k of ['all', 'default', 'r0', 'r1', 'r2']) await sh(['ip', 'netns', 'exec', RTR, 'sysctl', '-qw', `net.ipv4.conf.${k}.rp_filter=1`]);
+    // ARP from the interface's own address: with the default (the packet's source, 10.0.2.x on
+    // eth0) the router's rp_filter would drop the ARP request itself and no reply would ever leave.
+    await sh(['ip', 'netns', 'exec', HOST, 'sysctl', '-qw', 'net.ipv4.conf.all.arp_announce=2']);
     await sh(
       ['ip', 'netns', 'exec', RTR, 'nft', '-f', '-'],
       `table inet chr {
@@ -137,6 +155,7 @@ describe('routing against real namespaces (chr-*-host / chr-*-rtr)', function ()
     await ipH('route', 'add', '192.168.99.0/24', 'via', '10.0.1.1', 'dev', 'eth1', 'table', '100');
     // cloud-init's renderer (say) already put one secondary address on eth2.
     await ipH('addr', 'add', '10.0.2.11/24', 'dev', 'eth2');
+    await v6Up();
     mainBefore = await ipH('-json', 'route', 'show', 'table', 'main');
   });
 
@@ -181,6 +200,17 @@ describe('routing against real namespaces (chr-*-host / chr-*-rtr)', function ()
     expect(st.nics[MAC2].addresses).to.deep.equal([{ family: 4, address: '10.0.2.12', prefixlen: 24 }]);
     expect(st.nics[MAC1]).to.deep.include({ ifname: 'eth1', table: 10001 });
     expect(st.nics[MAC0]).to.equal(undefined);
+    // IPv6 on eth1: rules for both addresses, the subnet and RA-router routes, the second address.
+    const rules6 = (await jsonH('-N', '-6', 'rule', 'show')).filter((x) => x.protocol === '199').map((x) => `${x.src} ${x.table}`);
+    expect(rules6.sort()).to.deep.equal(['fd00:1::10 10001', 'fd00:1::11 10001']);
+    const t6 = await jsonH('-N', '-6', 'route', 'show', 'table', '10001');
+    expect(t6.map((x) => [x.dst, x.gateway ?? null, x.protocol])).to.have.deep.members([
+      ['fd00:1::/64', null, '199'],
+      ['default', 'fe80::1', '199'],
+    ]);
+    const a6 = ((await jsonH('-6', 'addr', 'show', 'dev', 'eth1'))[0]!.addr_info as Array<Record<string, unknown>>).map((a) => `${a.local}/${a.prefixlen}`);
+    expect(a6).to.include.members(['fd00:1::10/64', 'fd00:1::11/64']);
+    expect(st.nics[MAC1].addresses).to.deep.include({ family: 6, address: 'fd00:1::11', prefixlen: 64 });
   });
 
   it('now the reply leaves by eth2 and reaches the router', async () => {
@@ -219,19 +249,26 @@ describe('routing against real namespaces (chr-*-host / chr-*-rtr)', function ()
     expect(rules.filter((x) => x.protocol === '199').length).to.equal(6);
   });
 
-  it('after eth1 goes down and up (the kernel drops its routes) reconcile puts them back', async () => {
+  it('after eth1 goes down and up (the kernel drops its routes and IPv6 addresses) reconcile puts them back', async () => {
     await ipH('link', 'set', 'eth1', 'down');
     await ipH('link', 'set', 'eth1', 'up');
     expect(await jsonH('-N', 'route', 'show', 'table', '10001')).to.deep.equal([]);
+    await v6Up();
     const r = await reconcile({ summary: metadata({ [MAC1]: { ipv4s: ['10.0.1.10', '10.0.1.11'] } }), config, metadataComplete: true, env });
-    expect(r.changes.map((c) => `${c.kind} ${c.op}`)).to.deep.equal(['route add', 'route add']);
+    expect(r.failed).to.deep.equal([]);
+    expect(r.changes.map((c) => `${c.kind} ${c.op} ${c.kind === 'route' ? c.route.family : ''}`.trim())).to.deep.equal(['address add', 'route add 4', 'route add 6', 'route add 4', 'route add 6']);
     expect((await jsonH('-N', 'route', 'show', 'table', '10001')).length).to.equal(2);
+    expect((await jsonH('-N', '-6', 'route', 'show', 'table', '10001')).length).to.equal(2);
+    const again = await reconcile({ summary: metadata({ [MAC1]: { ipv4s: ['10.0.1.10', '10.0.1.11'] } }), config, metadataComplete: true, env });
+    expect(again.changes).to.deep.equal([]);
   });
 
   it('removeInterface(eth2) with the device still there leaves nothing of ours for it', async () => {
+    // A hand-made twin of one of our rules (same selector, table and priority; no protocol).
+    await ipH('rule', 'add', 'from', '10.0.2.12', 'lookup', '10002', 'priority', '10002');
     const r = await removeInterface('eth2', { env });
     expect(r.failed).to.deep.equal([]);
-    expect((await jsonH('-N', '-4', 'rule', 'show')).filter((x) => x.table === '10002')).to.deep.equal([]);
+    expect((await jsonH('-N', '-4', 'rule', 'show')).filter((x) => x.table === '10002')).to.deep.equal([{ priority: 10002, src: '10.0.2.12', table: '10002' }]);
     expect(await jsonH('-N', 'route', 'show', 'table', '10002')).to.deep.equal([]);
     const eth2 = ((await jsonH('addr', 'show', 'dev', 'eth2'))[0]!.addr_info as Array<Record<string, unknown>>).filter((a) => a.family === 'inet').map((a) => a.local);
     expect(eth2).to.deep.equal(['10.0.2.10', '10.0.2.11']); // DHCP's and the foreign one stay
@@ -245,6 +282,7 @@ describe('routing against real namespaces (chr-*-host / chr-*-rtr)', function ()
     expect(r.failed).to.deep.equal([]);
     const rules = await jsonH('-N', '-4', 'rule', 'show');
     expect(rules.filter((x) => x.protocol === '199')).to.deep.equal([]);
+    expect((await jsonH('-N', '-6', 'rule', 'show')).filter((x) => x.protocol === '199')).to.deep.equal([]);
     expect(rules.find((x) => x.src === '10.0.1.99')).to.include({ table: '10001' });
     expect(rules.find((x) => x.src === '10.0.1.11' && x.priority === 500)).to.include({ table: '100' });
     expect(JSON.parse(await readFile(join(dir, 'routing-state.json'), 'utf8')).nics).to.deep.equal({});
