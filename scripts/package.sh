@@ -72,7 +72,7 @@ if (cd "$STAGE" && npm ci --omit=dev --offline --ignore-scripts --no-audit --no-
   say "node_modules: npm ci --omit=dev --offline"
   mv "$STAGE/node_modules" "$LIB/node_modules"
 else
-  say "node_modules: offline npm ci failed ($(tail -1 "$WORK/npm.err")); pruning a copy of ./node_modules"
+  say "node_modules: offline npm ci failed ($(grep -m1 -E 'npm (error|ERR!) (code|request)' "$WORK/npm.err" || tail -1 "$WORK/npm.err")); pruning a copy of ./node_modules"
   [ -d node_modules ] || { say "no ./node_modules to prune: run npm ci first"; exit 1; }
   mkdir -p "$LIB/node_modules"
   npm ls --omit=dev --all --parseable 2>/dev/null | tail -n +2 | while read -r dir; do
@@ -83,6 +83,9 @@ else
   done
 fi
 rm -rf "$LIB/node_modules/.bin" "$LIB/node_modules/.package-lock.json"
+# Byte-code and npm leftovers a developer's tree may hold (Python writes __pycache__ at run time).
+find "$LIB" -name __pycache__ -type d -prune -exec rm -rf {} +
+find "$LIB" -name .npmignore -type f -delete
 for dep in $(node -p "Object.keys(require('./package.json').dependencies).join(' ')"); do
   [ -d "$LIB/node_modules/$dep" ] || { say "dependency $dep missing from the staged node_modules"; exit 1; }
 done
@@ -133,7 +136,7 @@ Version: $VERSION
 Architecture: all
 Maintainer: cloud-hotplug developers <cloud-hotplug@example.org>
 Installed-Size: $SIZE
-Depends: nodejs (>= 18), cloud-init, iproute2, python3, util-linux, udev
+Depends: nodejs (>= 18), cloud-init, iproute2, python3, util-linux (>= 2.25), udev
 Section: admin
 Priority: optional
 Description: network hotplug for cloud instances, driving cloud-init

@@ -454,8 +454,11 @@ export interface ExecResult {
 }
 
 const HIDDEN_INSIDE = ['/run', '/tmp', '/etc', '/var', '/sys', '/dev', '/proc'];
+/** The checkout is carried into the instance even under /tmp or /run (see the holder script). */
+const PROJECT = fileURLToPath(new URL('../../../', import.meta.url)).replace(/\/$/, '');
 
 function instanceCwd(cwd: string): string {
+  if (cwd === PROJECT || cwd.startsWith(PROJECT + '/')) return cwd;
   return HIDDEN_INSIDE.some((d) => cwd === d || cwd.startsWith(d + '/')) ? '/' : cwd;
 }
 

@@ -5,6 +5,7 @@
  */
 import { mkdir, readFile, writeFile, appendFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { writeFileAtomic } from '../../src/util/atomic.js';
 import { INSTANCE_PATH, subnetInfo, PRIMARY_SUBNET, IMDS_ADDR, type LabPaths } from './paths.js';
@@ -18,7 +19,7 @@ export const HOLDER_SCRIPT = `#!/bin/sh
 # cloud-hotplug lab: mount setup of the instance (new mount + UTS namespaces, inside its netns).
 # Ends by exec'ing "sleep infinity": that process is the holder of the namespaces.
 set -eu
-OV="$1"; MODE="$2"; UUID="$3"; HN="$4"
+OV="$1"; MODE="$2"; UUID="$3"; HN="$4"; PROJ="\${5:-}"
 
 # 1. copy-on-write /etc and /var; upper and work dirs live in the lab dir on the host
 for d in etc var; do
@@ -32,9 +33,15 @@ rm -rf /var/lib/cloud /var/log/cloud-init.log /var/log/cloud-init-output.log /va
 rm -f /var/lib/dhcp/*.leases /var/lib/dhcp/*.lease /etc/cloud/cloud-init.disabled
 find /etc/network/interfaces.d -mindepth 1 -maxdepth 1 ! -name 'lab-keep' -exec rm -rf {} +
 
-# 2. private /tmp and /run (this hides the lab dir from the instance)
+# 2. private /tmp and /run (this hides the lab dir from the instance). A project checkout
+#    under /tmp or /run (CI clones anywhere) is carried over so its CLI runs inside.
+case "$PROJ" in
+  /tmp/*|/run/*) mkdir -p /var/tmp/.lab-proj && mount --rbind "$PROJ" /var/tmp/.lab-proj ;;
+  *) PROJ="" ;;
+esac
 mount -t tmpfs -o mode=1777,nosuid,nodev lab-tmp /tmp
 mount -t tmpfs -o mode=755,nosuid,nodev lab-run /run
+if [ -n "$PROJ" ]; then mkdir -p "$PROJ" && mount --move /var/tmp/.lab-proj "$PROJ"; fi
 mkdir -p /run/lock /run/network /run/udev /run/sendsigs.omit.d
 chmod 1777 /run/lock
 
@@ -146,6 +153,9 @@ export interface Holder extends ProcRef {
 }
 
 /** Start the holder and wait until its namespaces are fully set up. */
+/** The checkout this lab code runs from (dist/scripts/lab/ → three levels up). */
+const PROJECT_DIR = fileURLToPath(new URL('../../../', import.meta.url)).replace(/\/$/, '');
+
 export async function startHolder(p: LabPaths, mode: LabMode, onSpawn: (r: ProcRef) => Promise<void>): Promise<Holder> {
   await writeFile(p.holderScript, HOLDER_SCRIPT, { mode: 0o755 });
   const ref = spawnDaemon(
@@ -165,6 +175,7 @@ export async function startHolder(p: LabPaths, mode: LabMode, onSpawn: (r: ProcR
       mode,
       hypervisorUuid(),
       'localhost',
+      PROJECT_DIR,
     ],
     'holder',
     { log: p.holderLog, env: { PATH: INSTANCE_PATH } },
