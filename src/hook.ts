@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 /**
  * The program udev runs for every net add/remove (see `hotplug install`). It must return
- * fast and never wait on metadata: validate, queue durably, start a worker if none holds
- * the lock, exit. Imports only node builtins and the two tiny event modules.
+ * fast and never wait on metadata: validate, queue durably, then hand over: kick the daemon
+ * (`hotplug daemon`) through its socket when one runs, else start a worker if none holds the
+ * lock, exit. Imports only node builtins and tiny modules (events, daemon/kick).
  *
- * Ordering argument (no lost events): we enqueue BEFORE looking at the lock. A worker
- * releases its lock BEFORE its last look at the queue. So either the worker sees our
- * event, or we see the lock free and start a worker.
+ * Ordering argument (no lost events): we enqueue BEFORE kicking or looking at the lock. The
+ * daemon answers a kick only after noting it, and drains until the queue is empty; a worker
+ * (or the daemon) releases its lock BEFORE its last look at the queue. So either the holder
+ * sees our event, or we see the lock free and start a worker.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, openSync } from 'node:fs';
@@ -14,6 +16,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { eventFromUdevEnv } from './events/event.js';
 import { enqueueSync } from './events/queue.js';
+import { kick } from './daemon/kick.js';
 import { paths, SAFE_PATH } from './paths.js';
 
 const CLI = join(dirname(fileURLToPath(import.meta.url)), 'cli.js');
@@ -44,14 +47,14 @@ function startWorker(): string {
   return `pid ${child.pid}`;
 }
 
-export function runHook(env: NodeJS.ProcessEnv = process.env): number {
+export async function runHook(env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const t0 = performance.now();
   let line: string;
   let rc = 0;
   try {
     const ev = eventFromUdevEnv(env);
     enqueueSync(ev);
-    const worker = lockFree() ? startWorker() : 'running';
+    const worker = (await kick(500, { id: ev.id })) ? 'daemon' : lockFree() ? startWorker() : 'running';
     // performance.now() counts from process start: this is the whole udev program's time.
     line = `hotplug[${process.pid}] info: hook queued action=${ev.action} iface=${ev.ifname} mac=${ev.mac ?? '-'} worker=${JSON.stringify(worker)} duration_ms=${performance.now().toFixed(1)} own_ms=${(performance.now() - t0).toFixed(1)}`;
   } catch (e) {
@@ -67,4 +70,4 @@ export function runHook(env: NodeJS.ProcessEnv = process.env): number {
   return rc;
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) process.exit(runHook());
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) void runHook().then((rc) => process.exit(rc));

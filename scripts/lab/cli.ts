@@ -31,7 +31,11 @@ function printStatus(st: lab.LabStatus): void {
   const lines: string[] = [];
   lines.push(`lab ${st.name}: ${st.exists ? `${st.phase ?? '?'} (${st.mode ?? '?'})` : 'not created'}${st.error ? ` error: ${st.error}` : ''}`);
   lines.push(`  dir ${st.labDir}`);
-  lines.push(`  netns ${st.netns.cloud} ${st.netns.cloudExists ? 'present' : 'absent'}, ${st.netns.inst} ${st.netns.instExists ? 'present' : 'absent'}`);
+  lines.push(
+    `  netns ${st.netns.cloud} ${st.netns.cloudExists ? 'present' : 'absent'}, ${st.netns.inst} ${st.netns.instExists ? 'present' : 'absent'}, ${st.netns.client} ${st.netns.clientExists ? 'present' : 'absent'}`,
+  );
+  if (st.client) lines.push(`  client ${st.client.address} (${st.client.cidr}, via ${st.client.gateway})`);
+  if (st.sourceCheckDrops !== null) lines.push(`  source/destination check: ${st.sourceCheckDrops} packet(s) dropped`);
   for (const pr of st.processes) lines.push(`  ${pr.what.padEnd(16)} pid ${pr.pid} ${pr.alive ? 'alive' : 'DEAD'}`);
   if (st.interfaces.length) {
     lines.push('  instance interfaces:');
@@ -149,6 +153,60 @@ export function buildProgram(): Command {
     .action(async (cmd: string[], o) => {
       const r = await lab.exec(cmd, { name: o.name, stdio: 'inherit' });
       process.exitCode = r.exitCode;
+    });
+
+  const cl = program.command('client').enablePositionalOptions().description(`the client host outside the instance's subnets (${lab.CLIENT_ADDR}, routed by the cloud)`);
+  cl.command('exec')
+    .description('run a command on the client host (exit code passed through)')
+    .addOption(nameOpt())
+    .argument('<cmd...>', 'command and arguments (use -- before options of the command)')
+    .passThroughOptions()
+    .action(async (cmd: string[], o) => {
+      const r = await lab.clientExec(cmd, { name: o.name, stdio: 'inherit' });
+      process.exitCode = r.exitCode;
+    });
+  cl.command('ping')
+    .description('ICMP echo from the client (exit 1 if no reply)')
+    .argument('<ip>')
+    .addOption(nameOpt())
+    .option('--count <n>', 'echo requests', int, 1)
+    .option('--wait <ms>', 'wait per reply', int, 1000)
+    .action(async (ip, o) => {
+      const r = await lab.clientPing(ip, { name: o.name, count: o.count, waitMs: o.wait });
+      process.stdout.write(`${ip}: ${r.received}/${r.sent} replies\n`);
+      if (!r.received) process.exitCode = 1;
+    });
+  cl.command('tcp')
+    .description('TCP connect from the client and print what the server sends (exit 1 on failure)')
+    .argument('<ip>')
+    .argument('<port>', 'port', int)
+    .addOption(nameOpt())
+    .option('--timeout <ms>', 'give up after', int, 3000)
+    .action(async (ip, port, o) => {
+      const r = await lab.clientTcp(ip, port, { name: o.name, timeoutMs: o.timeout });
+      if (r.ok) process.stdout.write(r.data);
+      else {
+        process.stderr.write(`lab: tcp ${ip}:${port}: ${r.error}\n`);
+        process.exitCode = 1;
+      }
+    });
+
+  program
+    .command('srccheck')
+    .description("the cloud's source/destination check: packets per NIC and source address, passed and dropped")
+    .addOption(nameOpt())
+    .option('--reset', 'zero the counters (after printing them)')
+    .option('--json', 'print JSON')
+    .action(async (o) => {
+      const r = await lab.sourceCheck({ name: o.name, reset: o.reset });
+      if (o.json) return out(r);
+      if (!r.present) {
+        process.stdout.write('no source/destination check in this lab (made by an older lab)\n');
+        return;
+      }
+      const row = (f: lab.SourceCheckFlow) => `  ${(f.ifname ?? '-').padEnd(6)} ${f.vif.padEnd(7)} from ${f.saddr.padEnd(15)} ${f.packets} pkt ${f.bytes} B`;
+      const lines = [`dropped: ${r.drops} packet(s)`, 'passed:', ...r.passed.map(row), 'dropped (source not in the NIC\'s subnet):', ...r.dropped.map(row)];
+      process.stdout.write(lines.join('\n') + '\n');
     });
 
   const md = program.command('metadata').description('the instance metadata (model and IMDS)');

@@ -7,7 +7,7 @@ import { mkdir, readFile, rm, readdir } from 'node:fs/promises';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { labPaths, checkName, subnetInfo, DEFAULT_SECONDARY_SUBNET, PRIMARY_SUBNET, LAB_ROOT, type LabPaths } from './paths.js';
+import { labPaths, checkName, subnetInfo, DEFAULT_SECONDARY_SUBNET, PRIMARY_SUBNET, LAB_ROOT, CLIENT_ADDR, CLIENT_CIDR, CLIENT_GATEWAY, type LabPaths } from './paths.js';
 import { withLock } from './lock.js';
 import { loadState, saveState, type LabState, type LabMode, type Attachment, type StageTiming, type Phase } from './state.js';
 import { createNetns, deleteNetns, setupCloud, setupInstance, createVeths, deleteVeth, netnsExists, netnsInode, netnsPath, listInterfaces, type IfAddr } from './netns.js';
@@ -33,11 +33,24 @@ import { startUdevd, startMonitor, coldplug, readUdevEvents, installNetOnlyRules
 import * as ctl from './imds-control.js';
 import type { Fault, ImdsStats, RequestRecord } from './imds.js';
 import { newAttachment, allocIps } from './alloc.js';
+import {
+  setupSourceCheck,
+  srcCheckAddPorts,
+  srcCheckDelPort,
+  readSourceCheck,
+  resetSourceCheck as resetSrcCheck,
+  setupClient,
+  clientArgv,
+  PING_PY,
+  TCP_JS,
+  type FlowCount,
+  type SrcCheckCounters,
+} from './fabric.js';
 import { run, sleep, waitFor } from './run.js';
 import { UserError } from '../../src/util/errors.js';
 
-export type { Fault, ImdsStats, RequestRecord, UdevEvent, LabMode, Attachment, CloudInitStatus, MetadataModel, NicModel };
-export { labPaths, LAB_ROOT, NETNS_PREFIX } from './paths.js';
+export type { Fault, ImdsStats, RequestRecord, UdevEvent, LabMode, Attachment, CloudInitStatus, MetadataModel, NicModel, FlowCount, SrcCheckCounters };
+export { labPaths, LAB_ROOT, NETNS_PREFIX, CLIENT_ADDR, CLIENT_CIDR, CLIENT_GATEWAY } from './paths.js';
 export { parseMonitorLog } from './udev.js';
 
 export interface LabOptions {
@@ -112,7 +125,7 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
       progress(opts, `already up (${old.mode}, ${old.phase}${old.phase.startsWith('paused') ? ': run `lab resume`' : ''})`);
       return summary(p, old, true);
     }
-    if (old || existsSync(p.dir) || netnsExists(p.netnsCloud) || netnsExists(p.netnsInst)) {
+    if (old || existsSync(p.dir) || netnsExists(p.netnsCloud) || netnsExists(p.netnsInst) || netnsExists(p.netnsClient)) {
       progress(opts, 'cleaning up leftovers of an earlier lab');
       await downUnlocked(p, { ...opts, quiet: true });
     }
@@ -144,7 +157,7 @@ async function create(p: LabPaths, opts: UpOptions): Promise<UpResult> {
     createdAt: now,
     updatedAt: now,
     options: { hotplugUserdata, udev, userdataFile: opts.userdataFile, pauseBefore: opts.pauseBefore },
-    netns: { cloud: p.netnsCloud, inst: p.netnsInst },
+    netns: { cloud: p.netnsCloud, inst: p.netnsInst, client: p.netnsClient },
     procs: {},
     counters: { mac: 0, vif: 0 },
     attachments: [],
@@ -153,13 +166,17 @@ async function create(p: LabPaths, opts: UpOptions): Promise<UpResult> {
   const save = () => saveState(p.state, s);
   await save();
   try {
-    progress(opts, `creating namespaces ${p.netnsCloud}, ${p.netnsInst}`);
+    progress(opts, `creating namespaces ${p.netnsCloud}, ${p.netnsInst}, ${p.netnsClient}`);
     s.netns.cloudIno = await createNetns(p.netnsCloud);
     await save();
     s.netns.instIno = await createNetns(p.netnsInst);
     await save();
+    s.netns.clientIno = await createNetns(p.netnsClient);
+    await save();
     await setupCloud(p.netnsCloud);
+    await setupSourceCheck(p.netnsCloud);
     await setupInstance(p.netnsInst);
+    await setupClient(p.netnsCloud, p.netnsClient);
 
     const model = newModel(p.name, mode, userData);
     const eth0 = newAttachment(s, model, { subnet: PRIMARY_SUBNET, secondaryIps: 0, deviceNumber: 0, inMetadata: true });
@@ -188,6 +205,7 @@ async function create(p: LabPaths, opts: UpOptions): Promise<UpResult> {
 
     progress(opts, 'starting the instance (namespaces, overlays, sysfs)');
     await prepareOverlay(p);
+    await srcCheckAddPorts(p.netnsCloud, [{ vif: eth0.vif, subnet: eth0.subnet }]);
     await createVeths(p.netnsCloud, p.netnsInst, [{ vif: eth0.vif, ifname: eth0.ifname, mac: eth0.mac, subnet: eth0.subnet }]);
     const holder = await startHolder(p, mode, async (ref) => {
       s.holder = ref;
@@ -385,6 +403,7 @@ export async function attachMany(n: number, opts: AttachOptions = {}): Promise<N
       await saveModel(p.model, model);
       await ctl.imdsReload(p.imdsSock).catch(() => {});
     }
+    await srcCheckAddPorts(p.netnsCloud, atts.map((a) => ({ vif: a.vif, subnet: a.subnet })));
     await createVeths(
       p.netnsCloud,
       p.netnsInst,
@@ -412,6 +431,7 @@ export async function detach(iface: string, opts: DetachOptions = {}): Promise<{
       const r = await run(['ip', '-n', p.netnsInst, 'link', 'del', a.ifname], { check: false });
       if (r.exitCode !== 0) throw new Error(`could not delete ${a.vif}/${a.ifname}: ${r.stderr.trim()}`);
     }
+    await srcCheckDelPort(p.netnsCloud, { vif: a.vif, subnet: a.subnet });
     s.attachments = s.attachments.filter((x) => x !== a);
     await saveState(p.state, s);
     let metadataRemoved = false;
@@ -512,6 +532,125 @@ export async function readFileInInstance(path: string, opts: LabOptions = {}): P
 
 export async function writeFileInInstance(path: string, data: string, opts: LabOptions & { mode?: number } = {}): Promise<void> {
   await writeInstanceFile(await holderPid(opts.name), path, data, opts.mode);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The client host and the cloud's source/destination check
+
+function needClient(opts: LabOptions): LabPaths {
+  const p = labPaths(opts.name);
+  if (!netnsExists(p.netnsClient)) throw new UserError(`lab ${p.name} has no client namespace (not up, or made by an older lab: run \`lab down\` then \`lab up\`)`);
+  return p;
+}
+
+export interface ClientExecOptions extends LabOptions {
+  input?: string;
+  env?: Record<string, string>;
+  timeoutMs?: number;
+  /** 'pipe' (default) or 'inherit'. */
+  stdio?: 'inherit' | 'pipe';
+}
+
+/**
+ * Run a command on the client host (netns chl-NAME-client: ${CLIENT_ADDR}, outside the instance's
+ * subnets, routed by the cloud). Host filesystem; the exit code is passed through.
+ */
+export async function clientExec(argv: string[], opts: ClientExecOptions = {}): Promise<ExecResult> {
+  if (!argv.length) throw new UserError('client exec needs a command');
+  const p = needClient(opts);
+  const full = clientArgv(p.netnsClient, argv);
+  const r = await execa(full[0]!, full.slice(1), {
+    reject: false,
+    ...(opts.stdio === 'inherit' ? { stdio: 'inherit' as const } : opts.input !== undefined ? { input: opts.input } : { stdin: 'ignore' as const }),
+    env: opts.env,
+    timeout: opts.timeoutMs,
+    stripFinalNewline: false,
+  });
+  return {
+    exitCode: typeof r.exitCode === 'number' ? r.exitCode : r.timedOut ? 124 : 125,
+    stdout: typeof r.stdout === 'string' ? r.stdout : '',
+    stderr: typeof r.stderr === 'string' ? r.stderr : '',
+  };
+}
+
+const IPV4_RE = /^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}$/;
+
+function checkTarget(ip: string): string {
+  if (!IPV4_RE.test(ip)) throw new UserError(`not an IPv4 address: ${JSON.stringify(ip)}`);
+  // Only what the lab's namespaces hold: the instance subnets (10.0.K.0/24) and the client network.
+  if (!ip.startsWith('10.0.')) throw new UserError(`${ip} is not a lab address (10.0.0.0/16)`);
+  return ip;
+}
+
+export interface PingResult {
+  sent: number;
+  received: number;
+}
+
+/** ICMP echo from the client to `ip` (a raw socket in python3: no ping binary needed). */
+export async function clientPing(ip: string, opts: LabOptions & { count?: number; waitMs?: number } = {}): Promise<PingResult> {
+  const count = opts.count ?? 1;
+  const waitMs = opts.waitMs ?? 1000;
+  if (!Number.isInteger(count) || count < 1 || count > 100) throw new UserError('ping count must be 1..100');
+  if (!Number.isInteger(waitMs) || waitMs < 1 || waitMs > 60_000) throw new UserError('ping wait must be 1..60000 ms');
+  const r = await clientExec(['/usr/bin/python3', '-c', PING_PY, checkTarget(ip), String(count), String(waitMs)], { name: opts.name, timeoutMs: count * waitMs + 10_000 });
+  if (r.exitCode !== 0) throw new Error(`ping ${ip} from the client failed (exit ${r.exitCode}): ${r.stderr.trim()}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as PingResult;
+}
+
+export interface TcpResult {
+  ok: boolean;
+  /** What the server sent before closing. */
+  data: string;
+  error?: string;
+}
+
+/** TCP connect from the client to ip:port; reads until the server closes. */
+export async function clientTcp(ip: string, port: number, opts: LabOptions & { timeoutMs?: number } = {}): Promise<TcpResult> {
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UserError('port must be 1..65535');
+  const ms = opts.timeoutMs ?? 3000;
+  const r = await clientExec([process.execPath, '-e', TCP_JS, checkTarget(ip), String(port), String(ms)], { name: opts.name, timeoutMs: ms + 10_000 });
+  if (r.exitCode !== 0) throw new Error(`tcp ${ip}:${port} from the client failed (exit ${r.exitCode}): ${r.stderr.trim()}`);
+  const o = JSON.parse(r.stdout.trim().split('\n').pop()!) as TcpResult;
+  return { ok: o.ok, data: o.data ?? '', ...(o.error ? { error: o.error } : {}) };
+}
+
+export interface SourceCheckFlow extends FlowCount {
+  /** The instance NIC behind the vif (while attached). */
+  ifname?: string;
+  mac?: string;
+}
+
+export interface SourceCheck {
+  present: boolean;
+  drops: number;
+  /** Packets the cloud let through, per (NIC, source address). */
+  passed: SourceCheckFlow[];
+  /** Packets the cloud dropped (source not in the NIC's subnet), per (NIC, source address). */
+  dropped: SourceCheckFlow[];
+}
+
+/**
+ * The cloud's source/destination check counters: every IPv4 packet that left an instance NIC,
+ * per NIC and source address, passed or dropped.
+ */
+export async function sourceCheck(opts: LabOptions & { reset?: boolean } = {}): Promise<SourceCheck> {
+  const p = labPaths(opts.name);
+  if (!netnsExists(p.netnsCloud)) throw new UserError(`no lab ${p.name}`);
+  const s = await loadState(p.state).catch(() => null);
+  const c = await readSourceCheck(p.netnsCloud);
+  if (opts.reset && c.present) await resetSrcCheck(p.netnsCloud);
+  const who = (f: FlowCount): SourceCheckFlow => {
+    const a = s?.attachments.find((x) => x.vif === f.vif);
+    return a ? { ...f, ifname: a.ifname, mac: a.mac } : f;
+  };
+  return { present: c.present, drops: c.drops, passed: c.passed.map(who), dropped: c.dropped.map(who) };
+}
+
+export async function resetSourceCheck(opts: LabOptions = {}): Promise<void> {
+  const p = labPaths(opts.name);
+  if (!netnsExists(p.netnsCloud)) throw new UserError(`no lab ${p.name}`);
+  await resetSrcCheck(p.netnsCloud);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -681,7 +820,11 @@ export interface LabStatus {
   phase?: Phase;
   mode?: LabMode;
   error?: string;
-  netns: { cloud: string; cloudExists: boolean; inst: string; instExists: boolean };
+  netns: { cloud: string; cloudExists: boolean; inst: string; instExists: boolean; client: string; clientExists: boolean };
+  /** The client host outside the instance's subnets (see clientExec). */
+  client: { address: string; gateway: string; cidr: string } | null;
+  /** Packets the cloud's source/destination check dropped (null: no check in this lab). */
+  sourceCheckDrops: number | null;
   holderPid?: number;
   processes: ProcStatus[];
   interfaces: IfAddr[];
@@ -703,7 +846,16 @@ export async function status(opts: LabOptions = {}): Promise<LabStatus> {
     phase: s?.phase,
     mode: s?.mode,
     error: s?.error,
-    netns: { cloud: p.netnsCloud, cloudExists: netnsExists(p.netnsCloud), inst: p.netnsInst, instExists: netnsExists(p.netnsInst) },
+    netns: {
+      cloud: p.netnsCloud,
+      cloudExists: netnsExists(p.netnsCloud),
+      inst: p.netnsInst,
+      instExists: netnsExists(p.netnsInst),
+      client: p.netnsClient,
+      clientExists: netnsExists(p.netnsClient),
+    },
+    client: netnsExists(p.netnsClient) ? { address: CLIENT_ADDR, gateway: CLIENT_GATEWAY, cidr: CLIENT_CIDR } : null,
+    sourceCheckDrops: null,
     holderPid: s?.holder?.pid,
     processes: [],
     interfaces: [],
@@ -732,6 +884,10 @@ export async function status(opts: LabOptions = {}): Promise<LabStatus> {
       .map((n) => ({ ifname: n.ifname, mac: n.mac, deviceNumber: n.deviceNumber }));
   }
   out.imds = await ctl.imdsStats(p.imdsSock).catch(() => null);
+  if (out.netns.cloudExists) {
+    const sc = await readSourceCheck(p.netnsCloud).catch(() => null);
+    out.sourceCheckDrops = sc?.present ? sc.drops : null;
+  }
   if (isAlive(s.holder)) out.cloudInit = await cloudInitStatus(s.holder!.pid).catch(() => null);
   return out;
 }
@@ -753,7 +909,7 @@ export async function down(opts: LabOptions = {}): Promise<DownResult> {
 
 async function downUnlocked(p: LabPaths, opts: LabOptions): Promise<DownResult> {
   const s = await loadState(p.state).catch(() => null);
-  const existed = !!s || existsSync(p.dir) || netnsExists(p.netnsCloud) || netnsExists(p.netnsInst);
+  const existed = !!s || existsSync(p.dir) || netnsExists(p.netnsCloud) || netnsExists(p.netnsInst) || netnsExists(p.netnsClient);
   const killed: number[] = [];
   if (!existed) {
     progress(opts, 'nothing to take down');
@@ -766,7 +922,7 @@ async function downUnlocked(p: LabPaths, opts: LabOptions): Promise<DownResult> 
   // 2. everything else living in the lab's namespaces (dhclient, daemons, exec'd commands), then the holder
   const mntIno = isAlive(s?.holder) ? nsInode(s!.holder!.pid, 'mnt') : null;
   for (let round = 0; round < 6; round++) {
-    const netInos = [netnsInode(p.netnsCloud), netnsInode(p.netnsInst)].filter((x): x is number => !!x);
+    const netInos = [netnsInode(p.netnsCloud), netnsInode(p.netnsInst), netnsInode(p.netnsClient)].filter((x): x is number => !!x);
     const pids = pidsInNamespaces(netInos, mntIno ? [mntIno] : []).filter((pid) => pid !== s?.holder?.pid);
     const more: ProcRef[] = [];
     for (const pid of pids) {
@@ -781,7 +937,7 @@ async function downUnlocked(p: LabPaths, opts: LabOptions): Promise<DownResult> 
   }
   if (s?.holder) killed.push(...(await killRefs([s.holder])));
   // the holder's children (none expected) and anything left
-  const netInos = [netnsInode(p.netnsCloud), netnsInode(p.netnsInst)].filter((x): x is number => !!x);
+  const netInos = [netnsInode(p.netnsCloud), netnsInode(p.netnsInst), netnsInode(p.netnsClient)].filter((x): x is number => !!x);
   const left = pidsInNamespaces(netInos, mntIno ? [mntIno] : []);
   if (left.length) {
     killed.push(...(await killRefs(left.flatMap((pid) => {
@@ -793,6 +949,7 @@ async function downUnlocked(p: LabPaths, opts: LabOptions): Promise<DownResult> 
     }), 200)));
   }
   // 3. namespaces (their links and bridges go with them)
+  await deleteNetns(p.netnsClient);
   await deleteNetns(p.netnsInst);
   await deleteNetns(p.netnsCloud);
   // 4. host mounts under the lab dir (none are made there; only a crash mid-mount could leave one)
@@ -822,6 +979,7 @@ export async function leftovers(pOrName: LabPaths | string | undefined): Promise
   const out: string[] = [];
   if (netnsExists(p.netnsCloud)) out.push(`netns ${p.netnsCloud}`);
   if (netnsExists(p.netnsInst)) out.push(`netns ${p.netnsInst}`);
+  if (netnsExists(p.netnsClient)) out.push(`netns ${p.netnsClient}`);
   if (existsSync(p.dir)) out.push(`dir ${p.dir}`);
   for (const mp of hostMountsUnder(p.dir)) out.push(`mount ${mp}`);
   return out;
@@ -834,7 +992,7 @@ export async function listLabs(): Promise<string[]> {
     if (!e.endsWith('.lock') && !e.startsWith('.')) names.add(e);
   }
   for (const e of await readdir('/run/netns').catch(() => [] as string[])) {
-    const m = /^chl-(.+)-(cloud|inst)$/.exec(e);
+    const m = /^chl-(.+)-(cloud|inst|client)$/.exec(e);
     if (m) names.add(m[1]!);
   }
   return [...names].sort();

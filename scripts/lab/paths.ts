@@ -42,6 +42,8 @@ export interface LabPaths {
   overlay: string;
   netnsCloud: string;
   netnsInst: string;
+  /** The "client" host outside the VPC (routed by the cloud netns). */
+  netnsClient: string;
 }
 
 export function labPaths(name: string | undefined): LabPaths {
@@ -67,6 +69,7 @@ export function labPaths(name: string | undefined): LabPaths {
     overlay: join(dir, 'overlay'),
     netnsCloud: `${NETNS_PREFIX}${n}-cloud`,
     netnsInst: `${NETNS_PREFIX}${n}-inst`,
+    netnsClient: `${NETNS_PREFIX}${n}-client`,
   };
 }
 
@@ -84,6 +87,16 @@ export const IMDS_ADDR = '169.254.169.254';
 /** First and last host number handed out in a subnet (.10 … .250). */
 export const HOST_MIN = 10;
 export const HOST_MAX = 250;
+
+/**
+ * The client network: a host outside the instance's subnets that reaches them through the cloud
+ * netns's router (the way a peer on the internet or in another VPC would).
+ */
+export const CLIENT_CIDR = '10.0.9.0/24';
+export const CLIENT_ADDR = '10.0.9.10';
+export const CLIENT_GATEWAY = '10.0.9.1';
+/** The client link's end in the cloud netns (its end in the client netns is eth0). */
+export const CLIENT_LINK = 'client0';
 
 export interface SubnetInfo {
   index: number;

@@ -32,7 +32,7 @@ export interface LabState {
   createdAt: string;
   updatedAt: string;
   options: { hotplugUserdata: boolean; udev: boolean; userdataFile?: string; pauseBefore?: 'config' | 'final' };
-  netns: { cloud: string; inst: string; cloudIno?: number; instIno?: number };
+  netns: { cloud: string; inst: string; cloudIno?: number; instIno?: number; client?: string; clientIno?: number };
   holder?: ProcRef & { mntIno?: number };
   procs: { dnsmasq?: ProcRef; imds?: ProcRef; udevd?: ProcRef; udevMonitor?: ProcRef };
   counters: { mac: number; vif: number; nextHost?: Record<string, number> };

@@ -53,6 +53,7 @@ export const MASKED_UNITS = [
   'dpkg-db-backup.timer',
   'systemd-tmpfiles-clean.timer',
   'getty@tty1.service',
+  'getty-static.service',
   'keyboard-setup.service',
   'console-setup.service',
   'systemd-pstore.service',
@@ -68,9 +69,11 @@ datasource:
     strict_id: false
     timeout: 5
     max_wait: 60
-# Trimmed for a throwaway VM: nothing to grow, no locales package.
+# Trimmed for a throwaway VM: nothing to grow, no locales package (C.UTF-8 is built in and
+# already in /etc/default/locale, so cc_locale has nothing to do), no sshd to make keys for.
 resize_rootfs: false
-locale: false
+locale: C.UTF-8
+ssh_genkeytypes: []
 `;
 
 /** Served as user-data by the VM's metadata service. */
@@ -232,6 +235,7 @@ export async function buildImage(o: BuildOptions): Promise<{ manifest: ImageMani
     await writeFile(join(root, 'etc/cloud/cloud.cfg.d/95-cloud-hotplug-vm.cfg'), CLOUD_CFG);
     await writeFile(join(root, 'etc/fstab'), '/dev/vda / ext4 rw,relatime 0 0\n');
     await writeFile(join(root, 'etc/hostname'), 'localhost\n');
+    await writeFile(join(root, 'etc/default/locale'), 'LANG=C.UTF-8\n');
     await copyFile(o.deb, join(root, 'tmp/cloud-hotplug.deb'));
     const script = join(work, 'customize.sh');
     await writeFile(script, `#!/bin/sh\nMASKED="${MASKED_UNITS.join(' ')}"\n${CUSTOMIZE}`);

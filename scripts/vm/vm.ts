@@ -279,7 +279,7 @@ export async function up(o: UpOptions = {}): Promise<VmState> {
       '-nodefaults', '-no-user-config', '-display', 'none', '-vga', 'none',
       '-kernel', img.kernel,
       '-initrd', img.initrd,
-      '-append', 'root=/dev/vda rw console=ttyS0 net.ifnames=1 systemd.show_status=1 mitigations=off',
+      '-append', 'root=/dev/vda rw console=ttyS0 net.ifnames=1 quiet mitigations=off',
       '-drive', `file=${p.overlay},if=none,id=disk0,format=qcow2,cache=unsafe`,
       '-device', 'virtio-blk-pci,drive=disk0,addr=0x10',
       '-smbios', `type=1,manufacturer=Amazon EC2,product=t3.micro,serial=${s.smbiosUuid},uuid=${s.smbiosUuid}`,

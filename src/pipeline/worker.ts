@@ -23,7 +23,7 @@ import { tryLock, acquireLock, type Lock } from '../lock.js';
 import { backoffDelay } from '../retry.js';
 import { recordEvent, type EventRecord } from './history.js';
 import { enabledGate, waitForBoot } from './gate.js';
-import { scrubInterface } from '../net/teardown.js';
+import { scrubInterface, linkExists } from '../net/teardown.js';
 import { reconcile, removeInterface } from '../routing/reconcile.js';
 import { recordApply } from '../core/last-apply.js';
 import { interfaceNames } from '../core/apply.js';
@@ -138,8 +138,17 @@ export class Pipeline {
       try {
         // Down first, while the rendered config still has the stanza (upstream 22.4 did it
         // the other way round, so ifdown failed and dhclient/ifstate were left behind).
-        await b.bringDown(ev.ifname).catch((e) => log('debug', 'activator bring-down failed', { iface: ev.ifname, error: oneLine(e) }));
+        let t = performance.now();
+        // With the device still present the activator brings it down; once it is gone, ifdown
+        // can only release a lease it cannot send (~1 s in dhclient -r): the scrub below stops
+        // the DHCP client and clears the activator's state directly.
+        if (await linkExists(ev.ifname)) {
+          await b.bringDown(ev.ifname).catch((e) => log('debug', 'activator bring-down failed', { iface: ev.ifname, error: oneLine(e) }));
+          log('debug', 'brought down', { iface: ev.ifname, duration_ms: since(t) });
+        }
+        t = performance.now();
         await scrubInterface(ev.ifname);
+        log('debug', 'scrubbed', { iface: ev.ifname, duration_ms: since(t) });
         // Rules, routes and addresses we added for it go too (only ours: protocol 199 + state file).
         await removeInterface(ev.ifname).catch((e) => log('warn', 'policy routing cleanup failed', { iface: ev.ifname, error: oneLine(e) }));
         await forgetInterface(ev.ifname);
@@ -150,7 +159,9 @@ export class Pipeline {
     }
     let renderError: string | undefined;
     try {
+      const t = performance.now();
       const r = await b.rederive();
+      log('debug', 'rederived', { duration_ms: since(t) });
       if (r.network_config) await this.applyConfig(b, r.network_config, true, []);
       await this.routes(r.summary, true);
     } catch (e) {

@@ -1,0 +1,171 @@
+/**
+ * Kernel link events without udev: a long-running `ip -o monitor link` child (argv, no shell),
+ * restarted with backoff if it dies. Lines are folded into a map ifindex → link, and turned into
+ * callbacks: a new ifindex is an add, "Deleted" a remove, a change of (admin UP and carrier)
+ * a state change. After a restart the map is diffed against a fresh `ip -o link show`, so links
+ * that came or went while no monitor ran are reported too.
+ */
+import { execa, type ResultPromise } from 'execa';
+import { createInterface } from 'node:readline';
+import { log } from '../util/log.js';
+import { oneLine } from '../util/errors.js';
+
+export interface LinkLine {
+  deleted: boolean;
+  index: number;
+  ifname: string;
+  flags: string[];
+  mac?: string;
+}
+
+/** Administratively up and with carrier. */
+export const linkUp = (l: Pick<LinkLine, 'flags'>): boolean => l.flags.includes('UP') && l.flags.includes('LOWER_UP');
+
+// "Deleted 3: vC@NONE: <BROADCAST,MULTICAST> mtu 1500 ... \    link/ether 02:00:00:aa:bb:cc brd ..."
+const LINE_RE = /^(Deleted\s+)?(\d+):\s+([^\s:@]+)(?:@[^\s:]*)?:\s+<([^>]*)>/;
+const MAC_RE = /link\/(?:ether|ieee802\.11)\s+([0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5})\b/;
+
+/** One line of `ip -o link show` / `ip -o monitor link`; null for anything else. */
+export function parseLinkLine(line: string): LinkLine | null {
+  const m = LINE_RE.exec(line.trim());
+  if (!m) return null;
+  const mac = MAC_RE.exec(line)?.[1]?.toLowerCase();
+  return { deleted: !!m[1], index: Number(m[2]), ifname: m[3]!, flags: m[4]!.split(',').filter(Boolean), ...(mac ? { mac } : {}) };
+}
+
+export interface LinkCallbacks {
+  onAdd(link: LinkLine): void;
+  onRemove(link: LinkLine): void;
+  onRename?(from: LinkLine, to: LinkLine): void;
+  onState(link: LinkLine, up: boolean): void;
+}
+
+export interface MonitorOptions {
+  ipBin?: string;
+  /** Initial restart delay; doubles up to maxRestartMs. */
+  restartMs?: number;
+  maxRestartMs?: number;
+}
+
+export class LinkMonitor {
+  readonly links = new Map<number, LinkLine>();
+  restarts = 0;
+  lastError: string | undefined;
+  private child: ResultPromise | undefined;
+  private stopped = true;
+  private loaded = false;
+  private buffered: string[] = [];
+  /** No listing could be read: a first sighting may be an old link, so it is not an add. */
+  private blind = false;
+  private delay: number;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly cb: LinkCallbacks,
+    private readonly opts: MonitorOptions = {},
+  ) {
+    this.delay = opts.restartMs ?? 1000;
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  get running(): boolean {
+    return !!this.child && this.child.exitCode === null;
+  }
+
+  async start(): Promise<void> {
+    this.stopped = false;
+    await this.spawn();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.child?.kill('SIGTERM');
+    this.child = undefined;
+  }
+
+  /** Feed one line (from the monitor, or a test). */
+  feed(line: string): void {
+    if (!this.loaded) {
+      this.buffered.push(line);
+      return;
+    }
+    const l = parseLinkLine(line);
+    if (!l) return;
+    const prev = this.links.get(l.index);
+    if (l.deleted) {
+      this.links.delete(l.index);
+      this.cb.onRemove({ ...l, mac: l.mac ?? prev?.mac, ifname: prev?.ifname ?? l.ifname });
+      return;
+    }
+    this.links.set(l.index, l);
+    if (!prev) return this.blind ? undefined : this.cb.onAdd(l);
+    if (prev.ifname !== l.ifname) this.cb.onRename?.(prev, l);
+    if (linkUp(prev) !== linkUp(l)) this.cb.onState(l, linkUp(l));
+  }
+
+  /** Replace the map with a full listing; report what changed since the last one (not the first time). */
+  load(listing: string, report: boolean, blind = false): void {
+    const now = new Map<number, LinkLine>();
+    for (const line of listing.split('\n')) {
+      const l = parseLinkLine(line);
+      if (l && !l.deleted) now.set(l.index, l);
+    }
+    const before = new Map(this.links);
+    this.links.clear();
+    for (const [i, l] of now) this.links.set(i, l);
+    if (report) {
+      for (const [i, l] of before) if (!now.has(i)) this.cb.onRemove(l);
+      for (const [i, l] of now) {
+        const p = before.get(i);
+        if (!p) this.cb.onAdd(l);
+        else if (linkUp(p) !== linkUp(l)) this.cb.onState(l, linkUp(l));
+      }
+    }
+    this.loaded = true;
+    this.blind = blind;
+    const pending = this.buffered;
+    this.buffered = [];
+    for (const line of pending) this.feed(line);
+  }
+
+  private async spawn(): Promise<void> {
+    const ip = this.opts.ipBin ?? 'ip';
+    const startedAt = Date.now();
+    const report = this.restarts > 0 || this.links.size > 0;
+    this.loaded = false;
+    this.buffered = [];
+    // Monitor first, listing second: nothing falls between the two (duplicates are harmless).
+    const child = execa(ip, ['-o', 'monitor', 'link'], { buffer: false, reject: false, stdin: 'ignore', stderr: 'pipe', cleanup: true });
+    this.child = child;
+    child.stderr?.on('data', (d: Buffer) => (this.lastError = d.toString().trim().split('\n').pop()));
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      if (this.child === child) this.feed(line);
+    });
+    void child.then((r) => {
+      if (this.child !== child || this.stopped) return;
+      this.child = undefined;
+      const why = r.signal ?? `exit ${r.exitCode}`;
+      if (Date.now() - startedAt > 60_000) this.delay = this.opts.restartMs ?? 1000;
+      log('warn', 'ip monitor exited; restarting', { why, in_ms: this.delay, error: this.lastError });
+      this.timer = setTimeout(() => {
+        this.restarts++;
+        void this.spawn().catch((e) => log('error', 'ip monitor restart failed', { error: oneLine(e) }));
+      }, this.delay);
+      this.delay = Math.min(this.delay * 2, this.opts.maxRestartMs ?? 30_000);
+    });
+    try {
+      const r = await execa(ip, ['-o', 'link', 'show'], { reject: false, stdin: 'ignore', timeout: 10_000 });
+      if (r.exitCode !== 0) throw new Error(`ip -o link show failed: ${String(r.stderr).trim()}`);
+      this.load(String(r.stdout), report);
+    } catch (e) {
+      this.lastError = oneLine(e);
+      // Without a listing every line would look like a new link: start from what the monitor says.
+      this.load('', false, true);
+      throw e;
+    }
+  }
+}
