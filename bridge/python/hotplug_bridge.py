@@ -146,14 +146,16 @@ def _read_trusted_pickle(path):
         os.close(fd)
 
 
-def _store_pickle_atomic(ds, path):
-    """Upstream truncates obj.pkl in place; a crash then leaves a corrupt cache.
-    Write a temp file in the same directory, fsync, rename, fsync the directory."""
-    data = pickle.dumps(ds)
+def _atomic_write(path, data, mode):
+    """Readers see the old or the new file, never a mix: temp file in the same
+    directory, fsync, rename, fsync the directory. A planted symlink is refused."""
     d = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".obj.pkl.", dir=d)
+    os.makedirs(d, mode=0o755, exist_ok=True)
+    if os.path.islink(path):
+        raise BridgeError("refusing to write %s: it is a symlink" % path)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=d)
     try:
-        os.fchmod(fd, 0o400)
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -172,25 +174,9 @@ def _store_pickle_atomic(ds, path):
         os.close(dfd)
 
 
-def _atomic_write_text(path, text, mode=0o644):
-    d = os.path.dirname(path)
-    os.makedirs(d, mode=0o755, exist_ok=True)
-    if os.path.islink(path):
-        raise BridgeError("refusing to write %s: it is a symlink" % path)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=d)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+def _store_pickle_atomic(ds, path):
+    # Upstream truncates obj.pkl in place (a crash leaves a corrupt cache); same mode 0400.
+    _atomic_write(path, pickle.dumps(ds), 0o400)
 
 
 # ---------------------------------------------------------------- helpers
@@ -410,7 +396,8 @@ def store(network_config_json=None):
     if not ds.persist_instance_data(write_cache=False):
         raise BridgeError("cloud-init could not write instance-data.json")
     if network_config_json:
-        _atomic_write_text(network_config_json, json.dumps(_network_config(S.init), indent=2, sort_keys=True) + "\n")
+        text = json.dumps(_network_config(S.init), indent=2, sort_keys=True) + "\n"
+        _atomic_write(network_config_json, text.encode(), 0o644)
     return {"obj_pkl": S.obj_pkl}
 
 

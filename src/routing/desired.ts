@@ -2,11 +2,16 @@
  * What policy routing the instance should have, from metadata alone (pure).
  *
  * The primary NIC keeps the main table and gets no rules (rules on it blackhole Docker's
- * return traffic: amazon-ec2-net-utils #97). Every other NIC present on the system and in
- * metadata gets a table T = table_base + 100 × network_card + device_number holding its
- * subnet route and a default route, `from <ip> lookup T priority T` rules for each of its
- * addresses and delegated prefixes, and its secondary addresses. Each value from metadata
- * is validated; anything invalid is skipped with a reason, never handed to `ip`.
+ * return traffic: amazon-ec2-net-utils #97), only its secondary addresses (nothing else adds
+ * those when metadata gains one after boot: ifup of an up interface is a no-op). Every other
+ * NIC present on the system and in metadata gets a table T = table_base + 100 × network_card +
+ * device_number holding its subnet route and a default route, `from <ip> lookup T priority T`
+ * rules for each of its addresses and delegated prefixes, and its secondary addresses. Each
+ * value from metadata is validated; anything invalid is skipped with a reason, never handed to `ip`.
+ *
+ * A NIC whose metadata cannot be complete (no private address at all, or an IPv4 subnet but
+ * no IPv4 address: a crawl that skipped a leaf) is "incomplete": nothing is planned for it and
+ * nothing of it is deleted.
  */
 import type { NicMeta } from '../../bridge/index.js';
 import { type Family, type Ip, type Prefix, parseIp, parsePrefix, contains, notUnicast, formatIp } from './addr.js';
@@ -58,21 +63,25 @@ export interface AddressSpec {
   prefixlen: number;
 }
 
-export interface NicPlan {
+/** Secondary addresses of one NIC (what the primary NIC gets: no table, rules or routes). */
+export interface AddressPlan {
   mac: string;
   ifname: string;
   up: boolean;
+  /** The NIC's primary private IPv4 (first of local-ipv4s), normally from DHCP. */
+  primaryIpv4: string | null;
+  addresses: AddressSpec[];
+}
+
+export interface NicPlan extends AddressPlan {
   table: number;
   priority: number;
   deviceNumber: number;
   networkCard: number;
-  /** The NIC's primary private IPv4 (first of local-ipv4s), normally from DHCP. */
-  primaryIpv4: string | null;
   gateway4: { address: string; source: 'lease' | 'subnet-first-host' } | null;
   gateway6: string | null;
   rules: RuleSpec[];
   routes: RouteSpec[];
-  addresses: AddressSpec[];
 }
 
 export interface Skip {
@@ -87,6 +96,8 @@ export interface Skip {
 export interface DesiredState {
   primary: { mac: string | null; ifname: string | null; source: 'config' | 'metadata' | 'device-number-0' | 'none' };
   nics: NicPlan[];
+  /** The primary NIC's secondary addresses (null: primary not present, or its metadata is incomplete). */
+  primaryAddresses: AddressPlan | null;
   /**
    * MACs of present links with no complete desired state (in metadata but invalid, or
    * absent from metadata): nothing this project owns for them may be deleted.
@@ -165,7 +176,23 @@ export function desiredState(input: DesiredInput): DesiredState {
     // Without knowing the primary, rules could land on it and break its traffic: do nothing.
     for (const l of links) incomplete.add(l.mac);
     skipped.push({ what: 'all nics', reason: 'cannot tell the primary NIC (no configured or metadata primary, no single device-number 0)' });
-    return { primary, nics: [], incomplete: [...incomplete].sort(), skipped };
+    return { primary, nics: [], primaryAddresses: null, incomplete: [...incomplete].sort(), skipped };
+  }
+
+  // --- the primary's secondary addresses -----------------------------------------------
+  let primaryAddresses: AddressPlan | null = null;
+  const pMeta = primary.mac ? nics.get(primary.mac) : undefined;
+  const pLink = primary.mac ? linkFor(primary.mac, links) : null;
+  if (pMeta && pLink && pLink !== 'ambiguous') {
+    const why = incompleteWhy(pMeta);
+    if (why) {
+      skipped.push({ mac: pLink.mac, ifname: pLink.ifname, what: 'nic', reason: why });
+      incomplete.add(pLink.mac);
+    } else {
+      const skip = (what: string, value: unknown, reason: string) => skipped.push({ mac: pLink.mac, ifname: pLink.ifname, what, value: show(value), reason });
+      const a = addressPart(pMeta, pLink.ifname, skip, true);
+      primaryAddresses = { mac: pLink.mac, ifname: pLink.ifname, up: pLink.up, primaryIpv4: a.primaryIpv4, addresses: a.addresses };
+    }
   }
 
   // --- secondary NICs ------------------------------------------------------------------
@@ -195,6 +222,11 @@ export function desiredState(input: DesiredInput): DesiredState {
       skipNic(`network-card must be an integer 0-${MAX_INDEX}`, show(n.network_card));
       continue;
     }
+    const why = incompleteWhy(n);
+    if (why) {
+      skipNic(why);
+      continue;
+    }
     const table = input.config.table_base + 100 * card + dev;
     if (table > 0xffffffff || !Number.isSafeInteger(table)) {
       skipNic('route table number out of range', String(table));
@@ -213,24 +245,33 @@ export function desiredState(input: DesiredInput): DesiredState {
     plans.push(nicPlan(mac, n, link, table, dev, card, input, skipped));
   }
 
-  return { primary, nics: plans, incomplete: [...incomplete].sort(), skipped };
+  return { primary, nics: plans, primaryAddresses, incomplete: [...incomplete].sort(), skipped };
 }
 
-function nicPlan(mac: string, n: NicMeta, link: LinkInfo, table: number, dev: number, card: number, input: DesiredInput, skipped: Skip[]): NicPlan {
-  const ifname = link.ifname;
-  const skip = (what: string, value: unknown, reason: string) => skipped.push({ mac, ifname, what, value: show(value), reason });
-  const rules: RuleSpec[] = [];
-  const routes: RouteSpec[] = [];
-  const addresses: AddressSpec[] = [];
-  const seenFrom = new Set<string>();
-  const addRule = (family: Family, p: Prefix) => {
-    const key = `${family} ${p.text}`;
-    if (seenFrom.has(key)) return;
-    seenFrom.add(key);
-    rules.push({ family, from: p.text, table, priority: table });
-  };
+/**
+ * Why a NIC's metadata cannot be the whole truth (null if it can be): every NIC has a private
+ * address, and one in an IPv4 subnet has a primary private IPv4. The metadata crawler skips a
+ * leaf that failed (e.g. a 404 of local-ipv4s), which must not read as "no addresses".
+ */
+function incompleteWhy(n: NicMeta): string | null {
+  const v4 = strList(n.ipv4s).length;
+  const v6 = strList(n.ipv6s).length;
+  if (!v4 && !v6) return 'metadata lists no private address for this NIC (partial metadata?); left as is';
+  if (!v4 && n.subnet_ipv4_cidr != null) return 'metadata has an IPv4 subnet but no IPv4 address for this NIC (partial metadata?); left as is';
+  return null;
+}
 
-  // Subnets.
+interface AddressPart {
+  subnet4: Prefix | null;
+  subnets6: Prefix[];
+  primaryIpv4: string | null;
+  /** Secondary addresses: in metadata order, all but the first of each family (the DHCP/SLAAC one). */
+  addresses: AddressSpec[];
+}
+
+/** Subnets and secondary addresses of a NIC. `reportInvalid`: also report addresses that are not valid (nicPlan reports those with its rules). */
+function addressPart(n: NicMeta, ifname: string, skip: (what: string, value: unknown, reason: string) => void, reportInvalid: boolean): AddressPart {
+  const addresses: AddressSpec[] = [];
   let subnet4: Prefix | null = null;
   if (n.subnet_ipv4_cidr != null) {
     const p = parsePrefix(n.subnet_ipv4_cidr, { family: 4, minLen: 1, maxLen: 30 });
@@ -245,6 +286,53 @@ function nicPlan(mac: string, n: NicMeta, link: LinkInfo, table: number, dev: nu
     if (typeof p === 'string') skip(`subnet_ipv6_cidrs[${i}]`, c, p);
     else subnets6.push(p);
   });
+  const valid = (raw: unknown, family: Family, what: string): Ip | null => {
+    const ip = parseIp(raw, family);
+    const why = ip ? notUnicast(ip) : `not an IPv${family} address`;
+    if (!ip || why) {
+      if (reportInvalid) skip(what, raw, ip ? `not a usable unicast address (${why})` : why!);
+      return null;
+    }
+    return ip;
+  };
+  const first4 = parseIp(strList(n.ipv4s)[0], 4);
+  const primaryIpv4 = first4 && !notUnicast(first4) ? first4.text : null;
+  if (subnet4) {
+    strList(n.ipv4s).slice(1).forEach((raw, j) => {
+      const ip = valid(raw, 4, `ipv4s[${j + 1}]`);
+      if (!ip) return;
+      if (!contains(subnet4!, ip)) return skip(`ipv4s[${j + 1}]`, raw, `not inside the subnet ${subnet4!.text}; not added as an address`);
+      if (ip.value === subnet4!.network || ip.value === (subnet4!.network | ~(-1n << BigInt(32 - subnet4!.len)))) {
+        return skip(`ipv4s[${j + 1}]`, raw, `is the network or broadcast address of ${subnet4!.text}`);
+      }
+      addresses.push({ family: 4, dev: ifname, address: ip.text, prefixlen: subnet4!.len });
+    });
+  }
+  strList(n.ipv6s).slice(1).forEach((raw, j) => {
+    const ip = valid(raw, 6, `ipv6s[${j + 1}]`);
+    if (!ip) return;
+    const sn = subnets6.find((p) => contains(p, ip));
+    if (!sn) return skip(`ipv6s[${j + 1}]`, raw, 'inside none of the subnet_ipv6_cidrs; not added as an address');
+    addresses.push({ family: 6, dev: ifname, address: ip.text, prefixlen: sn.len });
+  });
+  return { subnet4, subnets6, primaryIpv4, addresses };
+}
+
+function nicPlan(mac: string, n: NicMeta, link: LinkInfo, table: number, dev: number, card: number, input: DesiredInput, skipped: Skip[]): NicPlan {
+  const ifname = link.ifname;
+  const skip = (what: string, value: unknown, reason: string) => skipped.push({ mac, ifname, what, value: show(value), reason });
+  const rules: RuleSpec[] = [];
+  const routes: RouteSpec[] = [];
+  const seenFrom = new Set<string>();
+  const addRule = (family: Family, p: Prefix) => {
+    const key = `${family} ${p.text}`;
+    if (seenFrom.has(key)) return;
+    seenFrom.add(key);
+    rules.push({ family, from: p.text, table, priority: table });
+  };
+
+  // Subnets.
+  const { subnet4, subnets6, primaryIpv4, addresses } = addressPart(n, ifname, skip, false);
 
   // Addresses → rules (all) and secondary addresses (all but the first).
   const hosts = (list: unknown, family: Family, key: string): Ip[] => {
@@ -260,8 +348,6 @@ function nicPlan(mac: string, n: NicMeta, link: LinkInfo, table: number, dev: nu
   };
   const v4 = hosts(n.ipv4s, 4, 'ipv4s');
   const v6 = hosts(n.ipv6s, 6, 'ipv6s');
-  const first4 = parseIp(strList(n.ipv4s)[0], 4);
-  const primaryIpv4 = first4 && !notUnicast(first4) ? first4.text : null;
 
   for (const ip of v4) addRule(4, { family: 4, network: ip.value, len: 32, text: `${ip.text}/32` });
   for (const ip of v6) addRule(6, { family: 6, network: ip.value, len: 128, text: `${ip.text}/128` });
@@ -275,26 +361,6 @@ function nicPlan(mac: string, n: NicMeta, link: LinkInfo, table: number, dev: nu
     });
   prefixes(n.ipv4_prefixes, 4, 'ipv4_prefixes');
   prefixes(n.ipv6_prefixes, 6, 'ipv6_prefixes');
-
-  // Secondary addresses: in metadata order, all but the first (the DHCP one).
-  if (subnet4) {
-    strList(n.ipv4s).slice(1).forEach((raw, j) => {
-      const ip = parseIp(raw, 4);
-      if (!ip || notUnicast(ip)) return; // already reported
-      if (!contains(subnet4!, ip)) return skip(`ipv4s[${j + 1}]`, raw, `not inside the subnet ${subnet4!.text}; not added as an address`);
-      if (ip.value === subnet4!.network || ip.value === (subnet4!.network | ~(-1n << BigInt(32 - subnet4!.len)))) {
-        return skip(`ipv4s[${j + 1}]`, raw, `is the network or broadcast address of ${subnet4!.text}`);
-      }
-      addresses.push({ family: 4, dev: ifname, address: ip.text, prefixlen: subnet4!.len });
-    });
-  }
-  strList(n.ipv6s).slice(1).forEach((raw, j) => {
-    const ip = parseIp(raw, 6);
-    if (!ip || notUnicast(ip)) return;
-    const sn = subnets6.find((p) => contains(p, ip));
-    if (!sn) return skip(`ipv6s[${j + 1}]`, raw, 'inside none of the subnet_ipv6_cidrs; not added as an address');
-    addresses.push({ family: 6, dev: ifname, address: ip.text, prefixlen: sn.len });
-  });
 
   // IPv4 routes: subnet, then default via the lease's router (or the subnet's first host).
   let gateway4: NicPlan['gateway4'] = null;
@@ -331,4 +397,7 @@ function nicPlan(mac: string, n: NicMeta, link: LinkInfo, table: number, dev: nu
 /** Every rule in a desired state. */
 export const allRules = (d: DesiredState): RuleSpec[] => d.nics.flatMap((n) => n.rules);
 export const allRoutes = (d: DesiredState): RouteSpec[] => d.nics.flatMap((n) => n.routes);
-export const allAddresses = (d: DesiredState): AddressSpec[] => d.nics.flatMap((n) => n.addresses);
+/** Secondary NICs' addresses and the primary's. */
+export const allAddresses = (d: DesiredState): AddressSpec[] => addressPlans(d).flatMap((n) => n.addresses);
+/** Every NIC whose addresses are managed: the secondary NICs, then the primary. */
+export const addressPlans = (d: DesiredState): AddressPlan[] => [...d.nics, ...(d.primaryAddresses ? [d.primaryAddresses] : [])];

@@ -1,0 +1,385 @@
+/**
+ * The scenarios, each measured the same way for every contender (see Meter): the time from the
+ * kernel's uevent (or the metadata change) until every address is on its interface, as seen
+ * from outside the instance; metadata requests and crawls; udev's processing time per event;
+ * CPU of everything in the instance; peak RSS of node/python processes; correctness.
+ */
+import * as lab from '../scripts/lab/index.js';
+import type { Contender, Handled } from './contenders.js';
+import type { LabCtx, IpAddr } from './lib/labctx.js';
+import { ipv4Map } from './lib/labctx.js';
+import { RssSampler, type AddrWatcher } from './lib/watch.js';
+import { routeProblems, leftovers, type NicExpect } from './lib/checks.js';
+
+export type Status = 'ok' | 'failed' | 'not-supported' | 'not-available' | 'skipped' | 'error';
+
+export interface Stat {
+  n: number;
+  median: number;
+  max: number;
+}
+
+/** One scenario, one contender, one run. Times in ms (epoch-based), CPU in s, memory in MB. */
+export interface Measurement {
+  mode: lab.LabMode;
+  scenario: string;
+  contender: string;
+  run: number;
+  lab: string;
+  status: Status;
+  /** All addresses configured, routes (ours) present, nothing left after remove; null = not applicable. */
+  correct: boolean | null;
+  problems: string[];
+  /** Headline time: kernel event (secondary IP: metadata change) → every address configured
+   *  (remove: → the handler finished). For a failure: → the handler gave up. */
+  timeMs: number | null;
+  /** Kernel event → the contender's last record/run for these events ended. */
+  handledMs: number | null;
+  /** Lag scenario: metadata visible → every address configured. */
+  afterMetadataMs?: number | null;
+  /** Secondary IP, contenders without a poller: time after a manual trigger. */
+  triggeredMs?: number | null;
+  imdsRequests: number | null;
+  tokenPuts: number | null;
+  /** GETs of …/meta-data/network/ (the listing every crawl reads once). */
+  crawls: number | null;
+  /** udevd: kernel uevent → event processed (all rules and RUN programs returned), per event. */
+  udevMs: Stat | null;
+  /** Ours: the udev program's own `duration_ms=` (from node's process start), per event. */
+  hookMs: Stat | null;
+  /** CPU seconds of every process of the instance (cgroup cpuacct), scenario start → end. */
+  cpuS: number | null;
+  /** Peak of the summed VmRSS of node/python/cloud-init processes in the instance. */
+  peakRssMb: number | null;
+  events: number;
+  notes: string[];
+}
+
+export interface Env {
+  ctx: LabCtx;
+  contender: Contender;
+  watcher: AddrWatcher;
+  run: number;
+  /** Shared between scenarios of one lab (e.g. the NIC the lag scenario attached). */
+  state: { lagNic?: lab.NicInfo; addNic?: lab.NicInfo };
+}
+
+export function stat(xs: number[]): Stat | null {
+  if (!xs.length) return null;
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  const median = s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+  return { n: s.length, median: round(median), max: round(s[s.length - 1]!) };
+}
+
+const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function crawlsOf(st: lab.ImdsStats): number {
+  return Object.entries(st.byPath)
+    .filter(([p]) => /\/meta-data\/network\/?$/.test(p))
+    .reduce((n, [, c]) => n + c, 0);
+}
+
+/** Counters and samplers around one scenario. */
+class Meter {
+  private cpu0: number | null = null;
+  private mono0 = 0;
+  wall0 = 0;
+  private hookLines0 = 0;
+  private rss: RssSampler;
+
+  constructor(private env: Env) {
+    this.rss = new RssSampler(env.ctx);
+  }
+
+  async begin(): Promise<void> {
+    const { ctx } = this.env;
+    await lab.imdsStats({ name: ctx.name, reset: true });
+    this.hookLines0 = ((await ctx.read('/var/log/cloud-hotplug.log')) ?? '').split('\n').length - 1;
+    ctx.sweep();
+    this.cpu0 = ctx.cpuNs();
+    this.rss.start();
+    this.mono0 = lab.monotonicNow();
+    this.wall0 = Date.now();
+  }
+
+  /** Stop counting; `ifnames`/`actions` select the uevents of this scenario. */
+  async end(ifnames: string[], actions: string[]) {
+    const { ctx, contender } = this.env;
+    this.rss.stop();
+    const cpu1 = ctx.cpuNs();
+    const st = await lab.imdsStats({ name: ctx.name });
+    const evs = (await lab.udevEvents({ name: ctx.name })).filter(
+      (e) => e.subsystem === 'net' && e.monotonic >= this.mono0 - 0.001 && !!e.ifname && ifnames.includes(e.ifname) && actions.includes(e.action),
+    );
+    const kernel = evs.filter((e) => e.source === 'kernel');
+    const udevMs: number[] = [];
+    for (const k of kernel) {
+      const u = evs.find((e) => e.source === 'udev' && e.seqnum === k.seqnum);
+      if (u) udevMs.push((u.monotonic - k.monotonic) * 1000);
+    }
+    const kernelT0 = kernel.length ? Math.min(...kernel.map((e) => e.monotonic)) * 1000 + ctx.monoOffsetMs : null;
+    let hookMs: number[] = [];
+    if (contender.hookLog) {
+      const lines = ((await ctx.read('/var/log/cloud-hotplug.log')) ?? '').split('\n').slice(this.hookLines0);
+      hookMs = lines
+        .filter((l) => l.includes('hook queued') && actions.some((a) => l.includes(`action=${a} `)) && ifnames.some((i) => l.includes(`iface=${i} `)))
+        .map((l) => Number(/ duration_ms=([\d.]+)/.exec(l)?.[1]))
+        .filter((x) => Number.isFinite(x));
+    }
+    return {
+      kernelT0,
+      events: kernel.length,
+      imdsRequests: st.total,
+      tokenPuts: st.tokenPuts,
+      crawls: crawlsOf(st),
+      udevMs: stat(udevMs),
+      hookMs: contender.hookLog ? stat(hookMs) : null,
+      cpuS: this.cpu0 !== null && cpu1 !== null ? round((cpu1 - this.cpu0) / 1e9, 2) : null,
+      peakRssMb: round(this.rss.peakKb / 1024),
+    };
+  }
+}
+
+function base(env: Env, scenario: string): Measurement {
+  return {
+    mode: env.ctx.mode,
+    scenario,
+    contender: env.contender.id,
+    run: env.run,
+    lab: env.ctx.name,
+    status: 'ok',
+    correct: null,
+    problems: [],
+    timeMs: null,
+    handledMs: null,
+    imdsRequests: null,
+    tokenPuts: null,
+    crawls: null,
+    udevMs: null,
+    hookMs: null,
+    cpuS: null,
+    peakRssMb: null,
+    events: 0,
+    notes: [],
+  };
+}
+
+/** Wait until the contender handled `action` for each interface (or the deadline). */
+async function waitHandled(env: Env, ifnames: string[], action: string, sinceMs: number, deadline: number): Promise<Map<string, Handled>> {
+  for (;;) {
+    const got = new Map<string, Handled>();
+    for (const h of await env.contender.handled(env.ctx, sinceMs)) if (h.action === action && ifnames.includes(h.iface)) got.set(h.iface, h);
+    if (got.size === ifnames.length || Date.now() > deadline) return got;
+    await sleep(100);
+  }
+}
+
+async function addrSnapshot(env: Env): Promise<Map<string, Set<string>>> {
+  return ipv4Map(await env.ctx.ipJson<IpAddr[]>(['addr', 'show']));
+}
+
+const expectOf = (nics: lab.NicInfo[]): NicExpect[] => nics.map((n) => ({ ifname: n.ifname, ips: n.ips, deviceNumber: n.deviceNumber }));
+
+/**
+ * Attach (by `attach()`), then wait for every address and for the contender's records.
+ * The wait on addresses stops early once the contender finished every event (2 s grace).
+ */
+async function measureAdd(env: Env, scenario: string, capMs: number, attach: () => Promise<lab.NicInfo[]>): Promise<{ m: Measurement; nics: lab.NicInfo[] }> {
+  const m = base(env, scenario);
+  const meter = new Meter(env);
+  await meter.begin();
+  const tAttach = Date.now();
+  const nics = await attach();
+  const exp = expectOf(nics);
+  const names = nics.map((n) => n.ifname);
+  const deadline = tAttach + capMs;
+  let allHandledAt = 0;
+  const addrAt = await env.watcher.waitAll(exp, capMs, async () => {
+    const h = await env.contender.handled(env.ctx, meter.wall0);
+    const done = names.every((i) => h.some((x) => x.iface === i && x.action === 'add'));
+    if (done && !allHandledAt) allHandledAt = Date.now();
+    return done && Date.now() - allHandledAt > 2000;
+  });
+  const handled = await waitHandled(env, names, 'add', meter.wall0, Math.max(deadline, Date.now() + 5000));
+  await sleep(200);
+  const r = await meter.end(names, ['add']);
+  const t0 = r.kernelT0 ?? tAttach;
+  Object.assign(m, {
+    events: r.events,
+    imdsRequests: r.imdsRequests,
+    tokenPuts: r.tokenPuts,
+    crawls: r.crawls,
+    udevMs: r.udevMs,
+    hookMs: r.hookMs,
+    cpuS: r.cpuS,
+    peakRssMb: r.peakRssMb,
+  });
+  const doneTimes = [...handled.values()].map((h) => h.doneMs);
+  m.handledMs = handled.size === names.length ? Math.round(Math.max(...doneTimes) - t0) : null;
+  // correctness: a fresh look at the addresses, the contender's own verdicts, routes
+  const snap = await addrSnapshot(env);
+  for (const e of exp) for (const ip of e.ips) if (!snap.get(e.ifname)?.has(ip)) m.problems.push(`${e.ifname} lacks ${ip}`);
+  for (const i of names) {
+    const h = handled.get(i);
+    if (!h) m.problems.push(`${i}: add not handled within ${Math.round(capMs / 1000)} s`);
+    else if (!h.ok) m.problems.push(`${i}: ${h.detail}`);
+  }
+  if (env.contender.routes && !m.problems.length) m.problems.push(...(await routeProblems(env.ctx, exp)));
+  m.correct = m.problems.length === 0;
+  if (addrAt !== null) {
+    m.timeMs = Math.round(addrAt - t0);
+  } else {
+    m.status = 'failed';
+    if (doneTimes.length) {
+      m.timeMs = Math.round(Math.max(...doneTimes) - t0);
+      m.notes.push(`gave up after ${(m.timeMs / 1000).toFixed(1)} s`);
+    } else m.notes.push(`nothing after ${Math.round(capMs / 1000)} s (cap)`);
+  }
+  return { m, nics };
+}
+
+// ------------------------------------------------------------------------------- scenarios
+
+export interface Scenario {
+  id: string;
+  label: string;
+  run(env: Env): Promise<Measurement>;
+}
+
+/** Cap of a single event's wait: upstream on the faithful lab fails each event after ~50 s. */
+const EVENT_CAP_MS = 70_000;
+
+export const add1: Scenario = {
+  id: 'add1',
+  label: 'one NIC add',
+  async run(env) {
+    const { m, nics } = await measureAdd(env, this.id, EVENT_CAP_MS, async () => [await lab.attach({ name: env.ctx.name, deviceNumber: 1 })]);
+    env.state.addNic = nics[0];
+    return m;
+  },
+};
+
+export const remove1: Scenario = {
+  id: 'remove1',
+  label: 'one NIC remove',
+  async run(env) {
+    const m = base(env, this.id);
+    let nic = env.state.addNic;
+    if (!nic) {
+      m.status = 'skipped';
+      m.notes.push('no NIC from add1');
+      return m;
+    }
+    const meter = new Meter(env);
+    await meter.begin();
+    const tDetach = Date.now();
+    await lab.detach(nic.ifname, { name: env.ctx.name });
+    const handled = await waitHandled(env, [nic.ifname], 'remove', meter.wall0, tDetach + EVENT_CAP_MS);
+    await sleep(200);
+    const r = await meter.end([nic.ifname], ['remove']);
+    Object.assign(m, { events: r.events, imdsRequests: r.imdsRequests, tokenPuts: r.tokenPuts, crawls: r.crawls, udevMs: r.udevMs, hookMs: r.hookMs, cpuS: r.cpuS, peakRssMb: r.peakRssMb });
+    const t0 = r.kernelT0 ?? tDetach;
+    const h = handled.get(nic.ifname);
+    if (!h) {
+      m.status = 'failed';
+      m.problems.push(`remove not handled within ${EVENT_CAP_MS / 1000} s`);
+    } else {
+      m.timeMs = m.handledMs = Math.round(h.doneMs - t0);
+      if (!h.ok) {
+        m.status = 'failed';
+        m.problems.push(h.detail);
+      }
+    }
+    m.problems.push(...(await leftovers(env.ctx, nic.ifname, nic.ips, nic.deviceNumber, env.contender.routes)));
+    m.correct = m.problems.length === 0;
+    env.state.addNic = undefined;
+    return m;
+  },
+};
+
+export const LAG_S = 1.5;
+
+export const lag: Scenario = {
+  id: 'lag1.5',
+  label: `one NIC, metadata ${LAG_S} s late`,
+  async run(env) {
+    const { m, nics } = await measureAdd(env, this.id, EVENT_CAP_MS, async () => [await lab.attach({ name: env.ctx.name, deviceNumber: 2, lagSeconds: LAG_S })]);
+    const nic = nics[0]!;
+    env.state.lagNic = nic;
+    if (m.status === 'ok' && m.timeMs !== null && nic.visibleAt) {
+      // timeMs counts from the kernel event; the address time on the epoch clock:
+      const addrAt = env.watcher.allSince(expectOf([nic]));
+      m.afterMetadataMs = addrAt !== null ? Math.round(addrAt - nic.visibleAt) : null;
+    }
+    return m;
+  },
+};
+
+export const secip: Scenario = {
+  id: 'secip',
+  label: 'secondary IP added in metadata, no device event',
+  async run(env) {
+    const m = base(env, this.id);
+    let nic = env.state.lagNic;
+    const snap = await addrSnapshot(env);
+    if (!nic || !snap.get(nic.ifname)?.has(nic.ips[0]!)) {
+      // the lag scenario failed (e.g. upstream on the faithful lab): a fresh NIC, not measured
+      nic = await lab.attach({ name: env.ctx.name, deviceNumber: 3 });
+      const ok = await env.watcher.waitAll(expectOf([nic]), EVENT_CAP_MS);
+      if (ok === null) {
+        m.status = 'skipped';
+        m.notes.push('no configured NIC to add an IP to');
+        return m;
+      }
+    }
+    const meter = new Meter(env);
+    await meter.begin();
+    const [ip] = await lab.addIp(nic.ifname, 1, { name: env.ctx.name });
+    const tMeta = Date.now();
+    const exp = [{ ifname: nic.ifname, ips: [ip!], deviceNumber: nic.deviceNumber }];
+    const capMs = env.contender.poller ? 30_000 : 4_000;
+    const at = await env.watcher.waitAll(exp, capMs);
+    await sleep(200);
+    const r = await meter.end([], []);
+    Object.assign(m, { imdsRequests: r.imdsRequests, tokenPuts: r.tokenPuts, crawls: r.crawls, cpuS: r.cpuS, peakRssMb: r.peakRssMb });
+    if (at !== null) {
+      m.timeMs = Math.round(at - tMeta);
+      if (env.contender.routes) m.problems.push(...(await routeProblems(env.ctx, exp)));
+      m.correct = m.problems.length === 0;
+      return m;
+    }
+    if (!env.contender.poller) {
+      m.status = 'not-supported';
+      m.notes.push(`not configured ${capMs / 1000} s after the metadata change (no event, no poller)`);
+      if (env.contender.trigger) {
+        const t = Date.now();
+        const tr = await env.ctx.exec(env.contender.trigger, 120_000);
+        const at2 = await env.watcher.waitAll(exp, 5000);
+        m.triggeredMs = at2 !== null ? Math.round(at2 - t) : null;
+        m.notes.push(
+          at2 !== null
+            ? `triggered by hand (${env.contender.trigger.slice(-1)[0]}): configured ${m.triggeredMs} ms after the command started`
+            : `even triggered by hand (${env.contender.trigger.slice(-1)[0]}, exit ${tr.exitCode}) not configured`,
+        );
+      }
+      return m;
+    }
+    m.status = 'failed';
+    m.correct = false;
+    m.problems.push(`${ip} not configured ${capMs / 1000} s after the metadata change`);
+    return m;
+  },
+};
+
+export function multi(n: number, ips = 0): Scenario {
+  return {
+    id: ips ? `nics${n}x${ips}` : `nics${n}`,
+    label: ips ? `${n} NICs × ${ips} secondary IPs at once` : `${n} NICs at once`,
+    async run(env) {
+      const { m } = await measureAdd(env, this.id, 60_000 + n * (6_000 + ips * 500), () => lab.attachMany(n, { name: env.ctx.name, ips }));
+      return m;
+    },
+  };
+}
