@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import YAML from 'yaml';
 import { action, printJson } from './common.js';
-import { requireRoot, withSession } from '../core/session.js';
+import { requireRoot, withApplyLock, withSession } from '../core/session.js';
 import { applyNetwork, interfaceNames } from '../core/apply.js';
 
 export function register(program: Command): void {
@@ -17,7 +17,9 @@ bringing interfaces up. Refreshes metadata first (as refresh-metadata) unless --
     .action(
       action(async (opts: { refresh: boolean; dryRun?: boolean; json?: boolean }) => {
         requireRoot('apply');
-        const r = await withSession(({ bridge }) => applyNetwork(bridge, { refresh: opts.refresh, dryRun: !!opts.dryRun }));
+        const run = () => withSession(({ bridge }) => applyNetwork(bridge, { refresh: opts.refresh, dryRun: !!opts.dryRun }));
+        // A dry run changes nothing, so it need not wait for the lock.
+        const r = opts.dryRun ? await run() : await withApplyLock(run);
         if (opts.json) {
           printJson({ dry_run: !!opts.dryRun, refreshed: r.refreshed, duration_ms: r.durationMs, network_config: r.networkConfig, files: r.files, routes: r.routeLines });
           return;

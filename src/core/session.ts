@@ -26,3 +26,17 @@ export async function withSession<T>(fn: (s: Session) => Promise<T>): Promise<T>
     await bridge.close();
   }
 }
+
+/**
+ * Run `fn` holding the apply lock that the worker and the daemon also take, so a manual
+ * apply or refresh never interleaves with event handling (flock: released if we die).
+ */
+export async function withApplyLock<T>(fn: () => Promise<T>, timeoutMs = 300_000): Promise<T> {
+  const { acquireLock } = await import('../lock.js');
+  const lock = await acquireLock({ timeoutMs });
+  try {
+    return await fn();
+  } finally {
+    await lock.release();
+  }
+}
