@@ -33,7 +33,7 @@ describe('hotplug install / uninstall (--root)', () => {
     const rule = await readFile(join(root, 'etc/udev/rules.d/90-cloud-hotplug.rules'), 'utf8');
     expect(rule).to.match(/SUBSYSTEM!="net"/);
     expect(rule).to.match(/ACTION!="add\|remove"/);
-    expect(rule).to.match(/RUN\+=".*node.* .*dist\/src\/hook\.js"/);
+    expect(rule).to.match(/RUN\+="\/bin\/sh \/.*\/bin\/hotplug-udev-hook \/.*node \/.*\/dist\/src\/cli\.js"/);
     // 90- sorts after 80-net-setup-link.rules, so names and ID_NET_DRIVER are settled.
     expect('90-cloud-hotplug.rules' > '80-net-setup-link.rules').to.equal(true);
     const u = await cli(['uninstall', '--root', root]);

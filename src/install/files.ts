@@ -6,11 +6,14 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const distSrc = dirname(dirname(fileURLToPath(import.meta.url)));
-export const HOOK_JS = join(distSrc, 'hook.js');
 export const CLI_JS = join(distSrc, 'cli.js');
+/** The udev program: POSIX sh, so udev's worker is released in milliseconds (see the script). */
+export const UDEV_HOOK = join(distSrc, '../../bin/hotplug-udev-hook');
 
 export const RULE_PATH = 'etc/udev/rules.d/90-cloud-hotplug.rules';
 export const REPLAY_UNIT = 'etc/systemd/system/cloud-hotplug-replay.service';
+export const DAEMON_UNIT = 'etc/systemd/system/cloud-hotplug-daemon.service';
+export const DAEMON_SERVICE = 'cloud-hotplug-daemon.service';
 export const MANIFEST = 'var/lib/cloud-hotplug/install-manifest.json';
 
 /** cloud-init's own hotplug hook: the 22.4 rule name and the 24.1+ one, and its FIFO socket unit. */
@@ -24,7 +27,7 @@ export function ruleText(node: string): string {
 SUBSYSTEM!="net", GOTO="cloud_hotplug_end"
 ACTION!="add|remove", GOTO="cloud_hotplug_end"
 KERNEL=="lo", GOTO="cloud_hotplug_end"
-RUN+="${node} ${HOOK_JS}"
+RUN+="/bin/sh ${UDEV_HOOK} ${node} ${CLI_JS}"
 LABEL="cloud_hotplug_end"
 `;
 }
@@ -42,6 +45,53 @@ ExecStart=${node} ${CLI_JS} worker --wait
 
 [Install]
 WantedBy=cloud-init.target
+`;
+}
+
+/**
+ * The daemon under systemd: Type=notify (it runs `systemd-notify --ready` once its socket, bridge
+ * and watchers are up, hence NotifyAccess=all), Restart=on-failure, SIGHUP reloads the config.
+ * KillMode=process: the DHCP clients ifup starts belong to the interfaces, not to the daemon, and
+ * must survive its restarts. Hardening keeps what network configuration needs: CAP_NET_ADMIN and
+ * CAP_NET_RAW (ip, dhclient), AF_PACKET and AF_NETLINK, a writable /etc (cloud-init renders
+ * /etc/network/interfaces.d, dhclient-script writes resolv.conf); no MemoryDenyWriteExecute
+ * (node's JIT needs it off).
+ */
+export function daemonUnitText(node: string): string {
+  return `# Installed by "hotplug install" (cloud-hotplug); removed by "hotplug uninstall".
+[Unit]
+Description=cloud-hotplug daemon: hotplug events, kernel link watch, metadata polling
+After=cloud-init-local.service
+Wants=cloud-init-local.service
+
+[Service]
+Type=notify
+NotifyAccess=all
+ExecStart=${node} --jitless --max-semi-space-size=1 ${CLI_JS} daemon
+ExecReload=/bin/kill -HUP $MAINPID
+Restart=on-failure
+RestartSec=1s
+TimeoutStopSec=120s
+KillMode=process
+Environment=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+NoNewPrivileges=yes
+CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_FOWNER CAP_CHOWN CAP_KILL CAP_SETUID CAP_SETGID
+ProtectSystem=true
+ProtectHome=yes
+PrivateTmp=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+SystemCallArchitectures=native
+RestrictAddressFamilies=AF_UNIX AF_NETLINK AF_INET AF_INET6 AF_PACKET
+
+[Install]
+WantedBy=multi-user.target
 `;
 }
 
