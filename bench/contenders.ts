@@ -3,7 +3,7 @@
  * learns that an event was handled. Adding one = one entry in CONTENDERS.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, openSync, closeSync } from 'node:fs';
+import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as lab from '../scripts/lab/index.js';
@@ -162,6 +162,14 @@ const oneshot: Contender = {
   handled: ourHandled,
 };
 
+function readText(p: string): string {
+  try {
+    return readFileSync(p, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
 const DAEMON_JS = join(ROOT, 'dist/src/commands/daemon.js');
 const DAEMON_SOCK = '/run/cloud-hotplug/daemon.sock';
 
@@ -175,11 +183,13 @@ const daemon: Contender = {
   unavailable: () => (existsSync(DAEMON_JS) ? null : 'not available: dist/src/commands/daemon.js missing (hotplug daemon not built yet)'),
   async setup(ctx) {
     await hotplugInstall(ctx);
-    const pid = await spawnInInstance(ctx, [process.execPath, CLI, 'daemon'], `/run/cloud-hotplug-lab/${ctx.name}/b-daemon.out`);
+    const out = `/run/cloud-hotplug-lab/${ctx.name}/b-daemon.out`;
+    const pid = await spawnInInstance(ctx, [process.execPath, CLI, 'daemon'], out);
     const end = Date.now() + 30_000;
-    while (!ctx.exists(DAEMON_SOCK)) {
-      if (!existsSync(`/proc/${pid}`)) throw new Error(`hotplug daemon exited at start (see /run/cloud-hotplug-lab/${ctx.name}/b-daemon.out)`);
-      if (Date.now() > end) throw new Error(`hotplug daemon: no ${DAEMON_SOCK} after 30 s`);
+    // ready = it printed "hotplug daemon ready" (after its bridge is warm and its socket listens)
+    while (!/hotplug daemon ready/.test(readText(out)) || !ctx.exists(DAEMON_SOCK)) {
+      if (!existsSync(`/proc/${pid}`)) throw new Error(`hotplug daemon exited at start: ${readText(out).trim().split('\n').slice(-2).join(' | ')}`);
+      if (Date.now() > end) throw new Error(`hotplug daemon: not ready after 30 s`);
       await new Promise((r) => setTimeout(r, 50));
     }
     ctx.sweep();

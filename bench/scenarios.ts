@@ -51,6 +51,8 @@ export interface Measurement {
   cpuS: number | null;
   /** Peak of the summed VmRSS of node/python/cloud-init processes in the instance. */
   peakRssMb: number | null;
+  /** Peak VmRSS of the largest single such process. */
+  peakProcRssMb: number | null;
   events: number;
   notes: string[];
 }
@@ -138,6 +140,7 @@ class Meter {
       hookMs: contender.hookLog ? stat(hookMs) : null,
       cpuS: this.cpu0 !== null && cpu1 !== null ? round((cpu1 - this.cpu0) / 1e9, 2) : null,
       peakRssMb: round(this.rss.peakKb / 1024),
+      peakProcRssMb: round(this.rss.peakProcKb / 1024),
     };
   }
 }
@@ -161,6 +164,7 @@ function base(env: Env, scenario: string): Measurement {
     hookMs: null,
     cpuS: null,
     peakRssMb: null,
+    peakProcRssMb: null,
     events: 0,
     notes: [],
   };
@@ -215,6 +219,7 @@ async function measureAdd(env: Env, scenario: string, capMs: number, attach: () 
     hookMs: r.hookMs,
     cpuS: r.cpuS,
     peakRssMb: r.peakRssMb,
+    peakProcRssMb: r.peakProcRssMb,
   });
   const doneTimes = [...handled.values()].map((h) => h.doneMs);
   m.handledMs = handled.size === names.length ? Math.round(Math.max(...doneTimes) - t0) : null;
@@ -279,7 +284,7 @@ export const remove1: Scenario = {
     const handled = await waitHandled(env, [nic.ifname], 'remove', meter.wall0, tDetach + EVENT_CAP_MS);
     await sleep(200);
     const r = await meter.end([nic.ifname], ['remove']);
-    Object.assign(m, { events: r.events, imdsRequests: r.imdsRequests, tokenPuts: r.tokenPuts, crawls: r.crawls, udevMs: r.udevMs, hookMs: r.hookMs, cpuS: r.cpuS, peakRssMb: r.peakRssMb });
+    Object.assign(m, { events: r.events, imdsRequests: r.imdsRequests, tokenPuts: r.tokenPuts, crawls: r.crawls, udevMs: r.udevMs, hookMs: r.hookMs, cpuS: r.cpuS, peakRssMb: r.peakRssMb, peakProcRssMb: r.peakProcRssMb });
     const t0 = r.kernelT0 ?? tDetach;
     const h = handled.get(nic.ifname);
     if (!h) {
@@ -343,7 +348,7 @@ export const secip: Scenario = {
     const at = await env.watcher.waitAll(exp, capMs);
     await sleep(200);
     const r = await meter.end([], []);
-    Object.assign(m, { imdsRequests: r.imdsRequests, tokenPuts: r.tokenPuts, crawls: r.crawls, cpuS: r.cpuS, peakRssMb: r.peakRssMb });
+    Object.assign(m, { imdsRequests: r.imdsRequests, tokenPuts: r.tokenPuts, crawls: r.crawls, cpuS: r.cpuS, peakRssMb: r.peakRssMb, peakProcRssMb: r.peakProcRssMb });
     if (at !== null) {
       m.timeMs = Math.round(at - tMeta);
       if (env.contender.routes) m.problems.push(...(await routeProblems(env.ctx, exp)));

@@ -10,6 +10,7 @@ import { register as worker } from './commands/worker.js';
 import { register as enable } from './commands/enable.js';
 import { register as install } from './commands/install.js';
 import { register as routes } from './commands/routes.js';
+import { register as daemon } from './commands/daemon.js';
 
 import { SAFE_PATH } from './paths.js';
 
@@ -21,7 +22,7 @@ program
   .version('0.1.0')
   .showHelpAfterError();
 
-for (const reg of [refreshMetadata, apply, query, status, handle, worker, enable, install, routes]) reg(program);
+for (const reg of [refreshMetadata, apply, query, status, handle, worker, enable, install, routes, daemon]) reg(program);
 
 program.exitOverride((err) => {
   process.exit(err.exitCode === 0 ? 0 : 2);

@@ -16,7 +16,7 @@ import { defaultConfig } from '../src/config.js';
 import { setQuiet } from '../src/util/log.js';
 
 // ---------------------------------------------------------------------------------------
-// Fixtures: a primary (eth0) and two secondary NICs with two secondary IPs each.
+// Fixtures: a primary (eth0, one IP) and two secondary NICs with two secondary IPs each.
 
 const MAC0 = '02:00:00:00:00:10';
 const MAC1 = '02:00:00:00:00:11';
@@ -40,7 +40,7 @@ function nic(mac: string, dev: number, o: Partial<NicMeta> = {}): NicMeta {
 }
 
 const baseNics = (): Record<string, NicMeta> => ({
-  [MAC0]: nic(MAC0, 0),
+  [MAC0]: nic(MAC0, 0, { ipv4s: ['10.0.0.10'] }),
   [MAC1]: nic(MAC1, 1, { ipv4_prefixes: ['10.0.1.64/28'] }),
   [MAC2]: nic(MAC2, 2),
 });
@@ -404,6 +404,80 @@ describe('routing/reconcile plan', () => {
     expect(out.every((c) => c.reason === 'no longer in metadata')).to.equal(true);
   });
 
+  it("the primary's secondary addresses: added (after its DHCP address), recorded with no table, removed when metadata drops them", () => {
+    const nics = baseNics();
+    nics[MAC0]!.ipv4s = ['10.0.0.10', '10.0.0.11', '10.0.0.12'];
+    const d = desiredState(input({ nics }));
+    expect(d.primaryAddresses?.addresses.map((a) => `${a.dev} ${a.address}/${a.prefixlen}`)).to.deep.equal(['eth0 10.0.0.11/24', 'eth0 10.0.0.12/24']);
+    // Still no table, rules or routes for it.
+    expect(d.nics.some((n) => n.mac === MAC0)).to.equal(false);
+    expect(allRules(d).some((r) => r.from.startsWith('10.0.0.'))).to.equal(false);
+    expect(allRoutes(d).some((r) => r.dev === 'eth0')).to.equal(false);
+    // Not before the DHCP address is there.
+    const noDhcp = dhcpActual();
+    noDhcp.addresses = noDhcp.addresses.filter((x) => x.dev !== 'eth0');
+    const early = planDetailed(d, noDhcp, emptyState(), { metadataComplete: true });
+    expect(early.changes.some((c) => c.ifname === 'eth0')).to.equal(false);
+    expect(early.notes.some((n) => /waiting for the primary address 10\.0\.0\.10/.test(n.reason))).to.equal(true);
+    const cs = plan(d, dhcpActual(), emptyState());
+    expect(cs.filter((c) => c.ifname === 'eth0').map(changeArgv)).to.deep.equal([
+      ['-4', 'addr', 'add', '10.0.0.11/24', 'dev', 'eth0', 'noprefixroute'],
+      ['-4', 'addr', 'add', '10.0.0.12/24', 'dev', 'eth0', 'noprefixroute'],
+    ]);
+    const a1 = simulate(dhcpActual(), cs);
+    const owned = validateState(JSON.parse(JSON.stringify(ownedAfter(emptyState(), d, a1, cs))));
+    expect(owned.nics[MAC0]).to.deep.include({ ifname: 'eth0', table: 0, rules: [] });
+    expect(owned.nics[MAC0]!.addresses.map((a) => a.address)).to.deep.equal(['10.0.0.11', '10.0.0.12']);
+    expect(plan(d, a1, owned)).to.deep.equal([]);
+    nics[MAC0]!.ipv4s = ['10.0.0.10', '10.0.0.12'];
+    const out = plan(desiredState(input({ nics })), a1, owned);
+    expect(out.map(changeArgv)).to.deep.equal([['-4', 'addr', 'del', '10.0.0.11/24', 'dev', 'eth0']]);
+    expect(out[0]!.reason).to.equal('no longer in metadata');
+  });
+
+  it("adopts the secondary addresses cloud-init rendered (static aliases), so they go when metadata drops them; never others", () => {
+    const d = desiredState(input());
+    // As after ifup of cloud-init's ENI: eth1's secondaries are there (with a prefix route), plus a user's own address.
+    const a = dhcpActual();
+    a.addresses.push(
+      { family: 4, dev: 'eth1', address: '10.0.1.11', prefixlen: 24 },
+      { family: 4, dev: 'eth1', address: '10.0.1.12', prefixlen: 24 },
+      { family: 4, dev: 'eth1', address: '10.0.1.200', prefixlen: 24 },
+    );
+    const cs = plan(d, a, emptyState());
+    expect(cs.some((c) => c.kind === 'address' && c.ifname === 'eth1')).to.equal(false);
+    const a1 = simulate(a, cs);
+    const owned = ownedAfter(emptyState(), d, a1, cs);
+    expect(owned.nics[MAC1]!.addresses.map((x) => x.address)).to.deep.equal(['10.0.1.11', '10.0.1.12']);
+    const nics = baseNics();
+    nics[MAC1]!.ipv4s = ['10.0.1.10', '10.0.1.11'];
+    const out = plan(desiredState(input({ nics })), a1, owned);
+    expect(out.map(changeArgv)).to.deep.equal([
+      ['-4', 'rule', 'del', 'from', '10.0.1.12/32', 'lookup', '10001', 'priority', '10001', 'protocol', '199'],
+      ['-4', 'addr', 'del', '10.0.1.12/24', 'dev', 'eth1'],
+    ]);
+    // The user's address is never ours, whatever metadata says later.
+    expect(JSON.stringify(owned)).to.not.include('10.0.1.200');
+  });
+
+  it('a NIC whose metadata lacks its addresses (a crawl that skipped a leaf) is incomplete: nothing of it is deleted', () => {
+    const full = desiredState(input());
+    const cs = plan(full, dhcpActual(), emptyState());
+    const a1 = simulate(dhcpActual(), cs);
+    const owned = ownedAfter(emptyState(), full, a1, cs);
+    for (const o of [{ ipv4s: [] }, { ipv4s: [], ipv6s: [], subnet_ipv4_cidr: null }]) {
+      const nics = baseNics();
+      Object.assign(nics[MAC2]!, o);
+      const d = desiredState(input({ nics }));
+      expect(d.incomplete).to.include(MAC2);
+      const r = planDetailed(d, a1, owned, { metadataComplete: true });
+      expect(r.changes.filter((c) => c.mac === MAC2)).to.deep.equal([]);
+      expect(d.skipped.some((k) => k.mac === MAC2 && /partial metadata/.test(k.reason))).to.equal(true);
+    }
+    // Its rules and routes stay; the other NICs are untouched.
+    expect(plan(desiredState(input()), a1, owned)).to.deep.equal([]);
+  });
+
   it('a NIC that is gone loses its rules (routes and addresses went with the device)', () => {
     const full = desiredState(input());
     const cs = plan(full, dhcpActual(), emptyState());
@@ -436,7 +510,7 @@ describe('routing/reconcile plan', () => {
     expect(r.notes.map((n) => n.reason).join('\n')).to.match(/waiting for the primary address 10\.0\.2\.10/).and.match(/eth1 is down/);
   });
 
-  it('when a NIC becomes the primary, what we added for it goes', () => {
+  it('when a NIC becomes the primary, its rules and routes go; its secondary addresses stay (metadata still assigns them)', () => {
     const full = desiredState(input());
     const cs = plan(full, dhcpActual(), emptyState());
     const a1 = simulate(dhcpActual(), cs);
@@ -444,7 +518,7 @@ describe('routing/reconcile plan', () => {
     const out = plan(desiredState(input({ config: { table_base: 10000, primary: 'eth1' } })), a1, owned);
     const dels = del(out);
     expect(dels.every((c) => c.mac === MAC1 && /primary/.test(c.reason))).to.equal(true);
-    expect(dels.map((c) => c.kind).sort()).to.deep.equal(['address', 'address', 'route', 'route', 'rule', 'rule', 'rule', 'rule']);
+    expect(dels.map((c) => c.kind).sort()).to.deep.equal(['route', 'route', 'rule', 'rule', 'rule', 'rule']);
     expect(add(out).every((c) => c.ifname === 'eth0')).to.equal(true);
   });
 

@@ -42,10 +42,11 @@ export class LabCtx {
 
   async down(): Promise<void> {
     await lab.down({ name: this.name, quiet: true }).catch(() => {});
-    if (this.cgroup) {
+    const cg = this.cgroup ?? join(CPUACCT, `bench-${this.name}`);
+    if (existsSync(cg)) {
       for (let i = 0; i < 20; i++) {
         try {
-          rmdirSync(this.cgroup);
+          rmdirSync(cg);
           break;
         } catch {
           await new Promise((r) => setTimeout(r, 100));

@@ -113,6 +113,8 @@ const WATCHED = /^(node|python3?(\.\d+)?|cloud-init|hotplug)$/;
 
 export class RssSampler {
   peakKb = 0;
+  /** Largest single process seen. */
+  peakProcKb = 0;
   peakByComm: Record<string, number> = {};
   samples = 0;
   private timer: NodeJS.Timeout | null = null;
@@ -140,7 +142,10 @@ export class RssSampler {
       const s = this.sampleNow();
       this.samples++;
       this.peakKb = Math.max(this.peakKb, s.totalKb);
-      for (const p of s.procs) this.peakByComm[p.comm] = Math.max(this.peakByComm[p.comm] ?? 0, p.kb);
+      for (const p of s.procs) {
+        this.peakByComm[p.comm] = Math.max(this.peakByComm[p.comm] ?? 0, p.kb);
+        this.peakProcKb = Math.max(this.peakProcKb, p.kb);
+      }
     };
     tick();
     this.timer = setInterval(tick, SAMPLE_MS);

@@ -239,7 +239,10 @@ def _ec2_nics(ds):
 
 
 def _summary(init, ds):
-    netcfg = _network_config(init)
+    try:
+        netcfg = _network_config(init)
+    except StaleCache:
+        netcfg = None
     primary_mac = None
     md = getattr(ds, "metadata", None) or {}
     if isinstance(md, dict) and md.get("mac"):
@@ -258,9 +261,43 @@ def _summary(init, ds):
     }
 
 
+class StaleCache(BridgeError):
+    kind = "StaleCache"
+
+
 def _network_config(init):
+    ds = init.datasource
+    # cloud-init's Ec2 network_config re-crawls (with ephemeral DHCP) and rewrites obj.pkl in
+    # place when the cached metadata has no "network" key (what a partial crawl leaves): never
+    # let a read of the config write the cache. refresh() repairs such a cache.
+    md = getattr(ds, "metadata", None)
+    if _is_ec2(ds) and getattr(ds, "_network_config", None) == sources.UNSET and not (isinstance(md, dict) and isinstance(md.get("network"), dict)):
+        raise StaleCache("cached datasource has no network metadata (a partial crawl?); run `hotplug refresh-metadata`")
     cfg, _src = init._find_networking_config()
     return cfg
+
+
+def _is_ec2(ds):
+    from cloudinit.sources.DataSourceEc2 import DataSourceEc2
+
+    return isinstance(ds, DataSourceEc2)
+
+
+def _check_complete(ds, instance_id):
+    """cloud-init accepts a crawl whose every request failed (the Ec2 helpers log and return
+    {}): accept only metadata with the same instance-id and, for Ec2, a network subtree."""
+    md = getattr(ds, "metadata", None)
+    if not isinstance(md, dict) or not md:
+        raise RefreshFailed("metadata crawl of %s returned no metadata (service failing?)" % type(ds).__name__)
+    if _is_ec2(ds):
+        got = md.get("instance-id")
+        if not isinstance(got, str) or not got:
+            raise RefreshFailed("metadata crawl of %s is incomplete: no instance-id" % type(ds).__name__)
+        macs = ((md.get("network") or {}).get("interfaces") or {}).get("macs") if isinstance(md.get("network"), dict) else None
+        if not isinstance(macs, dict) or not macs:
+            raise RefreshFailed("metadata crawl of %s is incomplete: no network interfaces" % type(ds).__name__)
+        if instance_id and got != instance_id:
+            raise RefreshFailed("metadata crawl returned instance-id %s, cached is %s; refusing to switch instance" % (got, instance_id))
 
 
 def _hotplug_state(init, ds):
@@ -340,6 +377,10 @@ def refresh(timeout=2, max_wait=10, retries=0):
     _require_open()
     ds = S.ds
     before = pickle.dumps(ds)
+    try:
+        before_id = ds.get_instance_id()
+    except Exception:
+        before_id = None
     had_dhcp_attr = "perform_dhcp_setup" in ds.__dict__
     old_dhcp = ds.__dict__.get("perform_dhcp_setup")
     old_ds_cfg = ds.ds_cfg
@@ -359,14 +400,17 @@ def refresh(timeout=2, max_wait=10, retries=0):
         ds._dirty_cache = True
         ds.clear_cached_attrs()
         ds._dirty_cache = True
-        ok = bool(ds._get_data())
-        if not ok:
+        if not ds._get_data():
             raise RefreshFailed(
                 "metadata crawl of %s failed (metadata service unreachable or incomplete)" % type(ds).__name__
             )
+        _check_complete(ds, before_id)
         netcfg = _network_config(S.init)
         if netcfg is None:
             raise RefreshFailed("datasource returned no network config after refresh")
+        summ = _summary(S.init, S.ds)
+        # Only now is the new state accepted; any failure above restores the old one.
+        ok = True
     finally:
         ds.ds_cfg = old_ds_cfg
         if had_dhcp_attr:
@@ -381,7 +425,7 @@ def refresh(timeout=2, max_wait=10, retries=0):
             S.init.read_cfg()
     return {
         "duration_ms": int((time.monotonic() - t0) * 1000),
-        "summary": _summary(S.init, S.ds),
+        "summary": summ,
         "network_config": netcfg,
     }
 

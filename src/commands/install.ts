@@ -12,6 +12,9 @@ import {
   CLOUD_INIT_SOCKET,
   MANIFEST,
   REPLAY_UNIT,
+  DAEMON_UNIT,
+  DAEMON_SERVICE,
+  daemonUnitText,
   RULE_PATH,
   replayUnitText,
   ruleText,
@@ -45,8 +48,9 @@ masks ${CLOUD_INIT_SOCKET}; uninstall restores both).`,
     .option('--root <dir>', 'install into this root directory instead of /', '/')
     .option('--replace-cloud-init-hook', "disable cloud-init's own hotplug hook so events are not handled twice")
     .option('--node <path>', 'node binary the rule runs', process.execPath)
+    .option('--daemon', `enable and start ${DAEMON_SERVICE} (systemd hosts; its unit is written either way)`)
     .action(
-      action(async (o: { root: string; replaceCloudInitHook?: boolean; node: string }) => {
+      action(async (o: { root: string; replaceCloudInitHook?: boolean; node: string; daemon?: boolean }) => {
         requireRoot('install');
         const root = o.root;
         const m: Manifest = (await readManifest(root)) ?? { version: 1, installed_at: '', files: [], moved: [], masked: [] };
@@ -69,6 +73,9 @@ masks ${CLOUD_INIT_SOCKET}; uninstall restores both).`,
           await writeFileAtomic(join(root, REPLAY_UNIT), replayUnitText(o.node), 0o644);
           if (!m.files.includes(REPLAY_UNIT)) m.files.push(REPLAY_UNIT);
           process.stdout.write(`wrote /${REPLAY_UNIT}\n`);
+          await writeFileAtomic(join(root, DAEMON_UNIT), daemonUnitText(o.node), 0o644);
+          if (!m.files.includes(DAEMON_UNIT)) m.files.push(DAEMON_UNIT);
+          process.stdout.write(`wrote /${DAEMON_UNIT}\n`);
           if (o.replaceCloudInitHook) {
             const mask = `etc/systemd/system/${CLOUD_INIT_SOCKET}`;
             if (!existsSync(join(root, mask))) {
@@ -81,6 +88,10 @@ masks ${CLOUD_INIT_SOCKET}; uninstall restores both).`,
           if (root === '/' && existsSync('/run/systemd/system')) {
             await execa('systemctl', ['daemon-reload'], { reject: false });
             await execa('systemctl', ['enable', 'cloud-hotplug-replay.service'], { reject: false });
+            if (o.daemon) {
+              const r = await execa('systemctl', ['enable', '--now', DAEMON_SERVICE], { reject: false });
+              process.stdout.write(r.exitCode === 0 ? `enabled and started ${DAEMON_SERVICE}\n` : `could not start ${DAEMON_SERVICE}: ${String(r.stderr).trim()}\n`);
+            }
           }
         }
         m.installed_at = new Date().toISOString();
@@ -101,6 +112,9 @@ masks ${CLOUD_INIT_SOCKET}; uninstall restores both).`,
         if (!m) throw new UserError(`nothing to uninstall: no ${'/' + MANIFEST}`);
         if (root === '/' && existsSync('/run/systemd/system') && m.files.includes(REPLAY_UNIT)) {
           await execa('systemctl', ['disable', 'cloud-hotplug-replay.service'], { reject: false });
+        }
+        if (root === '/' && existsSync('/run/systemd/system') && m.files.includes(DAEMON_UNIT)) {
+          await execa('systemctl', ['disable', '--now', DAEMON_SERVICE], { reject: false });
         }
         for (const f of m.files) {
           await rm(join(root, f), { force: true });

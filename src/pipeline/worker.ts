@@ -30,6 +30,8 @@ import { interfaceNames } from '../core/apply.js';
 import { paths } from '../paths.js';
 import { log, since } from '../util/log.js';
 import { oneLine } from '../util/errors.js';
+import { splitByPolicy, runPolicyCommand, eventVars } from '../daemon/policy.js';
+import type { EventPolicy } from '../config.js';
 
 /** Cap of the delay between two cheap MAC probes. */
 const PROBE_CAP_MS = 250;
@@ -59,6 +61,8 @@ export class Pipeline {
   probes = 0;
   probeWorks = true;
   bridge: Bridge | undefined;
+  /** Called after each event record is written (the daemon streams them to subscribers). */
+  onRecord: ((rec: EventRecord) => void) | undefined;
   constructor(public cfg: Config) {}
 
   async session(): Promise<Bridge> {
@@ -80,8 +84,8 @@ export class Pipeline {
     this.bridge = undefined;
   }
 
-  rec(ev: HotplugEvent, result: EventRecord['result'], reason?: string): Promise<void> {
-    return recordEvent({
+  async rec(ev: HotplugEvent, result: EventRecord['result'], reason?: string): Promise<void> {
+    const rec: EventRecord = {
       action: ev.action,
       iface: ev.ifname,
       mac: ev.mac,
@@ -91,7 +95,29 @@ export class Pipeline {
       probes: this.probes,
       duration_ms: Math.max(0, Date.now() - ev.time),
       time: new Date().toISOString(),
-    });
+    };
+    await recordEvent(rec);
+    this.onRecord?.(rec);
+  }
+
+  /** Events whose configured policy (config `events:`) is not 'apply'; see daemon/policy.ts. */
+  async handlePolicies(summary: InstanceSummary, other: { ev: HotplugEvent; policy: EventPolicy }[]): Promise<string[]> {
+    const done = (ev: HotplugEvent): EventRecord['result'] => (ev.action === 'add' ? 'configured' : 'removed');
+    for (const { ev, policy } of other) {
+      const c = isCandidate(ev, this.cfg.filter);
+      if (!c.ok) {
+        await this.rec(ev, 'ignored', c.reason);
+      } else if (policy === 'ignore') {
+        await this.rec(ev, 'ignored', `events.${ev.action} policy is ignore`);
+      } else if (policy === 'reconcile') {
+        await this.routes(summary, false);
+        await this.rec(ev, done(ev), `events.${ev.action} policy is reconcile: policy routing reconciled only`);
+      } else if (policy !== 'apply') {
+        const r = await runPolicyCommand(policy.run, eventVars(ev));
+        await this.rec(ev, r.ok ? done(ev) : 'failed', `events.${ev.action} policy: ${r.detail}`);
+      }
+    }
+    return other.map((o) => o.ev.id);
   }
 
   /** Policy routing after an apply; a failure is logged, never fails the event. */
@@ -276,9 +302,11 @@ export class Pipeline {
       await ack(events.map((e) => e.id));
       return true;
     }
+    const { apply, other } = splitByPolicy(events, this.cfg);
+    const policyHandled = other.length ? await this.handlePolicies(summary, other) : [];
     const known = await loadKnown();
-    const batch = coalesce(events, known);
-    const handled = new Set<string>(batch.ids.filter((id) => ![...batch.adds.values(), ...batch.removes.values()].some((e) => e.id === id)));
+    const batch = coalesce(apply, known);
+    const handled = new Set<string>([...policyHandled, ...batch.ids.filter((id) => ![...batch.adds.values(), ...batch.removes.values()].some((e) => e.id === id))]);
     const pick = async (evs: Iterable<HotplugEvent>) => {
       const ok: HotplugEvent[] = [];
       for (const ev of evs) {
@@ -301,7 +329,7 @@ export class Pipeline {
       ok = ok && !r.failed;
     }
     if (adds.length) {
-      const r = await this.handleAdds(b, adds, new Set(batch.ids));
+      const r = await this.handleAdds(b, adds, new Set([...batch.ids, ...policyHandled]));
       r.handled.forEach((id) => handled.add(id));
       ok = ok && !r.failed;
     }

@@ -2,8 +2,10 @@
  * Desired (metadata) − actual (ip -json) → the smallest set of `ip` changes, then apply.
  *
  * Ownership: a rule or route is ours iff it carries protocol ROUTING_PROTO (199); an
- * address is ours iff the state file records that we added it. Nothing else is ever
- * removed or replaced. Owned things are removed only when their NIC is gone or when
+ * address is ours iff the state file records it: we added it, or metadata assigns it to that
+ * NIC as a secondary address and it was there already (cloud-init renders local-ipv4s beyond
+ * the first as static aliases; they are adopted so that they go when metadata drops them).
+ * Nothing else is ever removed or replaced. Owned things are removed only when their NIC is gone or when
  * complete metadata for a present NIC no longer lists them: a failed or partial metadata
  * read never counts as "no addresses".
  */
@@ -11,7 +13,7 @@ import { join } from 'node:path';
 import type { InstanceSummary } from '../../bridge/index.js';
 import type { Config } from '../config.js';
 import type { Family } from './addr.js';
-import { desiredState, type DesiredState, type RuleSpec, type RouteSpec, type AddressSpec, type Skip, type NicPlan } from './desired.js';
+import { desiredState, addressPlans, type DesiredState, type RuleSpec, type RouteSpec, type AddressSpec, type Skip, type NicPlan } from './desired.js';
 import { readActual, readGateways, type ActualState, type ActualRule, type ActualRoute } from './actual.js';
 import { type IpRunner, type FileReader, systemIp, systemReadFile } from './run.js';
 import { ROUTING_PROTO, type OwnedState, type OwnedNic, readState, writeState, defaultStatePath, ruleKey } from './state.js';
@@ -101,7 +103,7 @@ export function planDetailed(desired: DesiredState, actual: ActualState, owned: 
   const macOfDev = new Map<string, string>();
   for (const l of actual.links) if (!l.stacked || !macOfDev.has(l.ifname)) macOfDev.set(l.ifname, l.mac);
   const devOfMac = (mac: string): string | null => {
-    const d = desired.nics.find((n) => n.mac === mac);
+    const d = addressPlans(desired).find((n) => n.mac === mac);
     if (d) return d.ifname;
     const ls = actual.links.filter((l) => l.mac === mac);
     return (ls.find((l) => !l.stacked) ?? ls[0])?.ifname ?? null;
@@ -126,7 +128,7 @@ export function planDetailed(desired: DesiredState, actual: ActualState, owned: 
     return byTable.length === 1 ? byTable[0]![0] : null;
   };
   /** Whether an owned object of `mac` that is no longer desired may be deleted, and why. */
-  const deletable = (mac: string | null, what: string): string | null => {
+  const deletable = (mac: string | null, what: string, kind: Change['kind'] = 'rule'): string | null => {
     if (mac === null) {
       notes.push({ what, reason: 'ours, but its NIC is unknown (no state for its table); left alone' });
       return null;
@@ -142,7 +144,7 @@ export function planDetailed(desired: DesiredState, actual: ActualState, owned: 
       notes.push({ mac, ifname: ifname ?? undefined, what, reason: `kept: ${why}` });
       return null;
     }
-    if (desired.primary.mac === mac) return 'NIC is the primary (main table, no rules)';
+    if (desired.primary.mac === mac && kind !== 'address') return 'NIC is the primary (main table, no rules)';
     return 'no longer in metadata';
   };
 
@@ -216,7 +218,7 @@ export function planDetailed(desired: DesiredState, actual: ActualState, owned: 
 
   // --- addresses -----------------------------------------------------------------------
   const hasAddr = (dev: string, address: string) => actual.addresses.some((x) => x.dev === dev && x.address === address);
-  for (const n of desired.nics) {
+  for (const n of addressPlans(desired)) {
     for (const a of n.addresses) {
       if (a.family === 6 && !v6) continue;
       if (hasAddr(a.dev, a.address)) continue;
@@ -242,13 +244,13 @@ export function planDetailed(desired: DesiredState, actual: ActualState, owned: 
   for (const [mac, o] of Object.entries(owned.nics)) {
     const dev = presentMacs.has(mac) ? devOfMac(mac) : null;
     if (!dev) continue; // gone with its device
-    const d = desired.nics.find((n) => n.mac === mac);
+    const d = addressPlans(desired).find((n) => n.mac === mac);
     for (const a of o.addresses) {
       if (a.family === 6 && !v6) continue;
       if (!actual.addresses.some((x) => x.dev === dev && x.address === a.address && x.prefixlen === a.prefixlen)) continue;
       if (d?.addresses.some((x) => x.address === a.address)) continue;
       const address: AddressSpec = { family: a.family, dev, address: a.address, prefixlen: a.prefixlen };
-      const why = deletable(mac, `address ${addressText(address)}`);
+      const why = deletable(mac, `address ${addressText(address)}`, 'address');
       if (why) changes.push({ kind: 'address', op: 'del', address, mac, ifname: dev, reason: why });
     }
   }
@@ -347,24 +349,33 @@ export async function snapshot(input: Omit<ReconcileInput, 'dryRun'>): Promise<S
   return { desired, actual, owned, plan: planDetailed(desired, actual, owned, { metadataComplete: input.metadataComplete }) };
 }
 
-/** The state file after a run: what we own that still exists, plus the tables of the NICs we manage. */
+/**
+ * The state file after a run: what we own that still exists, plus the tables of the NICs we
+ * manage. Addresses metadata assigns to a NIC that are on it are recorded too (adopted: put
+ * there by cloud-init's rendered config, or by us), so they go when metadata drops them.
+ * The primary NIC has no table (0).
+ */
 export function nextState(prev: OwnedState, desired: DesiredState, after: ActualState, added: AddressSpec[], now: Date): OwnedState {
   const nics: Record<string, OwnedNic> = {};
   const ownedRules = after.rules.filter((r) => r.protocol === ROUTING_PROTO && !r.extra && r.table !== null);
-  const macs = new Set([...Object.keys(prev.nics), ...desired.nics.map((n) => n.mac)]);
+  const plans = addressPlans(desired);
+  const macs = new Set([...Object.keys(prev.nics), ...plans.map((n) => n.mac)]);
   for (const mac of macs) {
     const d = desired.nics.find((n) => n.mac === mac);
+    const ap = plans.find((n) => n.mac === mac);
     const p = prev.nics[mac];
-    const table = d?.table ?? p!.table;
-    const ifname = d?.ifname ?? after.links.find((l) => l.mac === mac && !l.stacked)?.ifname ?? p!.ifname;
-    const mine = [...(p?.addresses ?? []), ...added.filter((a) => a.dev === ifname && d).map(({ family, address, prefixlen }) => ({ family, address, prefixlen }))];
+    const table = d?.table ?? p?.table ?? 0;
+    const ifname = ap?.ifname ?? after.links.find((l) => l.mac === mac && !l.stacked)?.ifname ?? p!.ifname;
+    const strip = ({ family, address, prefixlen }: { family: Family; address: string; prefixlen: number }) => ({ family, address, prefixlen });
+    const adopted = ap ? after.addresses.filter((x) => x.dev === ifname && ap.addresses.some((a) => a.family === x.family && a.address === x.address)) : [];
+    const mine = [...(p?.addresses ?? []), ...added.filter((a) => a.dev === ifname && ap).map(strip), ...adopted.map(strip)];
     const addresses = mine.filter(
       (a, i) =>
         mine.findIndex((b) => b.address === a.address && b.prefixlen === a.prefixlen) === i &&
         after.addresses.some((x) => x.dev === ifname && x.address === a.address && x.prefixlen === a.prefixlen),
     );
     const keys = new Set([...(p?.rules ?? []), ...(d?.rules.map((r) => ruleKey(r.family, r.from)) ?? [])]);
-    const rules = [...keys].filter((k) => ownedRules.some((r) => r.table === table && ruleKey(r.family, r.from) === k));
+    const rules = table ? [...keys].filter((k) => ownedRules.some((r) => r.table === table && ruleKey(r.family, r.from) === k)) : [];
     if (!d && !rules.length && !addresses.length) continue;
     nics[mac] = { ifname, table, rules, addresses, updated: p && sameNic(p, { ifname, table, rules, addresses }) ? p.updated : now.toISOString() };
   }

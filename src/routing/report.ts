@@ -2,6 +2,7 @@
 import type { Snapshot } from './reconcile.js';
 import { ruleText, routeText, addressText, type Change } from './reconcile.js';
 import { ROUTING_PROTO } from './state.js';
+import { addressPlans } from './desired.js';
 import { parseIp, parsePrefix, contains } from './addr.js';
 
 export interface Row {
@@ -26,7 +27,7 @@ export function compareRows(s: Snapshot): Row[] {
   const changes = s.plan.changes;
   const noteFor = (text: string) => s.plan.notes.find((n) => n.what.endsWith(text))?.reason;
   const changeFor = (pred: (c: Change) => boolean) => changes.find(pred);
-  const managedDevs = new Set(desired.nics.map((n) => n.ifname));
+  const managedDevs = new Set(addressPlans(desired).map((n) => n.ifname));
   const ownedAddr = (dev: string, address: string) => {
     const mac = actual.links.find((l) => l.ifname === dev)?.mac;
     return !!mac && !!owned.nics[mac]?.addresses.some((a) => a.address === address);
@@ -82,7 +83,7 @@ export function compareRows(s: Snapshot): Row[] {
 
   // Addresses on the managed NICs and the ones we own anywhere.
   const seenAddr = new Set<string>();
-  for (const n of desired.nics) {
+  for (const n of addressPlans(desired)) {
     for (const a of n.addresses) {
       seenAddr.add(`${a.dev} ${a.address}`);
       const present = actual.addresses.find((x) => x.dev === a.dev && x.address === a.address);

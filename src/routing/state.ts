@@ -27,6 +27,7 @@ export interface OwnedAddress {
 export interface OwnedNic {
   /** Interface name when last seen (the MAC is the key). */
   ifname: string;
+  /** Its route table; 0 for the primary NIC (main table: only addresses are ours). */
   table: number;
   /** Sources of the rules we added, "4 10.0.1.10/32" style ("<family> <cidr>"). */
   rules: string[];
@@ -54,7 +55,8 @@ export function validateState(doc: unknown): OwnedState {
     if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(mac) || typeof v !== 'object' || v === null) continue;
     const n = v as Record<string, unknown>;
     if (typeof n.ifname !== 'string' || !/^[A-Za-z0-9_.:@-]{1,15}$/.test(n.ifname)) continue;
-    if (typeof n.table !== 'number' || !Number.isSafeInteger(n.table) || n.table < 1 || n.table > 0xffffffff) continue;
+    // 0: no table (the primary NIC, of which only addresses are recorded).
+    if (typeof n.table !== 'number' || !Number.isSafeInteger(n.table) || n.table < 0 || n.table > 0xffffffff) continue;
     const rules = (Array.isArray(n.rules) ? n.rules : []).filter((r): r is string => {
       if (typeof r !== 'string') return false;
       const m = /^([46]) (\S+)$/.exec(r);
