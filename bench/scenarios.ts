@@ -344,7 +344,7 @@ export const secip: Scenario = {
     const [ip] = await lab.addIp(nic.ifname, 1, { name: env.ctx.name });
     const tMeta = Date.now();
     const exp = [{ ifname: nic.ifname, ips: [ip!], deviceNumber: nic.deviceNumber }];
-    const capMs = env.contender.poller ? 30_000 : 4_000;
+    const capMs = env.contender.poller ? 30_000 : 3_000;
     const at = await env.watcher.waitAll(exp, capMs);
     await sleep(200);
     const r = await meter.end([], []);

@@ -61,6 +61,8 @@ export interface InstanceSummary {
   primary_mac: string | null;
   nics: Record<string, NicMeta>;
   hotplug: HotplugState;
+  /** NICs whose metadata the bridge refused at the last crawl (invalid values): MAC → why. */
+  rejected_nics?: Record<string, string>;
 }
 
 export interface PreviewFile {

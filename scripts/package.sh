@@ -4,7 +4,7 @@
 #   bash scripts/package.sh [--no-build] [--out DIR]
 #
 # Layout of the package:
-#   /usr/lib/cloud-hotplug/{dist/src,dist/bridge,bridge/python,package.json,node_modules}
+#   /usr/lib/cloud-hotplug/{dist/src,dist/bridge,bridge/python,bin,package.json,node_modules}
 #   /usr/bin/hotplug                 wrapper: exec /usr/bin/node …/dist/src/cli.js "$@"
 #   /usr/share/doc/cloud-hotplug/    copyright, changelog.gz
 # Maintainer scripts (scripts/package/maint/): postinst runs `hotplug install
@@ -40,10 +40,10 @@ trap 'rm -rf "$WORK"' EXIT
 DIST=$ROOT/dist
 if [ "$BUILD" = 1 ]; then
   say "building (tsc into a scratch dir)"
-  npx tsc -p tsconfig.json --outDir "$WORK/build"
+  npx tsc -p scripts/package/tsconfig.json --outDir "$WORK/build"
   DIST=$WORK/build
 fi
-for f in "$DIST/src/cli.js" "$DIST/src/hook.js" "$DIST/bridge/index.js" bridge/python/hotplug_bridge.py; do
+for f in "$DIST/src/cli.js" "$DIST/bridge/index.js" bridge/python/hotplug_bridge.py; do
   [ -f "$f" ] || { say "$f missing: build first (npx tsc -p tsconfig.json)"; exit 1; }
 done
 PKG=$WORK/root
@@ -54,6 +54,8 @@ mkdir -p "$LIB/dist" "$LIB/bridge" "$PKG/usr/bin" "$PKG/usr/share/doc/$NAME" "$P
 cp -a "$DIST/src" "$LIB/dist/src"
 cp -a "$DIST/bridge" "$LIB/dist/bridge"
 cp -a bridge/python "$LIB/bridge/python"
+# Programs that are not compiled (the udev program is POSIX sh): bin/ as it is in the tree.
+if [ -d bin ]; then cp -a bin "$LIB/bin"; fi
 find "$LIB" \( -name '*.map' -o -name '*.d.ts' \) -type f -delete
 find "$LIB" -name __pycache__ -type d -prune -exec rm -rf {} +
 # package.json carries "type": "module" (the .js files are ESM); drop its scripts/devDependencies.
@@ -128,7 +130,10 @@ EOF
 for s in postinst prerm postrm; do install -m 0755 "scripts/package/maint/$s" "$PKG/DEBIAN/$s"; done
 
 chmod -R u=rwX,go=rX "$PKG"
-chmod 0755 "$PKG/usr/bin/hotplug" "$LIB/dist/src/cli.js" "$LIB/dist/src/hook.js"
+chmod 0755 "$PKG/usr/bin/hotplug" "$LIB/dist/src/cli.js"
+[ ! -d "$LIB/bin" ] || find "$LIB/bin" -type f -exec chmod 0755 {} +
+# Scripts with a #! line are executable (lintian: script-not-executable).
+find "$LIB/dist" -name '*.js' -type f | while read -r f; do [ "$(head -c2 "$f")" != '#!' ] || chmod 0755 "$f"; done
 SIZE=$(du -sk --exclude=DEBIAN "$PKG" | cut -f1)
 cat >"$PKG/DEBIAN/control" <<EOF
 Package: $NAME

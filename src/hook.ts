@@ -11,7 +11,7 @@
  * sees our event, or we see the lock free and start a worker.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { appendFileSync, existsSync, mkdirSync, openSync } from 'node:fs';
+import { appendFileSync, existsSync, lstatSync, mkdirSync, openSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { eventFromUdevEnv } from './events/event.js';
@@ -23,10 +23,10 @@ const CLI = join(dirname(fileURLToPath(import.meta.url)), 'cli.js');
 
 process.env.PATH = SAFE_PATH;
 
-function lockFree(): boolean {
-  mkdirSync(dirname(paths.lockFile), { recursive: true, mode: 0o755 });
+function lockFree(file: string = paths.lockFile): boolean {
+  mkdirSync(dirname(file), { recursive: true, mode: 0o755 });
   // flock -n succeeds (0) only when nobody holds the lock; it drops it again at once.
-  const r = spawnSync('flock', ['-n', '-E', '75', paths.lockFile, 'true'], { stdio: 'ignore' });
+  const r = spawnSync('flock', ['-n', '-E', '75', file, 'true'], { stdio: 'ignore' });
   return r.status === 0;
 }
 
@@ -47,14 +47,30 @@ function startWorker(): string {
   return `pid ${child.pid}`;
 }
 
+/**
+ * For holders of the apply lock that are not workers (`hotplug apply`, `refresh-metadata`): a hook
+ * that found the lock taken queued its event and started no worker, so after releasing they look
+ * at the queue and start one. Returns what the hook would log.
+ */
+export function ensureWorker(): string {
+  if (!lockFree(join(paths.runDir, 'daemon.lock'))) return 'daemon';
+  return lockFree() ? startWorker() : 'running';
+}
+
 export async function runHook(env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const t0 = performance.now();
   let line: string;
   let rc = 0;
   try {
     const ev = eventFromUdevEnv(env);
+    // A planted symlink must not make flock create (or lock) some other file (bin/hotplug-udev-hook too).
+    for (const f of [paths.lockFile, join(paths.runDir, 'daemon.lock')]) {
+      if (lstatSync(f, { throwIfNoEntry: false })?.isSymbolicLink()) throw new Error(`refusing ${f}: it is a symlink`);
+    }
     enqueueSync(ev);
-    const worker = (await kick(500, { id: ev.id })) ? 'daemon' : lockFree() ? startWorker() : 'running';
+    // The daemon (holding daemon.lock, as bin/hotplug-udev-hook checks) also watches the queue.
+    const daemon = (await kick(500, { id: ev.id })) || !lockFree(join(paths.runDir, 'daemon.lock'));
+    const worker = daemon ? 'daemon' : lockFree() ? startWorker() : 'running';
     // performance.now() counts from process start: this is the whole udev program's time.
     line = `hotplug[${process.pid}] info: hook queued action=${ev.action} iface=${ev.ifname} mac=${ev.mac ?? '-'} worker=${JSON.stringify(worker)} duration_ms=${performance.now().toFixed(1)} own_ms=${(performance.now() - t0).toFixed(1)}`;
   } catch (e) {

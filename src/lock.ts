@@ -8,7 +8,7 @@
  * lock stays with node's fd, and goes when node closes it or dies. Node opens files O_CLOEXEC, so
  * other children we spawn later do not inherit (and cannot prolong) the lock.
  */
-import { open, mkdir, readFile, type FileHandle } from 'node:fs/promises';
+import { open, mkdir, readFile, appendFile, type FileHandle } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { dirname } from 'node:path';
 import { spawn } from 'node:child_process';
@@ -61,14 +61,25 @@ async function holding(fh: FileHandle, file: string, writePid: boolean): Promise
     await fh.write(`${process.pid}\n`, 0);
   }
   let released = false;
+  const t0 = Date.now();
+  await audit(file, `lock acquired t=${t0}`);
   return {
     file,
     async release() {
       if (released) return;
       released = true;
+      // Logged while still held: the logged intervals of two holders can never overlap.
+      await audit(file, `lock released t=${Date.now()} held_ms=${Date.now() - t0}`);
       await fh.close(); // closing the last fd of the description drops the lock
     },
   };
+}
+
+/** Who held the apply lock when (one line each way in our log; never fails the caller). */
+async function audit(file: string, what: string): Promise<void> {
+  if (file !== paths.lockFile) return;
+  const cmd = process.argv.slice(2).find((a) => !a.startsWith('-')) ?? '?';
+  await appendFile(paths.logFile, `hotplug[${process.pid}] info: ${what} cmd=${cmd}\n`, { mode: 0o640 }).catch(() => {});
 }
 
 /** Waits up to timeoutMs for the lock; throws LockTimeoutError when it stays busy. */

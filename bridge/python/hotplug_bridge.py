@@ -28,6 +28,94 @@ from cloudinit.net.network_state import parse_net_config_data  # noqa: E402
 
 LOG = logging.getLogger("cloud-hotplug.bridge")
 
+# cloud-init 22.4's wait_for_url shortens its last attempt's timeout with int(remaining) or None,
+# and its token refresh calls readurl with no timeout at all: against a metadata service that
+# accepts and never answers, one request then blocks forever. Every request gets a bound.
+_URL_TIMEOUT_S = 5.0
+
+
+def _bound_readurl():
+    from cloudinit import url_helper
+
+    orig = url_helper.readurl
+    if getattr(orig, "_hotplug_bounded", False):
+        return
+
+    def readurl(*args, **kwargs):
+        if len(args) < 3 and not kwargs.get("timeout"):
+            kwargs["timeout"] = _URL_TIMEOUT_S
+        return orig(*args, **kwargs)
+
+    readurl._hotplug_bounded = True
+    url_helper.readurl = readurl
+
+
+_bound_readurl()
+
+
+def _atomic_cloudinit_writes():
+    """cloud-init's util.write_file truncates the file in place and then writes it: a bridge
+    killed in between (kill -9, OOM) leaves an empty or half-written 50-cloud-init or
+    instance-data.json. While the bridge runs, whole-file writes go through a temp file and a
+    rename instead, so every file is the old or the new version."""
+    from cloudinit import util
+
+    orig = util.write_file
+    if getattr(orig, "_hotplug_atomic", False):
+        return
+
+    def write_file(filename, content, mode=0o644, omode="wb", preserve_mode=False, *, ensure_dir_exists=True):
+        if omode not in ("wb", "w"):
+            return orig(filename, content, mode, omode, preserve_mode, ensure_dir_exists=ensure_dir_exists)
+        if preserve_mode:
+            try:
+                mode = util.get_permissions(filename)
+            except OSError:
+                pass
+        d = os.path.dirname(filename) or "."
+        if ensure_dir_exists:
+            util.ensure_dir(d)
+        data = util.encode_text(content)
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(filename) + ".", dir=d)
+        try:
+            os.fchmod(fd, mode)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.rename(tmp, filename)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+
+    write_file._hotplug_atomic = True
+    util.write_file = write_file
+
+
+_atomic_cloudinit_writes()
+
+
+def _die_with_parent():
+    """Die with the node process that drives us. Otherwise a worker killed with -9 leaves this
+    process finishing its current call (an apply, writing files and running ifup) after the
+    kernel dropped the worker's apply lock, concurrently with the next worker."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:  # not Linux, no libc: best effort
+        return
+    if os.getppid() == 1:  # the parent died before prctl
+        os._exit(1)
+
+
+_die_with_parent()
+
 
 class BridgeError(Exception):
     """An expected failure, reported to TS as one line."""
@@ -52,6 +140,7 @@ class _State:
     ds = None  # the loaded DataSource
     obj_pkl = None
     logging_ready = False
+    rejected = {}  # mac -> why its metadata was refused (last crawl)
 
 
 S = _State()
@@ -258,6 +347,7 @@ def _summary(init, ds):
         "primary_mac": primary_mac,
         "nics": _ec2_nics(ds),
         "hotplug": _hotplug_state(init, ds),
+        "rejected_nics": dict(S.rejected),
     }
 
 
@@ -283,12 +373,102 @@ def _is_ec2(ds):
     return isinstance(ds, DataSourceEc2)
 
 
+_MAC_KEY_OK = __import__("re").compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+_INDEX_OK = __import__("re").compile(r"^(0|[1-9][0-9]{0,3})$")
+_ID_OK = __import__("re").compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_MAX_ADDRS = 64
+
+
+def _values(v):
+    """A leaf as cloud-init's materializer hands it on: a list (it split on line breaks) or one string."""
+    if isinstance(v, list):
+        return v
+    return [v]
+
+
+def _nic_problem(mac, m):
+    """Why a NIC's metadata must not reach the renderer (its values end up in ifupdown stanzas,
+    run by /bin/sh, and in `ip` argv), or None."""
+    import ipaddress
+
+    if not isinstance(mac, str) or not _MAC_KEY_OK.match(mac):
+        return "MAC %s is not a MAC address" % json.dumps(str(mac)[:40])
+    if not isinstance(m, dict):
+        return "its entry is not a directory"
+    leaf = m.get("mac")
+    if leaf is not None and (not isinstance(leaf, str) or leaf.lower() != mac.lower()):
+        return "mac %s differs from its key" % json.dumps(str(leaf)[:40])
+    for k in ("device-number", "network-card", "network-card-index"):
+        v = m.get(k)
+        if v is not None and (not isinstance(v, str) or not _INDEX_OK.match(v)):
+            return "%s %s is not an integer 0-9999" % (k, json.dumps(str(v)[:40]))
+    for k, fam, net in (
+        ("local-ipv4s", 4, False),
+        ("ipv6s", 6, False),
+        ("subnet-ipv4-cidr-block", 4, True),
+        ("subnet-ipv6-cidr-blocks", 6, True),
+        ("ipv4-prefix", 4, True),
+        ("ipv6-prefix", 6, True),
+    ):
+        v = m.get(k)
+        if v is None:
+            continue
+        vals = _values(v)
+        if len(vals) > _MAX_ADDRS:
+            return "%s lists %d values (at most %d)" % (k, len(vals), _MAX_ADDRS)
+        for i, x in enumerate(vals):
+            try:
+                if not isinstance(x, str) or len(x) > 64:
+                    raise ValueError
+                a = ipaddress.ip_network(x, strict=True) if net else ipaddress.ip_address(x)
+                if a.version != fam:
+                    raise ValueError
+            except ValueError:
+                return "%s[%d] %s is not an IPv%d %s" % (k, i, json.dumps(str(x)[:40]), fam, "network" if net else "address")
+    iid = m.get("interface-id")
+    if iid is not None and (not isinstance(iid, str) or not _ID_OK.match(iid)):
+        return "interface-id %s is not an id" % json.dumps(str(iid)[:40])
+    return None
+
+
+def _sanitize_nics(macs, old_macs):
+    """Refuse NIC metadata with invalid values, per NIC: a NIC we already knew keeps its previous
+    (valid) entry, a new one is left out. Returns {mac: reason}; each refusal is logged."""
+    rejected = {}
+    if not isinstance(macs, dict):
+        return rejected
+    old_macs = old_macs if isinstance(old_macs, dict) else {}
+    for mac in list(macs.keys()):
+        why = _nic_problem(mac, macs[mac])
+        if not why:
+            continue
+        key = str(mac).lower()[:40]
+        prev = old_macs.get(mac)
+        del macs[mac]
+        if prev is not None and not _nic_problem(mac, prev):
+            import copy
+
+            macs[mac] = copy.deepcopy(prev)
+            why += "; it keeps its previous metadata"
+        rejected[key] = why
+        sys.stderr.write("hotplug bridge: warn: refused metadata of NIC %s: %s\n" % (json.dumps(key), why))
+    return rejected
+
+
+def _ec2_macs(md):
+    if not isinstance(md, dict):
+        return None
+    net = md.get("network")
+    ifs = net.get("interfaces") if isinstance(net, dict) else None
+    return ifs.get("macs") if isinstance(ifs, dict) else None
+
+
 def _check_complete(ds, instance_id):
     """cloud-init accepts a crawl whose every request failed (the Ec2 helpers log and return
     {}): accept only metadata with the same instance-id and, for Ec2, a network subtree."""
     md = getattr(ds, "metadata", None)
     if not isinstance(md, dict) or not md:
-        raise RefreshFailed("metadata crawl of %s returned no metadata (service failing?)" % type(ds).__name__)
+        raise RefreshFailed("metadata crawl of %s failed: the metadata service returned no usable metadata" % type(ds).__name__)
     if _is_ec2(ds):
         got = md.get("instance-id")
         if not isinstance(got, str) or not got:
@@ -334,6 +514,8 @@ def open_instance(obj_pkl=None, setup_logging=True):
         raise NoCache("cannot load cached datasource %s: %s" % (path, e))
     if not isinstance(ds, sources.DataSource):
         raise UnsafeCache("refusing %s: it does not hold a cloud-init datasource" % path)
+    if _is_ec2(ds):
+        S.rejected = _sanitize_nics(_ec2_macs(getattr(ds, "metadata", None)), None)
     init.datasource = ds
     init._reset()
     init.read_cfg()
@@ -381,6 +563,8 @@ def refresh(timeout=2, max_wait=10, retries=0):
         before_id = ds.get_instance_id()
     except Exception:
         before_id = None
+    old_macs = _ec2_macs(getattr(ds, "metadata", None))
+    old_rejected = S.rejected
     had_dhcp_attr = "perform_dhcp_setup" in ds.__dict__
     old_dhcp = ds.__dict__.get("perform_dhcp_setup")
     old_ds_cfg = ds.ds_cfg
@@ -405,6 +589,8 @@ def refresh(timeout=2, max_wait=10, retries=0):
                 "metadata crawl of %s failed (metadata service unreachable or incomplete)" % type(ds).__name__
             )
         _check_complete(ds, before_id)
+        if _is_ec2(ds):
+            S.rejected = _sanitize_nics(_ec2_macs(ds.metadata), old_macs)
         netcfg = _network_config(S.init)
         if netcfg is None:
             raise RefreshFailed("datasource returned no network config after refresh")
@@ -418,6 +604,7 @@ def refresh(timeout=2, max_wait=10, retries=0):
         else:
             ds.__dict__.pop("perform_dhcp_setup", None)
         if not ok:
+            S.rejected = old_rejected
             restored = pickle.loads(before)
             S.init.datasource = restored
             S.ds = restored
@@ -604,6 +791,7 @@ def refresh_network(timeout=2):
     )
     if not isinstance(md, dict) or not isinstance(md.get("interfaces"), dict):
         raise RefreshFailed("metadata crawl of the network subtree failed (metadata service unreachable or incomplete)")
+    S.rejected = _sanitize_nics(_ec2_macs({"network": md}), _ec2_macs(ds.metadata))
     ds.metadata["network"] = md
     if isinstance(crawled.get("meta-data"), dict) and crawled["meta-data"] is not ds.metadata:
         crawled["meta-data"]["network"] = md

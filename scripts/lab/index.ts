@@ -395,6 +395,8 @@ export async function attachMany(n: number, opts: AttachOptions = {}): Promise<N
       atts.push(a);
     }
     await saveState(p.state, s);
+    // Under the cloud's source check from their first frame (set elements are names: the vifs need not exist yet).
+    await srcCheckAddPorts(p.netnsCloud, atts.map((a) => ({ vif: a.vif, subnet: a.subnet })));
     await writeHostsFile(p, s.attachments);
     await reloadHosts(p, s.procs.dnsmasq);
     if (inMetadata) {
@@ -403,7 +405,6 @@ export async function attachMany(n: number, opts: AttachOptions = {}): Promise<N
       await saveModel(p.model, model);
       await ctl.imdsReload(p.imdsSock).catch(() => {});
     }
-    await srcCheckAddPorts(p.netnsCloud, atts.map((a) => ({ vif: a.vif, subnet: a.subnet })));
     await createVeths(
       p.netnsCloud,
       p.netnsInst,
@@ -739,6 +740,23 @@ export async function setHttpTokens(v: 'required' | 'optional', opts: LabOptions
   });
 }
 
+/**
+ * Overwrite fields of a NIC's metadata with arbitrary values, valid or not (a MAC that is not a
+ * MAC, an address that is not an address, device-number -1, shell syntax, huge lists): for
+ * hostile-metadata tests. `iface` as for the other metadata commands; returns the NIC as edited.
+ */
+export async function setNicMetadata(
+  iface: string,
+  patch: Partial<Pick<NicModel, 'mac' | 'deviceNumber' | 'ips' | 'interfaceId' | 'ipv6s'>>,
+  opts: LabOptions = {},
+): Promise<NicModel> {
+  return editModel(opts, (m) => {
+    const nic = findNic(m, iface);
+    Object.assign(nic, patch);
+    return { ...nic };
+  });
+}
+
 /** Remove a NIC from metadata only (e.g. one left behind by detach --keep-metadata). */
 export async function removeNicMetadata(iface: string, opts: LabOptions = {}): Promise<void> {
   await editModel(opts, (m) => {
@@ -920,8 +938,10 @@ async function downUnlocked(p: LabPaths, opts: LabOptions): Promise<DownResult> 
   const refs = [s?.procs.udevMonitor, s?.procs.udevd, s?.procs.imds, s?.procs.dnsmasq].filter((r): r is ProcRef => !!r);
   killed.push(...(await killRefs(refs)));
   // 2. everything else living in the lab's namespaces (dhclient, daemons, exec'd commands), then the holder
-  const mntIno = isAlive(s?.holder) ? nsInode(s!.holder!.pid, 'mnt') : null;
   for (let round = 0; round < 6; round++) {
+    // Re-read every round, and only while the holder lives: once it is gone its mount
+    // namespace's inode can be reused by another lab's, whose processes are not ours.
+    const mntIno = isAlive(s?.holder) ? nsInode(s!.holder!.pid, 'mnt') : null;
     const netInos = [netnsInode(p.netnsCloud), netnsInode(p.netnsInst), netnsInode(p.netnsClient)].filter((x): x is number => !!x);
     const pids = pidsInNamespaces(netInos, mntIno ? [mntIno] : []).filter((pid) => pid !== s?.holder?.pid);
     const more: ProcRef[] = [];
@@ -938,7 +958,7 @@ async function downUnlocked(p: LabPaths, opts: LabOptions): Promise<DownResult> 
   if (s?.holder) killed.push(...(await killRefs([s.holder])));
   // the holder's children (none expected) and anything left
   const netInos = [netnsInode(p.netnsCloud), netnsInode(p.netnsInst), netnsInode(p.netnsClient)].filter((x): x is number => !!x);
-  const left = pidsInNamespaces(netInos, mntIno ? [mntIno] : []);
+  const left = pidsInNamespaces(netInos, []); // the holder is dead: its mnt inode may be reused
   if (left.length) {
     killed.push(...(await killRefs(left.flatMap((pid) => {
       try {

@@ -78,6 +78,10 @@ dpkg -i /tmp/cloud-hotplug.deb
 snap >/tmp/installed
 echo "== what the install added or changed (besides the package's own files under /usr):"
 diff /tmp/before /tmp/installed | grep '^[<>]' | grep -v -E '^> /usr/(lib/cloud-hotplug|share/doc/cloud-hotplug|bin/hotplug)' | grep -v ' /var/lib/dpkg/info/' || true
+echo "== the udev rule's programs exist and are executable:"
+for f in $(sed -n 's/^RUN+="\(.*\)"$/\1/p' /etc/udev/rules.d/90-cloud-hotplug.rules); do
+  case "$f" in /*) if [ -x "$f" ] || [ -f "$f" ]; then echo "  ok $f"; else echo "  MISSING $f"; exit 4; fi ;; esac
+done
 echo "== node $(node --version); hotplug --version: $(hotplug --version)"
 echo "== hotplug status --json (no cloud-init cache in a chroot):"
 hotplug status --json || echo "(exit $?)"

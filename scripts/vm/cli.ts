@@ -56,7 +56,7 @@ program
   .action(
     act(async (o: { deb?: string; flavour: string; rebuild?: boolean; rebuildBase?: boolean; baseOnly?: boolean }) => {
       if (o.baseOnly) {
-        const [path, ms] = await ensureBase(say, o.rebuildBase);
+        const [path, ms] = await ensureBase(say, o.rebuildBase, flavourOf(o.flavour));
         say(ms === null ? `base cached: ${path}` : `base built in ${(ms / 1000).toFixed(0)} s: ${path}`);
         process.stdout.write(path + '\n');
         return;
@@ -81,7 +81,7 @@ program
   .option('--mem <MiB>', 'guest memory', '1024')
   .option('--accel <a>', 'tcg or kvm (kvm needs working /dev/kvm; nested virt usually is not)', 'tcg')
   .option('--no-wait', 'return once QEMU started')
-  .option('--timeout <s>', 'boot timeout', '600')
+  .option('--timeout <s>', 'boot timeout', '900')
   .action(
     act(async (o: { image?: string; flavour: string; mem: string; accel: string; wait: boolean; timeout: string }) => {
       if (o.accel !== 'tcg' && o.accel !== 'kvm') throw new UserError('--accel is tcg or kvm');

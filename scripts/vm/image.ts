@@ -12,7 +12,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, existsSync, readFileSync, readlinkSync } from 'node:fs';
-import { copyFile, mkdir, readFile, rename, rm, symlink, unlink, writeFile, chmod } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, rename, rm, symlink, unlink, writeFile, chmod } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { VM_CACHE, REPO_ROOT, type Flavour } from './paths.js';
 import { run, which } from './proc.js';
@@ -24,7 +24,7 @@ export const MIRRORS = [
   'deb http://deb.debian.org/debian bookworm-updates main',
   'deb http://deb.debian.org/debian-security bookworm-security main',
 ];
-/** The project .deb's Depends are all in here, so `dpkg -i` needs no network. */
+/** The project .deb's Depends are all in here, so `dpkg -i` needs no network. (ifupdown flavour) */
 export const BASE_PACKAGES = [
   'systemd-sysv',
   'udev',
@@ -40,6 +40,15 @@ export const BASE_PACKAGES = [
   'procps',
   'dbus',
 ];
+
+/**
+ * Packages of a flavour. netplan: no ifupdown, so cloud-init 22.4 picks its netplan renderer and
+ * activator (`netplan apply`, systemd-networkd); isc-dhcp-client stays for cloud-init's own
+ * ephemeral DHCP in init-local (Ec2Local), as on Ubuntu.
+ */
+export function basePackages(flavour: Flavour): string[] {
+  return flavour === 'netplan' ? BASE_PACKAGES.map((p) => (p === 'ifupdown' ? 'netplan.io' : p)) : BASE_PACKAGES;
+}
 
 /** Units that cost boot time under TCG and do nothing for a throwaway test VM. */
 export const MASKED_UNITS = [
@@ -70,10 +79,9 @@ datasource:
     timeout: 5
     max_wait: 60
 # Trimmed for a throwaway VM: nothing to grow, no locales package (C.UTF-8 is built in and
-# already in /etc/default/locale, so cc_locale has nothing to do), no sshd to make keys for.
+# already in /etc/default/locale, so cc_locale has nothing to do).
 resize_rootfs: false
 locale: C.UTF-8
-ssh_genkeytypes: []
 `;
 
 /** Served as user-data by the VM's metadata service. */
@@ -89,13 +97,14 @@ dpkg -i /tmp/cloud-hotplug.deb >&2
 rm -f /tmp/cloud-hotplug.deb
 systemctl mask $MASKED >/dev/null 2>&1
 systemctl enable qemu-guest-agent.service >/dev/null 2>&1 || true
+if [ "$FLAVOUR" = netplan ]; then systemctl enable systemd-networkd.service >/dev/null 2>&1; fi
 # journald: keep the journal in RAM (throwaway VM), no rate limit that could hide our event lines
 mkdir -p /etc/systemd/journald.conf.d
 printf '[Journal]\\nStorage=volatile\\nRateLimitBurst=0\\n' >/etc/systemd/journald.conf.d/90-vm.conf
 passwd -d root >/dev/null
 apt-get clean
 rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/*.log /var/lib/dpkg/*-old
-dpkg-query -W -f='PKG \${Package} \${Version}\\n' nodejs cloud-init cloud-hotplug linux-image-amd64 qemu-guest-agent ifupdown isc-dhcp-client systemd
+dpkg-query -W -f='PKG \${Package} \${Version}\\n' nodejs cloud-init cloud-hotplug linux-image-amd64 qemu-guest-agent isc-dhcp-client systemd $(if [ "$FLAVOUR" = netplan ]; then echo netplan.io; else echo ifupdown; fi)
 `;
 
 /** Bump when anything written into the image changes (it is part of the cache key). */
@@ -128,8 +137,9 @@ export function fileSha256(path: string): Promise<string> {
   });
 }
 
-export const baseKey = () => sha(JSON.stringify({ SUITE, MIRRORS, BASE_PACKAGES, variant: 'apt' })).slice(0, 12);
-export const basePath = () => join(VM_CACHE, `base-${baseKey()}.tar`);
+export const baseKey = (flavour: Flavour = 'ifupdown') =>
+  sha(JSON.stringify({ SUITE, MIRRORS, BASE_PACKAGES: basePackages(flavour), variant: 'apt' })).slice(0, 12);
+export const basePath = (flavour: Flavour = 'ifupdown') => join(VM_CACHE, `base-${baseKey(flavour)}.tar`);
 export const latestLink = (flavour: Flavour) => join(VM_CACHE, 'images', `latest-${flavour}`);
 
 type Say = (msg: string) => void;
@@ -141,17 +151,18 @@ async function requireTools(tools: [string, string][]): Promise<void> {
 }
 
 /** The cached base root fs tarball, built with mmdebstrap if absent. Returns [path, ms or null if cached]. */
-export async function ensureBase(say: Say, rebuild = false): Promise<[string, number | null]> {
-  const out = basePath();
+export async function ensureBase(say: Say, rebuild = false, flavour: Flavour = 'ifupdown'): Promise<[string, number | null]> {
+  const out = basePath(flavour);
+  const pkgs = basePackages(flavour);
   if (existsSync(out) && !rebuild) return [out, null];
   await requireTools([['mmdebstrap', 'mmdebstrap']]);
   await mkdir(VM_CACHE, { recursive: true });
   // mmdebstrap picks the output format by extension: keep .tar at the end (and say so).
   const tmp = `${out.replace(/\.tar$/, '')}.tmp-${randomBytes(4).toString('hex')}.tar`;
-  say(`building base root fs with mmdebstrap (${BASE_PACKAGES.length} packages, takes ~2-4 min) → ${out}`);
+  say(`building the ${flavour} base root fs with mmdebstrap (${pkgs.length} packages, takes ~2-4 min) → ${out}`);
   const t0 = Date.now();
   try {
-    await run(['mmdebstrap', '--quiet', '--format=tar', '--variant=apt', `--include=${BASE_PACKAGES.join(',')}`, SUITE, tmp, ...MIRRORS], {
+    await run(['mmdebstrap', '--quiet', '--format=tar', '--variant=apt', `--include=${pkgs.join(',')}`, SUITE, tmp, ...MIRRORS], {
       inheritStderr: true,
       timeoutMs: 30 * 60_000,
     });
@@ -209,10 +220,10 @@ export async function buildImage(o: BuildOptions): Promise<{ manifest: ImageMani
     ['tar', 'tar'],
   ]);
   const t0 = Date.now();
-  const [base, baseMs] = await ensureBase(o.say, o.rebuildBase);
+  const [base, baseMs] = await ensureBase(o.say, o.rebuildBase, o.flavour);
   const debSha = await fileSha256(o.deb);
   const recipe = sha(JSON.stringify({ RECIPE_VERSION, CUSTOMIZE, CLOUD_CFG, MASKED_UNITS, flavour: o.flavour, size: o.sizeMiB ?? 3072 }));
-  const key = sha(`${baseKey()}:${debSha}:${recipe}`).slice(0, 12);
+  const key = sha(`${baseKey(o.flavour)}:${debSha}:${recipe}`).slice(0, 12);
   const name = `${o.flavour}-${key}`;
   const imagesDir = join(VM_CACHE, 'images');
   const dir = join(imagesDir, name);
@@ -238,7 +249,7 @@ export async function buildImage(o: BuildOptions): Promise<{ manifest: ImageMani
     await writeFile(join(root, 'etc/default/locale'), 'LANG=C.UTF-8\n');
     await copyFile(o.deb, join(root, 'tmp/cloud-hotplug.deb'));
     const script = join(work, 'customize.sh');
-    await writeFile(script, `#!/bin/sh\nMASKED="${MASKED_UNITS.join(' ')}"\n${CUSTOMIZE}`);
+    await writeFile(script, `#!/bin/sh\nMASKED="${MASKED_UNITS.join(' ')}"\nFLAVOUR=${o.flavour}\n${CUSTOMIZE}`);
     await chmod(script, 0o755);
     await copyFile(script, join(root, 'tmp/customize.sh'));
     // A private mount namespace: /proc for node/dpkg, gone with the process whatever happens.
@@ -285,10 +296,27 @@ export async function buildImage(o: BuildOptions): Promise<{ manifest: ImageMani
     };
     await writeFile(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
     await setLatest(o.flavour, name);
+    for (const old of await pruneImages(o.flavour, name)) o.say(`removed old image ${old}`);
     return { manifest, cached: false };
   } finally {
     if (mountsUnder(work).length === 0) await rm(work, { recursive: true, force: true });
   }
+}
+
+/**
+ * Keep the newest KEEP_IMAGES images of a flavour (each is a ~1 GiB disk). A VM still running on
+ * a removed image is unaffected: QEMU holds its backing file open.
+ */
+export const KEEP_IMAGES = 2;
+export async function pruneImages(flavour: Flavour, current: string): Promise<string[]> {
+  const imagesDir = join(VM_CACHE, 'images');
+  const dirs = (await readdir(imagesDir)).filter((d) => d.startsWith(`${flavour}-`) && d !== current);
+  const dated: [string, string][] = [];
+  for (const d of dirs) dated.push([d, (await readManifest(join(imagesDir, d)))?.created ?? '']);
+  dated.sort((a, b) => b[1].localeCompare(a[1]));
+  const gone = dated.slice(KEEP_IMAGES - 1).map(([d]) => d);
+  for (const d of gone) await rm(join(imagesDir, d), { recursive: true, force: true });
+  return gone;
 }
 
 async function setLatest(flavour: Flavour, name: string): Promise<void> {

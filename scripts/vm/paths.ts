@@ -84,5 +84,6 @@ export function checkSubnet(k: number): number {
 export const nicSlot = (i: number) => 3 + i;
 export const MAX_NICS = 13;
 
-export type Flavour = 'ifupdown';
-export const FLAVOURS: Flavour[] = ['ifupdown'];
+/** ifupdown: Debian's default (ENI + dhclient). netplan: netplan.io → systemd-networkd, no ifupdown. */
+export type Flavour = 'ifupdown' | 'netplan';
+export const FLAVOURS: Flavour[] = ['ifupdown', 'netplan'];

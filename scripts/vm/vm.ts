@@ -307,7 +307,7 @@ export async function up(o: UpOptions = {}): Promise<VmState> {
     await down({ name: p.name }).catch(() => {});
     throw e;
   }
-  if (o.wait ?? true) await waitBooted(p, s, o.timeoutMs ?? 600_000, say);
+  if (o.wait ?? true) await waitBooted(p, s, o.timeoutMs ?? 900_000, say);
   return s;
 }
 

@@ -94,6 +94,9 @@ masks ${CLOUD_INIT_SOCKET}; uninstall restores both).`,
             }
           }
         }
+        if (o.daemon && !(root === '/' && existsSync('/run/systemd/system'))) {
+          process.stdout.write('no running systemd here: start the daemon with "hotplug daemon --supervise" (it restarts the daemon if it dies)\n');
+        }
         m.installed_at = new Date().toISOString();
         await writeJsonAtomic(join(root, MANIFEST), m, 0o644);
         await reloadUdev(root);

@@ -38,5 +38,8 @@ export async function withApplyLock<T>(fn: () => Promise<T>, timeoutMs = 300_000
     return await fn();
   } finally {
     await lock.release();
+    // A hook that found the lock taken meanwhile queued its event and started no worker.
+    const { pendingCount } = await import('../events/queue.js');
+    if ((await pendingCount().catch(() => 0)) > 0) (await import('../hook.js')).ensureWorker();
   }
 }

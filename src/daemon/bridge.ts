@@ -20,6 +20,12 @@ import { log } from '../util/log.js';
 import { oneLine } from '../util/errors.js';
 
 export type BridgeFactory = () => Promise<Bridge>;
+/** The Python child of a started bridge, to watch for its exit (tests inject their own). */
+export interface WatchedProc {
+  readonly pid?: number | undefined;
+  once(event: 'exit', fn: (code: number | null, signal: NodeJS.Signals | null) => void): unknown;
+}
+export type ProcOf = (b: Bridge) => Promise<WatchedProc | undefined>;
 
 /** Failures that mean "this Python process is unusable": restart it, then retry. */
 export function isBridgeFailure(e: unknown): e is BridgeError {
@@ -70,6 +76,7 @@ function resetPythonia(): void {
   });
   clearInterval(pb.loop);
   pb.loop = setInterval(pb.runTasks, 1000);
+  pb.loop.unref?.(); // the daemon stays up for its socket; this timer must not keep anyone else alive
   try {
     pb.com.register('jsi', pb.jsi.onMessage.bind(pb.jsi));
   } catch {
@@ -102,10 +109,16 @@ export class BridgeManager {
   /** Called when the Python child dies on its own (not when we stop it). */
   onDeath: ((why: string) => void) | undefined;
 
+  /** The real pythonia bridge (not an injected one): its global state needs repairs on restart. */
+  private readonly pythonia: boolean;
+
   constructor(
     private readonly factory: BridgeFactory = () => startBridge(),
     private readonly objPkl: string = paths.objPkl,
-  ) {}
+    private readonly procOf: ProcOf = () => pythoniaProc(),
+  ) {
+    this.pythonia = arguments.length === 0 || factory === undefined;
+  }
 
   get pid(): number | undefined {
     return this.bridge && !this.dead ? this.bridge.pythonPid : undefined;
@@ -170,7 +183,7 @@ export class BridgeManager {
   }
 
   private async start(): Promise<Bridge> {
-    if (this.everStarted) resetPythonia();
+    if (this.everStarted && this.pythonia) resetPythonia();
     const b = await this.factory();
     this.everStarted = true;
     let opened: { summary: InstanceSummary };
@@ -186,7 +199,7 @@ export class BridgeManager {
     this.dead = false;
     this.bridge = b;
     this.startedAt = new Date().toISOString();
-    const proc = await pythoniaProc();
+    const proc = await this.procOf(b);
     if (proc && proc.pid === b.pythonPid) {
       proc.once('exit', (code, signal) => {
         if (this.bridge !== b) return; // we stopped it

@@ -27,7 +27,8 @@ export interface HotplugEvent {
 
 // Linux allows almost any byte in a name (dev_valid_name); we accept a conservative subset so a
 // name can never smuggle a path, option or shell word into anything downstream.
-export const IFNAME_RE = /^[A-Za-z0-9_.:@-]{1,15}$/;
+// No leading "-": the name is a positional argument of ifup, ifdown and dhclient (option injection).
+export const IFNAME_RE = /^[A-Za-z0-9_.:@][A-Za-z0-9_.:@-]{0,14}$/;
 export const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 const DEVPATH_RE = /^\/devices\/[A-Za-z0-9_./:@+-]*$/;
 const ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
@@ -43,7 +44,7 @@ function show(v: unknown): string {
 
 export function validateIfname(name: unknown): string {
   if (typeof name !== 'string' || !IFNAME_RE.test(name) || name === '.' || name === '..') {
-    throw new UserError(`invalid interface name ${show(name)}: want 1-15 of [A-Za-z0-9_.:@-], not "." or ".."`);
+    throw new UserError(`invalid interface name ${show(name)}: want 1-15 of [A-Za-z0-9_.:@-], not starting with "-", not "." or ".."`);
   }
   return name;
 }

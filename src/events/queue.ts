@@ -12,14 +12,14 @@
  *
  * enqueueSync() is the udev hook's hot path: sync fs only; this module imports no heavy packages.
  */
-import { mkdirSync, openSync, writeSync, fsyncSync, closeSync, renameSync, unlinkSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, unlink, stat } from 'node:fs/promises';
+import { mkdirSync, openSync, writeSync, fsyncSync, closeSync, renameSync, unlinkSync, lstatSync, constants, type Stats } from 'node:fs';
+import { mkdir, readdir, rename, unlink, stat, lstat, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { paths } from '../paths.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { log } from '../util/log.js';
-import { oneLine } from '../util/errors.js';
+import { oneLine, UserError } from '../util/errors.js';
 import { validateEvent, type HotplugEvent } from './event.js';
 
 const NAME_RE = /^(\d{13})-(\d{20})-([A-Za-z0-9_-]{1,64})\.json$/;
@@ -30,6 +30,18 @@ export function queueFileName(ev: HotplugEvent): string {
   return `${String(ev.time).padStart(13, '0')}-${String(ev.seqnum ?? 0).padStart(20, '0')}-${ev.id}.json`;
 }
 
+/**
+ * The queue directory must be a real directory (not a planted symlink that would send root's
+ * writes elsewhere), owned by us and writable by nobody else.
+ */
+function checkDir(dir: string, st: Stats): void {
+  if (st.isSymbolicLink()) throw new UserError(`refusing queue directory ${dir}: it is a symlink`);
+  if (!st.isDirectory()) throw new UserError(`refusing queue directory ${dir}: not a directory`);
+  const uid = typeof process.getuid === 'function' ? process.getuid() : st.uid;
+  if (st.uid !== uid) throw new UserError(`refusing queue directory ${dir}: owned by uid ${st.uid}, not ${uid}`);
+  if (st.mode & 0o022) throw new UserError(`refusing queue directory ${dir}: writable by group or others (mode ${(st.mode & 0o777).toString(8)})`);
+}
+
 function serialize(ev: HotplugEvent): string {
   return JSON.stringify(validateEvent(ev)) + '\n';
 }
@@ -38,6 +50,7 @@ function serialize(ev: HotplugEvent): string {
 export function enqueueSync(ev: HotplugEvent, dir: string = paths.queueDir): string {
   const data = serialize(ev);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
+  checkDir(dir, lstatSync(dir));
   const name = queueFileName(ev);
   const tmp = join(dir, `.${name}.${randomBytes(6).toString('hex')}.tmp`);
   const fd = openSync(tmp, 'wx', 0o600);
@@ -59,6 +72,7 @@ export async function enqueue(ev: HotplugEvent, dir: string = paths.queueDir): P
   const data = serialize(ev);
   // Create it 0700 ourselves: writeFileAtomic would create a missing directory 0755.
   await mkdir(dir, { recursive: true, mode: 0o700 });
+  checkDir(dir, await lstat(dir));
   const file = join(dir, queueFileName(ev));
   await writeFileAtomic(file, data, 0o600);
   return file;
@@ -66,6 +80,7 @@ export async function enqueue(ev: HotplugEvent, dir: string = paths.queueDir): P
 
 async function names(dir: string): Promise<string[]> {
   try {
+    checkDir(dir, await lstat(dir));
     return (await readdir(dir)).sort();
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
@@ -96,9 +111,14 @@ export async function list(dir: string = paths.queueDir): Promise<HotplugEvent[]
     if (!name.endsWith('.json')) continue; // *.bad and strangers
     let text: string;
     try {
-      text = await readFile(join(dir, name), 'utf8');
+      text = await readRegular(join(dir, name));
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue; // acked concurrently
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') continue; // acked concurrently
+      if (code === 'ELOOP' || code === 'EISDIR' || code === 'ENOTREG' || code === 'EFBIG') {
+        await quarantine(dir, name, code === 'ELOOP' ? 'it is a symlink' : code === 'EFBIG' ? 'too large for an event' : 'not a regular file');
+        continue;
+      }
       throw e;
     }
     try {
@@ -112,6 +132,19 @@ export async function list(dir: string = paths.queueDir): Promise<HotplugEvent[]
     }
   }
   return out;
+}
+
+/** A queue file's text; never through a planted symlink, never a FIFO or device (would block or leak). */
+async function readRegular(file: string): Promise<string> {
+  const fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw Object.assign(new Error(`${file}: not a regular file`), { code: st.isDirectory() ? 'EISDIR' : 'ENOTREG' });
+    if (st.size > 64 * 1024) throw Object.assign(new Error(`${file}: ${st.size} bytes, too large for an event`), { code: 'EFBIG' });
+    return await fh.readFile('utf8');
+  } finally {
+    await fh.close();
+  }
 }
 
 export interface Claim {

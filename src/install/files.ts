@@ -67,7 +67,7 @@ Wants=cloud-init-local.service
 [Service]
 Type=notify
 NotifyAccess=all
-ExecStart=${node} --jitless --max-semi-space-size=1 ${CLI_JS} daemon
+ExecStart=${node} --jitless --no-expose-wasm --max-semi-space-size=1 ${CLI_JS} daemon
 ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=1s

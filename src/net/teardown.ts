@@ -4,7 +4,7 @@
  * Upstream 22.4 rewrote the config before `ifdown`, so ifdown said "unknown
  * interface" and dhclient and /run/network/ifstate.<if> stayed behind.
  */
-import { readdir, readFile, rm } from 'node:fs/promises';
+import { readdir, readFile, readlink, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -15,6 +15,9 @@ const root = process.env.HOTPLUG_ROOT ?? '/';
 /** PIDs of DHCP clients serving `ifname` (dhclient, dhcpcd, udhcpc), from /proc. */
 export async function dhcpClientPids(ifname: string): Promise<number[]> {
   const pids: number[] = [];
+  // Only clients in our network namespace: a container's (or another netns's) dhclient for an
+  // interface of the same name is not ours to stop.
+  const ourNet = await readlink('/proc/self/ns/net').catch(() => null);
   for (const ent of await readdir('/proc')) {
     if (!/^\d+$/.test(ent)) continue;
     let argv: string[];
@@ -25,6 +28,7 @@ export async function dhcpClientPids(ifname: string): Promise<number[]> {
     }
     const prog = (argv[0] ?? '').split('/').pop() ?? '';
     if (!/^(dhclient|dhcpcd|udhcpc)$/.test(prog)) continue;
+    if (ourNet && (await readlink(`/proc/${ent}/ns/net`).catch(() => null)) !== ourNet) continue;
     // Interface names are positional args or an -i value; match exactly, never as a substring.
     if (argv.slice(1).includes(ifname)) pids.push(Number(ent));
   }
@@ -70,6 +74,13 @@ export async function linkExists(ifname: string): Promise<boolean> {
 /** Leave nothing of `ifname` behind; safe to run on a device that is already gone. */
 export async function scrubInterface(ifname: string): Promise<{ killed: number; files: number }> {
   const killed = await stopDhcpClients(ifname);
+  // With the device gone nobody ran ifdown, so ifupdown's aggregate state still lists it
+  // (`ifquery --state` would report it up): let ifdown itself drop it, under its own lock, with
+  // a throw-away manual stanza (its down commands are `... 2>/dev/null || true`).
+  const agg = await readFile(join(root, 'run/network/ifstate'), 'utf8').catch(() => '');
+  if (root === '/' && agg.split('\n').some((l) => l.split('=')[0] === ifname) && !(await linkExists(ifname))) {
+    await execa('ifdown', ['--force', '--no-scripts', '-i', '/dev/stdin', ifname], { input: `iface ${ifname} inet manual\n`, reject: false });
+  }
   let files = 0;
   for (const f of activatorStateFiles(ifname)) {
     if (existsSync(f)) {

@@ -11,6 +11,8 @@
  * Events are deleted only after they were handled, so a worker killed with -9 leaves
  * them for the next one, and the kernel drops its lock.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Bridge, InstanceSummary, NetworkConfig } from '../../bridge/index.js';
 import { startBridge } from '../../bridge/index.js';
 import { take, ack, pendingCount, list } from '../events/queue.js';
@@ -31,6 +33,7 @@ import { paths } from '../paths.js';
 import { log, since } from '../util/log.js';
 import { oneLine } from '../util/errors.js';
 import { splitByPolicy, runPolicyCommand, eventVars } from '../daemon/policy.js';
+import { isBridgeFailure } from '../daemon/bridge.js';
 import type { EventPolicy } from '../config.js';
 
 /** Cap of the delay between two cheap MAC probes. */
@@ -53,6 +56,28 @@ export function configMacs(netcfg: NetworkConfig | null): Set<string> {
     for (const c of netcfg.config ?? []) if (c.type === 'physical' && typeof c.mac_address === 'string') out.add(c.mac_address.toLowerCase());
   }
   return out;
+}
+
+/**
+ * Interfaces of `netcfg` that exist but ifupdown never brought up (no /run/network/ifstate.<if>):
+ * rendered by an earlier apply whose add gave up or whose worker died before the bring-up. The
+ * ENI activator brings up only what it is asked to, so they would stay down for good. (Other
+ * renderers' activators configure every interface on apply.)
+ */
+export function renderedButDown(netcfg: NetworkConfig, root = process.env.HOTPLUG_ROOT ?? '/'): string[] {
+  const state = join(root, 'run/network');
+  if (!existsSync(state)) return [];
+  return interfaceNames(netcfg).filter((n) => existsSync(join(root, 'sys/class/net', n)) && !existsSync(join(state, `ifstate.${n}`)));
+}
+
+/** The MAC a network config matches interface `name` by. */
+export function configMacOf(netcfg: NetworkConfig, name: string): string | undefined {
+  if (netcfg.version === 2) {
+    const eth = (netcfg.ethernets ?? {})[name] as { match?: { macaddress?: string } } | undefined;
+    return eth?.match?.macaddress?.toLowerCase();
+  }
+  const c = (netcfg.config ?? []).find((x) => x.type === 'physical' && x.name === name);
+  return typeof c?.mac_address === 'string' ? c.mac_address.toLowerCase() : undefined;
 }
 
 /** Handles batches of queued events with one (reusable) bridge session; the worker and the daemon share it. */
@@ -139,7 +164,14 @@ export class Pipeline {
     const t0 = performance.now();
     if (persist) await b.store(paths.networkConfigJson);
     await b.applyNetwork(netcfg, false);
-    const up = bringUp.length ? await b.bringUp(bringUp) : {};
+    const stale = renderedButDown(netcfg).filter((n) => !bringUp.includes(n));
+    if (stale.length) log('info', 'bringing up interfaces rendered earlier but never brought up', { interfaces: stale.join(',') });
+    const all = [...bringUp, ...stale];
+    const up = all.length ? await b.bringUp(all) : {};
+    for (const n of stale) {
+      const mac = up[n] ? configMacOf(netcfg, n) : undefined;
+      if (mac) await rememberInterface(n, { mac, addedAt: Date.now() }).catch(() => {});
+    }
     const failed = Object.entries(up).filter(([, ok]) => !ok).map(([n]) => n);
     await recordApply({
       time: new Date().toISOString(),
@@ -169,7 +201,10 @@ export class Pipeline {
         // can only release a lease it cannot send (~1 s in dhclient -r): the scrub below stops
         // the DHCP client and clears the activator's state directly.
         if (await linkExists(ev.ifname)) {
-          await b.bringDown(ev.ifname).catch((e) => log('debug', 'activator bring-down failed', { iface: ev.ifname, error: oneLine(e) }));
+          await b.bringDown(ev.ifname).catch((e) => {
+            if (isBridgeFailure(e)) throw e; // the whole batch is re-run (events still queued)
+            log('debug', 'activator bring-down failed', { iface: ev.ifname, error: oneLine(e) });
+          });
           log('debug', 'brought down', { iface: ev.ifname, duration_ms: since(t) });
         }
         t = performance.now();
@@ -180,6 +215,7 @@ export class Pipeline {
         await forgetInterface(ev.ifname);
         outcome.push({ ev: { ...ev, mac } });
       } catch (e) {
+        if (isBridgeFailure(e)) throw e;
         outcome.push({ ev: { ...ev, mac }, error: oneLine(e) });
       }
     }
@@ -191,6 +227,7 @@ export class Pipeline {
       if (r.network_config) await this.applyConfig(b, r.network_config, true, []);
       await this.routes(r.summary, true);
     } catch (e) {
+      if (isBridgeFailure(e)) throw e;
       renderError = `could not re-render the config without it: ${oneLine(e)}`;
     }
     for (const o of outcome) {
@@ -225,6 +262,16 @@ export class Pipeline {
       const r = net.supported ? net : await b.refresh();
       this.crawls++;
       const present = configMacs(r.network_config);
+      // The bridge refused these NICs' metadata (invalid values): fail their adds with the reason.
+      const refused = r.summary.rejected_nics ?? {};
+      for (const ev of [...pending.values()]) {
+        const why = refused[ev.mac!];
+        if (!why || present.has(ev.mac!)) continue;
+        pending.delete(ev.mac!);
+        handled.push(ev.id);
+        failed = true;
+        await this.rec(ev, 'failed', `metadata refused: ${why}`);
+      }
       const ready = [...pending.values()].filter((ev) => present.has(ev.mac!));
       if (!ready.length) return;
       const failedUp = await this.applyConfig(b, r.network_config, true, ready.map((ev) => ev.ifname));
@@ -249,6 +296,8 @@ export class Pipeline {
       try {
         await crawlAndApply();
       } catch (e) {
+        // A dead or stuck Python is not "metadata lagging": leave, the events stay queued.
+        if (isBridgeFailure(e)) throw e;
         log('warn', 'refresh or apply failed; will retry', { error: oneLine(e) });
       }
     }
@@ -283,6 +332,7 @@ export class Pipeline {
         this.probeWorks = probe.supported;
         if (!probe.supported || [...pending.keys()].some((m) => probe.macs.includes(m))) await crawlAndApply();
       } catch (e) {
+        if (isBridgeFailure(e)) throw e;
         this.probeWorks = false;
         log('warn', 'metadata not reachable; will retry', { error: oneLine(e), attempt });
       }

@@ -9,15 +9,18 @@
  *   npm run test:vm          (as root; builds the .deb and the image, cached)
  *   CHV_KEEP=1 …             leave the VM up afterwards (then: node dist/scripts/vm/cli.js -n vmtest down)
  *   CHV_DEB=path.deb …       use this .deb instead of running scripts/package.sh
+ *   CHV_FLAVOUR=netplan …    netplan.io + systemd-networkd instead of ifupdown + dhclient
  */
 import { expect } from 'chai';
 import { existsSync } from 'node:fs';
 import { buildDeb, buildImage, basePath } from '../../../scripts/vm/image.js';
 import { which } from '../../../scripts/vm/proc.js';
-import { vmPaths } from '../../../scripts/vm/paths.js';
+import { vmPaths, type Flavour } from '../../../scripts/vm/paths.js';
 import * as vm from '../../../scripts/vm/vm.js';
 
 const NAME = process.env.CHV_NAME ?? 'vmtest';
+/** ifupdown (Debian's default) or netplan (netplan.io → systemd-networkd). */
+const FLAVOUR = (process.env.CHV_FLAVOUR ?? 'ifupdown') as Flavour;
 const say = (m: string) => process.stderr.write(`      [vm] ${m}\n`);
 
 async function sh(script: string, timeoutMs = 120_000): Promise<{ exitCode: number; stdout: string; stderr: string }> {
@@ -61,7 +64,7 @@ async function recentEvents(): Promise<EventRec[]> {
   }
 }
 
-describe('VM tier: Debian 12 + cloud-init 22.4.2 + the .deb under QEMU', function () {
+describe(`VM tier: Debian 12 + cloud-init 22.4.2 + the .deb under QEMU (${FLAVOUR})`, function () {
   this.timeout(40 * 60_000);
   this.slow(10 * 60_000);
   let nic: vm.Nic | undefined;
@@ -76,13 +79,13 @@ describe('VM tier: Debian 12 + cloud-init 22.4.2 + the .deb under QEMU', functio
       console.log('      SKIP: qemu-system-x86_64 not installed (apt-get install qemu-system-x86 qemu-utils)');
       this.skip();
     }
-    if (!existsSync(basePath()) && !(await which('mmdebstrap'))) {
+    if (!existsSync(basePath(FLAVOUR)) && !(await which('mmdebstrap'))) {
       console.log('      SKIP: no cached base image and no mmdebstrap to build one (apt-get install mmdebstrap)');
       this.skip();
     }
     const deb = process.env.CHV_DEB ?? (await buildDeb(say));
     const t0 = Date.now();
-    const { manifest, cached } = await buildImage({ deb, flavour: 'ifupdown', say });
+    const { manifest, cached } = await buildImage({ deb, flavour: FLAVOUR, say });
     say(`image ${cached ? 'cached' : `built in ${((Date.now() - t0) / 1000).toFixed(0)} s`}: ${manifest.disk}`);
     const s = await vm.up({ name: NAME, image: manifest.disk.replace(/\/disk\.img$/, ''), say });
     timings.boot_s = +((s.bootMs ?? 0) / 1000).toFixed(1);
@@ -126,13 +129,18 @@ describe('VM tier: Debian 12 + cloud-init 22.4.2 + the .deb under QEMU', functio
     } catch (e) {
       throw new Error(`${(e as Error).message}\n${await diagnostics()}`);
     }
-    const eni = await out('cat /etc/network/interfaces.d/50-cloud-init');
-    expect(eni, 'rendered ENI config').to.match(new RegExp(`iface ${nic!.ifname} inet dhcp`));
-    const dh = await out('ps -eo args | grep "^dhclient" || true');
-    expect(dh.split('\n').filter((l) => l.split(' ').includes(nic!.ifname)), 'dhclient for the new NIC').to.have.length(1);
+    if (FLAVOUR === 'netplan') {
+      expect(await out('cat /etc/netplan/50-cloud-init.yaml'), 'rendered netplan config').to.contain(nic!.mac);
+      expect(await out(`networkctl status ${nic!.ifname} --no-pager || true`), 'networkd manages it').to.match(/State: routable|configured/);
+    } else {
+      const eni = await out('cat /etc/network/interfaces.d/50-cloud-init');
+      expect(eni, 'rendered ENI config').to.match(new RegExp(`iface ${nic!.ifname} inet dhcp`));
+      const dh = await out('ps -eo args | grep "^dhclient" || true');
+      expect(dh.split('\n').filter((l) => l.split(' ').includes(nic!.ifname)), 'dhclient for the new NIC').to.have.length(1);
+    }
   });
 
-  it('hot-unplug leaves no dhclient, no config stanza, no ifupdown state', async function () {
+  it('hot-unplug leaves no DHCP client, no config for it, no activator state', async function () {
     if (!nic) this.skip();
     const ifname = nic!.ifname;
     const t0 = Date.now();
@@ -146,9 +154,14 @@ describe('VM tier: Debian 12 + cloud-init 22.4.2 + the .deb under QEMU', functio
     expect(done, `no remove event recorded for ${ifname}\n${await diagnostics()}`).to.equal(true);
     const dh = await out('ps -eo args | grep "^dhclient" || true');
     expect(dh.split('\n').filter((l) => l.split(' ').includes(ifname)), 'dhclient left for the removed NIC').to.deep.equal([]);
-    expect(await out('cat /etc/network/interfaces.d/50-cloud-init'), 'stanza left in ENI config').to.not.match(new RegExp(`\\b${ifname}\\b`));
-    expect((await sh(`test -e /run/network/ifstate.${ifname}`)).exitCode, 'ifupdown state file left').to.not.equal(0);
-    expect((await sh(`test -e /run/dhclient.${ifname}.pid`)).exitCode, 'dhclient pid file left').to.not.equal(0);
+    if (FLAVOUR === 'netplan') {
+      expect(await out('cat /etc/netplan/50-cloud-init.yaml'), 'NIC left in netplan config').to.not.contain(nic!.mac);
+      expect(await out(`ls /run/systemd/network/ | grep -F -- "-${ifname}." || true`), 'networkd config left').to.equal('');
+    } else {
+      expect(await out('cat /etc/network/interfaces.d/50-cloud-init'), 'stanza left in ENI config').to.not.match(new RegExp(`\\b${ifname}\\b`));
+      expect((await sh(`test -e /run/network/ifstate.${ifname}`)).exitCode, 'ifupdown state file left').to.not.equal(0);
+      expect((await sh(`test -e /run/dhclient.${ifname}.pid`)).exitCode, 'dhclient pid file left').to.not.equal(0);
+    }
   });
 
   it('the journal has one line per event, with its duration', async function () {

@@ -1,0 +1,65 @@
+/**
+ * The daemon in the foreground: what systemd's ExecStart (Type=notify) or the supervisor runs.
+ */
+import { execa } from 'execa';
+import { loadConfig } from '../config.js';
+import { paths } from '../paths.js';
+import { log } from '../util/log.js';
+import { oneLine } from '../util/errors.js';
+import { Daemon, type DaemonOptions } from './daemon.js';
+
+import { EXIT_ALREADY_RUNNING } from './supervise.js';
+
+/** Tell systemd (Type=notify) we are ready; harmless without systemd. */
+async function notifyReady(status: string): Promise<void> {
+  if (!process.env.NOTIFY_SOCKET) return;
+  const r = await execa('systemd-notify', ['--ready', `--pid=${process.pid}`, `--status=${status}`], { reject: false, stdin: 'ignore' });
+  if (r.exitCode !== 0) log('warn', 'systemd-notify --ready failed', { error: String(r.stderr).trim() || `exit ${r.exitCode}` });
+}
+
+export async function runDaemon(opts: DaemonOptions = {}): Promise<number> {
+  const t0 = performance.now();
+  const cfg = await loadConfig(opts.configPath ?? paths.configFile);
+  const d = new Daemon(cfg, opts);
+  let stopped!: () => void;
+  const done = new Promise<void>((r) => (stopped = r));
+  let stopping = false;
+  const stop = (sig: string) => {
+    if (stopping) return;
+    stopping = true;
+    log('info', `${sig}: stopping after the current job`);
+    void d.stop().then(stopped, (e) => {
+      log('error', 'stop failed', { error: oneLine(e) });
+      stopped();
+    });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => {
+    log('info', 'SIGHUP: reloading the config');
+    void d.reloadConfig();
+  });
+  try {
+    await d.start();
+  } catch (e) {
+    await d.stop().catch(() => {});
+    if (/another daemon already (listens|runs)/.test(oneLine(e))) {
+      process.stderr.write(`hotplug: ${oneLine(e)}\n`);
+      return EXIT_ALREADY_RUNNING;
+    }
+    throw e;
+  }
+  const st = await d.status();
+  const mem = st.memory as { node_rss_mb: number; python_rss_mb: number | null; total_rss_mb: number };
+  log('info', 'daemon ready', {
+    socket: (st.socket as { path: string }).path,
+    bridge_pid: d.bridges.pid,
+    startup_ms: Math.round(performance.now() - t0),
+    node_rss_mb: mem.node_rss_mb,
+    python_rss_mb: mem.python_rss_mb,
+  });
+  process.stdout.write(`hotplug daemon ready: pid ${process.pid}, socket ${(st.socket as { path: string }).path}\n`);
+  await notifyReady(`ready; poll every ${cfg.daemon.poll_interval_seconds}s`);
+  await done;
+  return 0;
+}
