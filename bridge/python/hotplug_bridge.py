@@ -525,6 +525,12 @@ def open_instance(obj_pkl=None, setup_logging=True):
             ci_log.setupLogging(init.cfg)
         except Exception:
             pass
+        # cloud-init.log keeps everything; its console handler would put cloud-init's warnings
+        # on our stderr, where an expected failure must be one line.
+        root = logging.getLogger()
+        for h in list(root.handlers):
+            if type(h) is logging.StreamHandler and getattr(h, "stream", None) in (sys.stderr, sys.__stderr__, sys.stdout, sys.__stdout__):
+                root.removeHandler(h)
         S.logging_ready = True
     S.init, S.ds, S.obj_pkl = init, ds, path
     return {"obj_pkl": path, "summary": _summary(init, ds)}
