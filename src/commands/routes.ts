@@ -5,30 +5,12 @@
 import type { Command } from 'commander';
 import { action, printJson } from './common.js';
 import { withSession } from '../core/session.js';
-import { loadConfig, type Config } from '../config.js';
-import type { InstanceSummary } from '../../bridge/index.js';
-import { snapshot, describeChange, type Change, type RoutingEnv, type Snapshot } from '../routing/reconcile.js';
+import { loadConfig } from '../config.js';
+import { snapshot, describeChange, type Snapshot } from '../routing/reconcile.js';
+export { previewRoutes, type RoutesPreview } from '../routing/preview.js';
 import { compareRows, type Row } from '../routing/report.js';
 import { ROUTING_PROTO } from '../routing/state.js';
 
-export interface RoutesPreview {
-  enabled: boolean;
-  /** Changes a reconcile would make now (adds, replaces and deletes). */
-  changes: Change[];
-  /** One `ip …` line per change, in order. */
-  lines: string[];
-}
-
-/**
- * For `apply --dry-run`: the rules, routes and addresses a reconcile would add (or remove)
- * with this summary, changing nothing. A NIC not yet up or still without its DHCP address
- * shows fewer changes than the reconcile after the real apply will make.
- */
-export async function previewRoutes(summary: Pick<InstanceSummary, 'nics' | 'primary_mac'>, config: Config, env?: RoutingEnv): Promise<RoutesPreview> {
-  if (!config.routing.enabled) return { enabled: false, changes: [], lines: [] };
-  const s = await snapshot({ summary, config, metadataComplete: true, env });
-  return { enabled: true, changes: s.plan.changes, lines: s.plan.changes.map(describeChange) };
-}
 
 const MARK: Record<Row['status'], string> = { ok: ' ', missing: '+', extra: '-', foreign: '~' };
 

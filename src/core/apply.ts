@@ -5,7 +5,7 @@
 import type { Bridge, InstanceSummary, NetworkConfig, PreviewFile } from '../../bridge/index.js';
 import { loadConfig } from '../config.js';
 import { reconcile } from '../routing/reconcile.js';
-import { previewRoutes } from '../commands/routes.js';
+import { previewRoutes } from '../routing/preview.js';
 import { crawl, persist } from './refresh.js';
 import { recordApply } from './last-apply.js';
 import { log, since } from '../util/log.js';
