@@ -157,3 +157,13 @@ export function prng(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/**
+ * A reliability lab's name: `base` plus $REL_LAB_SUFFIX (so two checkouts can run the suite side
+ * by side without taking each other's labs down).
+ */
+export function relLab(base: string): string {
+  const s = process.env.REL_LAB_SUFFIX ?? '';
+  if (!/^[a-z0-9-]{0,12}$/.test(s)) throw new Error('REL_LAB_SUFFIX: up to 12 of [a-z0-9-]');
+  return base + s;
+}

@@ -7,11 +7,11 @@
  */
 import { expect } from 'chai';
 import { lab, hotplug, waitFor } from './helpers.js';
-import { converge, logLines } from '../../src/validate/harness.js';
+import { converge, logLines, relLab } from '../../src/validate/harness.js';
 import { integrity } from '../../src/validate/state.js';
 import { recordFigures } from '../../src/validate/figures.js';
 
-const name = 't-rel-conc';
+const name = relLab('t-rel-conc');
 const APPLIES = 10;
 
 interface Held {

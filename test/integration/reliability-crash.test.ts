@@ -9,12 +9,12 @@
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { lab, hotplug, waitFor } from './helpers.js';
-import { converge, prng, snapshot } from '../../src/validate/harness.js';
+import { converge, prng, snapshot, relLab } from '../../src/validate/harness.js';
 import { integrity, orphanDhcpClients } from '../../src/validate/state.js';
 import { isPythonBridge, isWorker } from '../../src/validate/collect.js';
 import { recordFigures } from '../../src/validate/figures.js';
 
-const name = 't-rel-crash';
+const name = relLab('t-rel-crash');
 const CRASHES = Number(process.env.CRASH_COUNT || 15);
 const SEED = process.env.CRASH_SEED ? Number(process.env.CRASH_SEED) : Math.floor(Math.random() * 2 ** 31);
 /** A convergence check after every this many kills (and at the end). */
@@ -71,7 +71,7 @@ describe('reliability: kill -9 of the worker and its Python child mid-apply', fu
         await lab.detach(ifname!, { name });
       }
       events++;
-      const delay = Math.round(rnd() * 3000);
+      const delay = Math.round(rnd() * 2000);
       const what = (['worker', 'python', 'both'] as const)[Math.floor(rnd() * 3)]!;
       const worker = await waitFor('a worker', async () => (await snapshot(lab, name)).procs.find(isWorker), 20_000, 50).catch(() => undefined);
       if (!worker) {

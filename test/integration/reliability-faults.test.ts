@@ -8,11 +8,11 @@
  */
 import { expect } from 'chai';
 import { lab, hotplug, sha, waitFor } from './helpers.js';
-import { converge, snapshot, eventRecords, logLines, type EventRecordLine } from '../../src/validate/harness.js';
+import { converge, snapshot, eventRecords, logLines, type EventRecordLine, relLab } from '../../src/validate/harness.js';
 import { integrity } from '../../src/validate/state.js';
 import { recordFigures } from '../../src/validate/figures.js';
 
-const name = 't-rel-fault';
+const name = relLab('t-rel-fault');
 const OBJ = '/var/lib/cloud/instance/obj.pkl';
 const ENI = '/etc/network/interfaces.d/50-cloud-init';
 const FILES = [OBJ, ENI, '/run/cloud-hotplug/network-config.json', '/run/cloud-init/instance-data.json'];

@@ -7,12 +7,12 @@
  */
 import { expect } from 'chai';
 import { lab, hotplug, sha, waitFor, HOOK } from './helpers.js';
-import { converge, logLines, snapshot, waitDrained, PATH_ENV } from '../../src/validate/harness.js';
+import { converge, logLines, snapshot, waitDrained, PATH_ENV, relLab } from '../../src/validate/harness.js';
 import { integrity } from '../../src/validate/state.js';
 import { recordFigures } from '../../src/validate/figures.js';
 import { UDEV_HOOK, CLI_JS } from '../../src/install/files.js';
 
-const name = 't-rel-host';
+const name = relLab('t-rel-host');
 const OBJ = '/var/lib/cloud/instance/obj.pkl';
 const ENI = '/etc/network/interfaces.d/50-cloud-init';
 

@@ -10,11 +10,11 @@
  */
 import { expect } from 'chai';
 import { lab, hotplug } from './helpers.js';
-import { converge, prng, unhookedEvents, logLines, eventRecords } from '../../src/validate/harness.js';
+import { converge, prng, unhookedEvents, logLines, eventRecords, relLab } from '../../src/validate/harness.js';
 import { integrity, orphanDhcpClients } from '../../src/validate/state.js';
 import { recordFigures } from '../../src/validate/figures.js';
 
-const name = 't-rel-storm';
+const name = relLab('t-rel-storm');
 const EVENTS = Number(process.env.STORM_EVENTS || 200);
 const SLOTS = Number(process.env.STORM_SLOTS || 8);
 const SEED = process.env.STORM_SEED ? Number(process.env.STORM_SEED) : Math.floor(Math.random() * 2 ** 31);
@@ -31,7 +31,8 @@ describe('reliability: randomized attach/detach storm', function () {
     await lab.writeFileInInstance('/etc/cloud-hotplug/config.yaml', 'retry:\n  budget_seconds: 20\n', { name });
   });
   after(async function () {
-    await lab.down({ name, quiet: true });
+    // REL_KEEP_LAB=1 leaves the lab up to look at a failed storm (take it down with `lab down`).
+    if (!process.env.REL_KEEP_LAB) await lab.down({ name, quiet: true });
   });
 
   it(`${EVENTS} attach/detach events over ${SLOTS} slots with random timing and 0-1.5 s metadata lag → state equals metadata`, async () => {
