@@ -74,9 +74,10 @@ describe('hostile input at the hook and planted symlinks (no lab)', function () 
   let root: string;
   let mark: string;
   let rejected = 0;
-  const t0 = Date.now();
+  let t0 = Date.now();
 
   before(async () => {
+    t0 = Date.now();
     root = await mkdtemp(join(tmpdir(), 'hp-hostile-'));
     mark = join(root, 'pwned');
     // A finished boot, so that a worker (if a guard failed and one were started) exits at once.

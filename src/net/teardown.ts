@@ -74,11 +74,12 @@ export async function linkExists(ifname: string): Promise<boolean> {
 /** Leave nothing of `ifname` behind; safe to run on a device that is already gone. */
 export async function scrubInterface(ifname: string): Promise<{ killed: number; files: number }> {
   const killed = await stopDhcpClients(ifname);
-  // With the device gone nobody ran ifdown, so ifupdown's aggregate state still lists it
-  // (`ifquery --state` would report it up): let ifdown itself drop it, under its own lock, with
-  // a throw-away manual stanza (its down commands are `... 2>/dev/null || true`).
+  // If the activator's ifdown did not run or failed (device gone, stanza already re-rendered
+  // away), ifupdown's aggregate state still lists it (`ifquery --state` would report it up): let
+  // ifdown itself drop it, under its own lock, with a throw-away manual stanza (whose down
+  // commands, `ip addr flush` and `ip link set down`, are what this scrub does anyway).
   const agg = await readFile(join(root, 'run/network/ifstate'), 'utf8').catch(() => '');
-  if (root === '/' && agg.split('\n').some((l) => l.split('=')[0] === ifname) && !(await linkExists(ifname))) {
+  if (root === '/' && agg.split('\n').some((l) => l.split('=')[0] === ifname)) {
     await execa('ifdown', ['--force', '--no-scripts', '-i', '/dev/stdin', ifname], { input: `iface ${ifname} inet manual\n`, reject: false });
   }
   let files = 0;

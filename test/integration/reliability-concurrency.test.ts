@@ -41,9 +41,10 @@ function heldIntervals(lines: string[]): { held: Held[]; open: string[] } {
 
 describe('reliability: concurrent applies and events', function () {
   this.timeout(600_000);
-  const t0 = Date.now();
+  let t0 = Date.now();
 
   before(async function () {
+    t0 = Date.now();
     await lab.down({ name, quiet: true }).catch(() => {});
     await lab.up({ name, mode: 'faithful', quiet: true });
     expect((await hotplug(name, ['install'])).exitCode).to.equal(0);

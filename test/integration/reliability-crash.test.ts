@@ -38,9 +38,10 @@ const alive = (pid: number) => {
 
 describe('reliability: kill -9 of the worker and its Python child mid-apply', function () {
   this.timeout(900_000);
-  const t0 = Date.now();
+  let t0 = Date.now();
 
   before(async function () {
+    t0 = Date.now();
     await lab.down({ name, quiet: true }).catch(() => {});
     await lab.up({ name, mode: 'faithful', quiet: true });
     expect((await hotplug(name, ['install'])).exitCode).to.equal(0);

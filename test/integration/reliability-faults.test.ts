@@ -42,10 +42,11 @@ const waitRecord = (pred: (r: EventRecordLine) => boolean, timeoutMs = 90_000) =
 
 describe('reliability: metadata faults and invalid metadata', function () {
   this.timeout(600_000);
-  const t0 = Date.now();
+  let t0 = Date.now();
   const fig = { events: 0, faults: 0, rejected: 0, lost: 0 };
 
   before(async function () {
+    t0 = Date.now();
     await lab.down({ name, quiet: true }).catch(() => {});
     await lab.up({ name, mode: 'faithful', quiet: true });
     expect((await hotplug(name, ['install'])).exitCode).to.equal(0);

@@ -20,11 +20,12 @@ const sh = (argv: string[], env: Record<string, string> = {}) => lab.exec(argv, 
 
 describe('reliability: hostile input in a real instance', function () {
   this.timeout(600_000);
-  const t0 = Date.now();
+  let t0 = Date.now();
   let rejected = 0;
   let events = 0;
 
   before(async function () {
+    t0 = Date.now();
     await lab.down({ name, quiet: true }).catch(() => {});
     await lab.up({ name, mode: 'faithful', quiet: true });
     expect((await hotplug(name, ['install'])).exitCode).to.equal(0);

@@ -21,9 +21,10 @@ const SEED = process.env.STORM_SEED ? Number(process.env.STORM_SEED) : Math.floo
 
 describe('reliability: randomized attach/detach storm', function () {
   this.timeout(900_000);
-  const t0 = Date.now();
+  let t0 = Date.now();
 
   before(async function () {
+    t0 = Date.now();
     await lab.down({ name, quiet: true }).catch(() => {});
     await lab.up({ name, mode: 'faithful', quiet: true });
     const r = await hotplug(name, ['install']);
