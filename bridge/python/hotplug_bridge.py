@@ -53,6 +53,24 @@ def _bound_readurl():
 _bound_readurl()
 
 
+def _replace_file(path, data, mode):
+    """Write a temp file beside `path`, fsync it, rename it over `path`."""
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=os.path.dirname(path) or ".")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
 def _atomic_cloudinit_writes():
     """cloud-init's util.write_file truncates the file in place and then writes it: a bridge
     killed in between (kill -9, OOM) leaves an empty or half-written 50-cloud-init or
@@ -75,21 +93,7 @@ def _atomic_cloudinit_writes():
         d = os.path.dirname(filename) or "."
         if ensure_dir_exists:
             util.ensure_dir(d)
-        data = util.encode_text(content)
-        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(filename) + ".", dir=d)
-        try:
-            os.fchmod(fd, mode)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.rename(tmp, filename)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        _replace_file(filename, util.encode_text(content), mode)
 
     write_file._hotplug_atomic = True
     util.write_file = write_file
@@ -242,20 +246,7 @@ def _atomic_write(path, data, mode):
     os.makedirs(d, mode=0o755, exist_ok=True)
     if os.path.islink(path):
         raise BridgeError("refusing to write %s: it is a symlink" % path)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=d)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    _replace_file(path, data, mode)
     dfd = os.open(d, os.O_RDONLY)
     try:
         os.fsync(dfd)
