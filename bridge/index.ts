@@ -171,13 +171,25 @@ export async function startBridge(opts: StartOptions = {}): Promise<Bridge> {
     onExit.forEach((f) => f(exited!));
   });
   let mod: any;
+  // A Python child that dies while importing the module would leave this await hanging until
+  // pythonia's 100 s request timeout: race it against the child's exit.
+  let onLoadDeath!: (why: string) => void;
+  const loadDeath = new Promise<never>((_, reject) => {
+    onLoadDeath = (why) => reject(new BridgeError(`loading the bridge module: ${why}`, 'BridgeDead'));
+  });
+  loadDeath.catch(() => {});
+  if (exited) onLoadDeath(exited);
+  else onExit.push(onLoadDeath);
   try {
-    mod = await py.python(BRIDGE_PY);
+    mod = await Promise.race([py.python(BRIDGE_PY), loadDeath]);
   } catch (e) {
+    if (e instanceof BridgeError) throw e;
     throw new BridgeError(
       `cannot load bridge module with ${pythonBin}: ${pythonErrorLine((e as Error).stack) ?? (e as Error).message}`,
       'BridgeLoad',
     );
+  } finally {
+    onExit = onExit.filter((f) => f !== onLoadDeath);
   }
 
   async function call(name: string, args: unknown[], timeoutMs = defaultTimeout): Promise<PyResult> {
