@@ -202,7 +202,9 @@ describe('hotplug events: gating by boot and by cloud-init', function () {
       await lab.up({ name, mode: 'faithful', pauseBefore: 'final', quiet: true });
       await install(name);
       const nic = await lab.attach({ name });
-      await new Promise((r) => setTimeout(r, 3000));
+      // udevd may be busy with boot's own events: wait for the hook to queue ours, not a fixed time.
+      await waitFor('the event queued', async () => /\.json/.test((await lab.exec(['ls', '/run/cloud-hotplug/queue'], { name, cleanEnv: true, env: PATH_ENV })).stdout), 30_000, 100);
+      await new Promise((r) => setTimeout(r, 2000));
       expect(await ipv4Of(name, nic.ifname), 'configured during boot').to.deep.equal([]);
       expect(await sh(name, ['ls', '/run/cloud-hotplug/queue'])).to.match(/\.json/);
       await lab.resume({ name, quiet: true });
