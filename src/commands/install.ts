@@ -6,7 +6,9 @@ import { execa } from 'execa';
 import { action } from './common.js';
 import { requireRoot } from '../core/session.js';
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
-import { UserError } from '../util/errors.js';
+import { UserError, oneLine } from '../util/errors.js';
+import { describeChange, flushOwned } from '../routing/reconcile.js';
+import { acquireLock } from '../lock.js';
 import {
   CLOUD_INIT_RULES,
   CLOUD_INIT_SOCKET,
@@ -26,6 +28,26 @@ const DISABLED_SUFFIX = '.disabled-by-cloud-hotplug';
 async function reloadUdev(root: string): Promise<void> {
   if (root !== '/') return;
   await execa('udevadm', ['control', '--reload-rules'], { reject: false });
+}
+
+/**
+ * Our policy-routing rules and tables go with the project: nothing would keep them in step with
+ * DHCP or metadata afterwards. Taken under the apply lock so no worker is mid-reconcile; a
+ * failure is reported and the uninstall goes on (the files must still go).
+ */
+async function removeRouting(): Promise<void> {
+  try {
+    const lock = await acquireLock({ timeoutMs: 60_000 });
+    try {
+      const r = await flushOwned();
+      for (const c of r.applied) process.stdout.write(`removed ${describeChange(c.change)}\n`);
+      for (const f of r.failed) process.stderr.write(`could not remove: ${describeChange(f.change)}\n`);
+    } finally {
+      await lock.release();
+    }
+  } catch (e) {
+    process.stderr.write(`policy routing left in place: ${oneLine(e)}\n`);
+  }
 }
 
 async function readManifest(root: string): Promise<Manifest | null> {
@@ -107,8 +129,9 @@ masks ${CLOUD_INIT_SOCKET}; uninstall restores both).`,
     .command('uninstall')
     .description('Remove exactly what install wrote, and restore what it moved aside or masked.')
     .option('--root <dir>', 'root directory', '/')
+    .option('--keep-routing', 'leave the policy routing rules and tables in place (nothing will maintain them)')
     .action(
-      action(async (o: { root: string }) => {
+      action(async (o: { root: string; keepRouting?: boolean }) => {
         requireRoot('uninstall');
         const root = o.root;
         const m = await readManifest(root);
@@ -119,6 +142,7 @@ masks ${CLOUD_INIT_SOCKET}; uninstall restores both).`,
         if (root === '/' && existsSync('/run/systemd/system') && m.files.includes(DAEMON_UNIT)) {
           await execa('systemctl', ['disable', '--now', DAEMON_SERVICE], { reject: false });
         }
+        if (root === '/' && !o.keepRouting) await removeRouting();
         for (const f of m.files) {
           await rm(join(root, f), { force: true });
           process.stdout.write(`removed /${f}\n`);

@@ -398,7 +398,9 @@ export async function reconcile(input: ReconcileInput): Promise<ReconcileResult>
   const routing = routingOf(input.config);
   const dryRun = !!input.dryRun;
   if (!routing.enabled) {
-    return { enabled: false, dryRun, desired: null, changes: [], applied: [], failed: [], skipped: [{ what: 'routing', reason: 'disabled in config (routing.enabled: false)' }] };
+    // Disabled: what we set up earlier goes, so no stale table outlives the setting.
+    const f = await flushOwned({ env: input.env, dryRun });
+    return { enabled: false, dryRun, desired: null, ...f, skipped: [{ what: 'routing', reason: 'disabled in config (routing.enabled: false)' }] };
   }
   const env = input.env ?? {};
   const ip = env.ip ?? systemIp();
@@ -481,5 +483,39 @@ export async function removeInterface(ifnameOrMac: string, opts: { env?: Routing
     for (const [mac] of entries) if (!failed.some((f) => f.change.mac === mac)) delete nics[mac];
     await writeState({ ...owned, nics }, statePath);
   }
+  return { changes: sorted, applied: results.filter((r) => r.status !== 'failed'), failed };
+}
+
+/**
+ * Removes all the policy routing we own: every rule and route marked with our protocol, and the
+ * state file. Addresses stay: they are the instance's own (metadata assigned them and cloud-init's
+ * rendered config carries them), and taking them away would cut live traffic. For `hotplug
+ * uninstall` and for routing.enabled turning false.
+ */
+export async function flushOwned(opts: { env?: RoutingEnv; dryRun?: boolean } = {}): Promise<{ changes: Change[]; applied: ApplyResult[]; failed: ApplyResult[] }> {
+  const env = opts.env ?? {};
+  const ip = env.ip ?? systemIp();
+  const statePath = env.statePath ?? defaultStatePath();
+  const [actual, owned] = await Promise.all([readActual(ip), readState(statePath, env.readFile ?? systemReadFile)]);
+  const who = (table: number | null) => {
+    const e = Object.entries(owned.nics).find(([, n]) => n.table === table);
+    return { mac: e?.[0] ?? null, ifname: e?.[1].ifname ?? null };
+  };
+  const changes: Change[] = [];
+  for (const r of actual.rules) {
+    if (r.protocol !== ROUTING_PROTO || r.extra || r.table === null) continue;
+    changes.push({ kind: 'rule', op: 'del', rule: { family: r.family, from: r.from, table: r.table, priority: r.priority }, ...who(r.table), reason: 'policy routing removed' });
+  }
+  for (const r of actual.routes) {
+    if (r.protocol !== ROUTING_PROTO || !r.plain || !r.dev) continue;
+    changes.push({ kind: 'route', op: 'del', route: { family: r.family, table: r.table, dst: r.dst, gateway: r.gateway, dev: r.dev }, ...who(r.table), reason: 'policy routing removed' });
+  }
+  const sorted = sortChanges(changes);
+  if (opts.dryRun) return { changes: sorted, applied: [], failed: [] };
+  const results = await applyPlan(sorted, ip);
+  const failed = results.filter((r) => r.status === 'failed');
+  // The state goes only when everything it describes went: a failure keeps it for the next try.
+  if (!failed.length && Object.keys(owned.nics).length) await writeState({ ...owned, nics: {} }, statePath);
+  if (sorted.length) log('info', 'policy routing removed', { changes: sorted.length, failed: failed.length });
   return { changes: sorted, applied: results.filter((r) => r.status !== 'failed'), failed };
 }

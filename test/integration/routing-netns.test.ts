@@ -16,7 +16,7 @@ import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { NicMeta } from '../../bridge/index.js';
-import { reconcile, removeInterface, type RoutingEnv } from '../../src/routing/reconcile.js';
+import { reconcile, removeInterface, flushOwned, type RoutingEnv } from '../../src/routing/reconcile.js';
 import { systemIp } from '../../src/routing/run.js';
 import { setQuiet } from '../../src/util/log.js';
 
@@ -294,5 +294,27 @@ describe('routing against real namespaces (chr-*-host / chr-*-rtr)', function ()
     // And a reconcile afterwards has nothing to do for the departed NIC.
     const again = await reconcile({ summary: metadata(), config, metadataComplete: true, env });
     expect(again.changes.filter((c) => c.mac === MAC1)).to.deep.equal([]);
+  });
+  it('routing.enabled turning false (and uninstall) removes every rule and route of ours; addresses and foreign rules stay', async () => {
+    await reconcile({ summary: metadata(), config, metadataComplete: true, env });
+    const ours = (await jsonH('-N', '-4', 'rule', 'show')).filter((x) => x.protocol === '199');
+    expect(ours.length, 'rules of ours before').to.be.greaterThan(0);
+    const dry = await reconcile({ summary: metadata(), config: { ...config, enabled: false }, metadataComplete: true, dryRun: true, env });
+    expect(dry.changes.length, 'dry run lists the removals').to.be.greaterThan(0);
+    expect((await jsonH('-N', '-4', 'rule', 'show')).filter((x) => x.protocol === '199').length, 'dry run changed nothing').to.equal(ours.length);
+    const r = await reconcile({ summary: metadata(), config: { ...config, enabled: false }, metadataComplete: true, env });
+    expect(r.enabled).to.equal(false);
+    expect(r.failed).to.deep.equal([]);
+    for (const fam of ['-4', '-6']) {
+      expect((await jsonH('-N', fam, 'rule', 'show')).filter((x) => x.protocol === '199'), `${fam} rules of ours left`).to.deep.equal([]);
+      expect((await jsonH('-N', fam, 'route', 'show', 'table', 'all')).filter((x) => x.protocol === '199'), `${fam} routes of ours left`).to.deep.equal([]);
+    }
+    const rules = await jsonH('-N', '-4', 'rule', 'show');
+    expect(rules.find((x) => x.src === '10.0.1.11' && x.priority === 500), 'foreign rule').to.include({ table: '100' });
+    const eth2 = ((await jsonH('addr', 'show', 'dev', 'eth2'))[0]!.addr_info as Array<Record<string, unknown>>).filter((a) => a.family === 'inet').map((a) => a.local);
+    expect(eth2, 'secondary IPs stay').to.include.members(['10.0.2.10', '10.0.2.11', '10.0.2.12']);
+    expect(JSON.parse(await readFile(join(dir, 'routing-state.json'), 'utf8')).nics).to.deep.equal({});
+    const again = await flushOwned({ env });
+    expect(again.changes, 'a second flush has nothing to do').to.deep.equal([]);
   });
 });
