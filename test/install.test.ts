@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cli } from './helpers/run.js';
+import { reassertReplacement } from '../src/install/replace.js';
 
 async function tree(root: string): Promise<string[]> {
   const out: string[] = [];
@@ -71,6 +72,33 @@ describe('hotplug install / uninstall (--root)', () => {
     expect(await readFile(upstream, 'utf8')).to.equal(content);
     expect(existsSync(mask)).to.equal(false);
     expect(await tree(root)).to.deep.equal(before);
+  });
+
+  it("cloud-init's rule written again after install (first boot) is moved aside by the boot replay; only when install replaced it", async () => {
+    const upstream = join(root, 'etc/udev/rules.d/10-cloud-init-hook-hotplug.rules');
+    await mkdir(join(root, 'lib/systemd/system'), { recursive: true });
+    await writeFile(join(root, 'lib/systemd/system/cloud-init.target'), '[Unit]\n');
+    const before = await tree(root);
+    expect((await cli(['install', '--root', root, '--replace-cloud-init-hook'])).exitCode).to.equal(0);
+    expect(await readFile(join(root, 'etc/systemd/system/cloud-hotplug-replay.service'), 'utf8')).to.match(/worker --wait --boot\n/);
+    // cloud-init's install_hotplug module at the instance's first boot:
+    const firstBoot = 'SUBSYSTEM=="net", RUN+="/usr/lib/cloud-init/hook-hotplug" # first boot\n';
+    await writeFile(upstream, firstBoot);
+    expect(await reassertReplacement(root)).to.deep.equal([
+      "disabled cloud-init's hotplug rule: /etc/udev/rules.d/10-cloud-init-hook-hotplug.rules -> /etc/udev/rules.d/10-cloud-init-hook-hotplug.rules.disabled-by-cloud-hotplug",
+    ]);
+    expect(existsSync(upstream)).to.equal(false);
+    expect(await reassertReplacement(root), 'nothing to do the second time').to.deep.equal([]);
+    // uninstall restores what cloud-init wrote, so the host is as cloud-init left it.
+    expect((await cli(['uninstall', '--root', root])).exitCode).to.equal(0);
+    expect(await readFile(upstream, 'utf8')).to.equal(firstBoot);
+    await rm(upstream);
+    expect(await tree(root)).to.deep.equal(before);
+    // Installed without --replace-cloud-init-hook: the rule is the admin's business.
+    expect((await cli(['install', '--root', root])).exitCode).to.equal(0);
+    await writeFile(upstream, firstBoot);
+    expect(await reassertReplacement(root)).to.deep.equal([]);
+    expect(existsSync(upstream)).to.equal(true);
   });
 
   it('uninstall without an install is a clear one-line error', async () => {

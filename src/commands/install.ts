@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { existsSync, lstatSync } from 'node:fs';
-import { readFile, rename, rm, symlink, mkdir } from 'node:fs/promises';
+import { rename, rm, symlink, mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { action } from './common.js';
@@ -23,12 +23,7 @@ import {
   type Manifest,
 } from '../install/files.js';
 
-const DISABLED_SUFFIX = '.disabled-by-cloud-hotplug';
-
-async function reloadUdev(root: string): Promise<void> {
-  if (root !== '/') return;
-  await execa('udevadm', ['control', '--reload-rules'], { reject: false });
-}
+import { moveAsideUpstreamRules, readManifest, reloadUdev } from '../install/replace.js';
 
 /**
  * Our policy-routing rules and tables go with the project: nothing would keep them in step with
@@ -47,14 +42,6 @@ async function removeRouting(): Promise<void> {
     }
   } catch (e) {
     process.stderr.write(`policy routing left in place: ${oneLine(e)}\n`);
-  }
-}
-
-async function readManifest(root: string): Promise<Manifest | null> {
-  try {
-    return JSON.parse(await readFile(join(root, MANIFEST), 'utf8')) as Manifest;
-  } catch {
-    return null;
   }
 }
 
@@ -82,11 +69,8 @@ masks ${CLOUD_INIT_SOCKET}; uninstall restores both).`,
             `cloud-init's own hotplug hook is installed (${upstream.map((r) => '/' + r).join(', ')}); both would handle every event. Rerun with --replace-cloud-init-hook to disable it`,
           );
         }
-        for (const r of upstream) {
-          await rename(join(root, r), join(root, r + DISABLED_SUFFIX));
-          m.moved.push([r, r + DISABLED_SUFFIX]);
-          process.stdout.write(`disabled cloud-init's hotplug rule: /${r} -> /${r}${DISABLED_SUFFIX}\n`);
-        }
+        if (o.replaceCloudInitHook) m.replace_cloud_init_hook = true;
+        for (const line of await moveAsideUpstreamRules(root, m)) process.stdout.write(line + '\n');
         await writeFileAtomic(join(root, RULE_PATH), ruleText(o.node), 0o644);
         if (!m.files.includes(RULE_PATH)) m.files.push(RULE_PATH);
         process.stdout.write(`wrote /${RULE_PATH}\n`);

@@ -2,15 +2,24 @@ import type { Command } from 'commander';
 import { action } from './common.js';
 import { requireRoot } from '../core/session.js';
 import { runWorker } from '../pipeline/worker.js';
+import { reassertReplacement } from '../install/replace.js';
+import { log } from '../util/log.js';
+import { oneLine } from '../util/errors.js';
 
 export function register(program: Command): void {
   program
     .command('worker')
     .description('Drain the event queue under the apply lock (started by the udev hook; safe to run by hand).')
     .option('--wait', 'wait for the lock instead of leaving it to the worker that holds it')
+    .option('--boot', "the boot replay: first keep cloud-init's hotplug rule aside if install replaced it")
     .action(
-      action(async (o: { wait?: boolean }) => {
+      action(async (o: { wait?: boolean; boot?: boolean }) => {
         requireRoot('worker');
+        if (o.boot) {
+          // Never fatal: the queued events matter more than the rule.
+          const said = await reassertReplacement().catch((e) => [`could not re-check cloud-init's hotplug rule: ${oneLine(e)}`]);
+          for (const s of said) log('info', s);
+        }
         return runWorker({ waitForLock: !!o.wait });
       }),
     );

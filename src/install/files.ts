@@ -41,7 +41,9 @@ Wants=cloud-final.service
 
 [Service]
 Type=oneshot
-ExecStart=${node} ${CLI_JS} worker --wait
+# Active once boot's events are handled: \`systemctl is-active\` answers "has the replay run?".
+RemainAfterExit=yes
+ExecStart=${node} ${CLI_JS} worker --wait --boot
 
 [Install]
 WantedBy=cloud-init.target
@@ -104,6 +106,8 @@ export interface Manifest {
   moved: [string, string][];
   /** systemd units we masked with a /dev/null link (relative link paths). */
   masked: string[];
+  /** Installed with --replace-cloud-init-hook: the boot replay keeps cloud-init's rule aside. */
+  replace_cloud_init_hook?: boolean;
 }
 
 export const rel = (root: string, p: string) => resolve(root, p);
