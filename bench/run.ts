@@ -21,7 +21,7 @@ import * as lab from '../scripts/lab/index.js';
 import { CONTENDERS, ROOT, type Contender } from './contenders.js';
 import { LabCtx } from './lib/labctx.js';
 import { AddrWatcher, RssSampler } from './lib/watch.js';
-import { add1, remove1, lag, secip, multi, stat, LAG_S, type Scenario, type Measurement, type Env, type Stat } from './scenarios.js';
+import { add1, remove1, lag, secip, multi, stat, emptyMeasurement, LAG_S, type Scenario, type Measurement, type Env, type Stat } from './scenarios.js';
 
 export interface BenchOptions {
   runs?: number;
@@ -460,28 +460,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
 }
 
 function notAvailable(mode: lab.LabMode, scenario: string, contender: string, why: string): Measurement {
-  return {
-    mode,
-    scenario,
-    contender,
-    run: 0,
-    lab: '',
-    status: 'not-available',
-    correct: null,
-    problems: [],
-    timeMs: null,
-    handledMs: null,
-    imdsRequests: null,
-    tokenPuts: null,
-    crawls: null,
-    udevMs: null,
-    hookMs: null,
-    cpuS: null,
-    peakRssMb: null,
-    peakProcRssMb: null,
-    events: 0,
-    notes: [why],
-  };
+  return emptyMeasurement({ mode, scenario, contender, run: 0, lab: '', status: 'not-available', notes: [why] });
 }
 
 // ---------------------------------------------------------------------------------------- CLI

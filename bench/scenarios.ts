@@ -145,14 +145,18 @@ class Meter {
   }
 }
 
-function base(env: Env, scenario: string): Measurement {
+/** What says which measurement this is; everything measured starts empty. */
+export type MeasurementHead = Pick<Measurement, 'mode' | 'scenario' | 'contender' | 'run' | 'lab' | 'status' | 'notes'>;
+
+/** A measurement with nothing measured yet (fields in the order the results files list them). */
+export function emptyMeasurement(h: MeasurementHead): Measurement {
   return {
-    mode: env.ctx.mode,
-    scenario,
-    contender: env.contender.id,
-    run: env.run,
-    lab: env.ctx.name,
-    status: 'ok',
+    mode: h.mode,
+    scenario: h.scenario,
+    contender: h.contender,
+    run: h.run,
+    lab: h.lab,
+    status: h.status,
     correct: null,
     problems: [],
     timeMs: null,
@@ -166,8 +170,12 @@ function base(env: Env, scenario: string): Measurement {
     peakRssMb: null,
     peakProcRssMb: null,
     events: 0,
-    notes: [],
+    notes: h.notes,
   };
+}
+
+function base(env: Env, scenario: string): Measurement {
+  return emptyMeasurement({ mode: env.ctx.mode, scenario, contender: env.contender.id, run: env.run, lab: env.ctx.name, status: 'ok', notes: [] });
 }
 
 /** Wait until the contender handled `action` for each interface (or the deadline). */
