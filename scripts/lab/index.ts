@@ -498,17 +498,23 @@ export async function instanceCommand(argv: string[], opts: LabOptions & { cwd?:
 export async function exec(argv: string[], opts: ExecOptions = {}): Promise<ExecResult> {
   if (!argv.length) throw new UserError('exec needs a command');
   const full = await instanceCommand(argv, opts);
-  const stdio = opts.stdio ?? 'pipe';
+  return runPassingExit(full, { stdio: opts.stdio, input: opts.input, env: opts.env, extendEnv: !opts.cleanEnv, timeoutMs: opts.timeoutMs });
+}
+
+/**
+ * Run a ready argv (already wrapped for the instance or the client), never throwing on its exit:
+ * the exit code passed through (124: timed out, 125: no code), the output as text.
+ */
+async function runPassingExit(
+  full: string[],
+  o: { stdio?: 'inherit' | 'pipe'; input?: string; env?: Record<string, string>; extendEnv?: boolean; timeoutMs?: number },
+): Promise<ExecResult> {
   const r = await execa(full[0]!, full.slice(1), {
     reject: false,
-    ...(stdio === 'inherit'
-      ? { stdio: 'inherit' as const }
-      : opts.input !== undefined
-        ? { input: opts.input }
-        : { stdin: 'ignore' as const }),
-    env: opts.env,
-    extendEnv: !opts.cleanEnv,
-    timeout: opts.timeoutMs,
+    ...(o.stdio === 'inherit' ? { stdio: 'inherit' as const } : o.input !== undefined ? { input: o.input } : { stdin: 'ignore' as const }),
+    env: o.env,
+    extendEnv: o.extendEnv,
+    timeout: o.timeoutMs,
     stripFinalNewline: false,
   });
   return {
@@ -560,18 +566,7 @@ export async function clientExec(argv: string[], opts: ClientExecOptions = {}): 
   if (!argv.length) throw new UserError('client exec needs a command');
   const p = needClient(opts);
   const full = clientArgv(p.netnsClient, argv);
-  const r = await execa(full[0]!, full.slice(1), {
-    reject: false,
-    ...(opts.stdio === 'inherit' ? { stdio: 'inherit' as const } : opts.input !== undefined ? { input: opts.input } : { stdin: 'ignore' as const }),
-    env: opts.env,
-    timeout: opts.timeoutMs,
-    stripFinalNewline: false,
-  });
-  return {
-    exitCode: typeof r.exitCode === 'number' ? r.exitCode : r.timedOut ? 124 : 125,
-    stdout: typeof r.stdout === 'string' ? r.stdout : '',
-    stderr: typeof r.stderr === 'string' ? r.stderr : '',
-  };
+  return runPassingExit(full, { stdio: opts.stdio, input: opts.input, env: opts.env, timeoutMs: opts.timeoutMs });
 }
 
 const IPV4_RE = /^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}$/;
