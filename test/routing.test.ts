@@ -101,6 +101,14 @@ function ownedAfter(prev: OwnedState, d: ReturnType<typeof desiredState>, after:
   return nextState(prev, d, after, added, new Date(0));
 }
 
+/** The base metadata planned on the DHCP-only system and applied: the system after it, and what we then own. */
+function reconciledOnce(): { a1: ActualState; owned: OwnedState } {
+  const full = desiredState(input());
+  const cs = plan(full, dhcpActual(), emptyState());
+  const a1 = simulate(dhcpActual(), cs);
+  return { a1, owned: ownedAfter(emptyState(), full, a1, cs) };
+}
+
 const del = (cs: Change[]) => cs.filter((c) => c.op === 'del');
 const add = (cs: Change[]) => cs.filter((c) => c.op === 'add');
 
@@ -378,10 +386,7 @@ describe('routing/reconcile plan', () => {
   });
 
   it('a present NIC missing from metadata keeps all it has, even with metadataComplete', () => {
-    const full = desiredState(input());
-    const cs = plan(full, dhcpActual(), emptyState());
-    const a1 = simulate(dhcpActual(), cs);
-    const owned = ownedAfter(emptyState(), full, a1, cs);
+    const { a1, owned } = reconciledOnce();
     const nics = baseNics();
     delete nics[MAC2];
     const r = planDetailed(desiredState(input({ nics })), a1, owned, { metadataComplete: true });
@@ -390,10 +395,7 @@ describe('routing/reconcile plan', () => {
   });
 
   it('removing one secondary IP deletes only its rule and its address', () => {
-    const full = desiredState(input());
-    const cs = plan(full, dhcpActual(), emptyState());
-    const a1 = simulate(dhcpActual(), cs);
-    const owned = ownedAfter(emptyState(), full, a1, cs);
+    const { a1, owned } = reconciledOnce();
     const nics = baseNics();
     nics[MAC1]!.ipv4s = ['10.0.1.10', '10.0.1.11'];
     const out = plan(desiredState(input({ nics })), a1, owned);
@@ -461,10 +463,7 @@ describe('routing/reconcile plan', () => {
   });
 
   it('a NIC whose metadata lacks its addresses (a crawl that skipped a leaf) is incomplete: nothing of it is deleted', () => {
-    const full = desiredState(input());
-    const cs = plan(full, dhcpActual(), emptyState());
-    const a1 = simulate(dhcpActual(), cs);
-    const owned = ownedAfter(emptyState(), full, a1, cs);
+    const { a1, owned } = reconciledOnce();
     for (const o of [{ ipv4s: [] }, { ipv4s: [], ipv6s: [], subnet_ipv4_cidr: null }]) {
       const nics = baseNics();
       Object.assign(nics[MAC2]!, o);
@@ -479,11 +478,8 @@ describe('routing/reconcile plan', () => {
   });
 
   it('a NIC that is gone loses its rules (routes and addresses went with the device)', () => {
-    const full = desiredState(input());
-    const cs = plan(full, dhcpActual(), emptyState());
-    let a1 = simulate(dhcpActual(), cs);
-    const owned = ownedAfter(emptyState(), full, a1, cs);
-    a1 = { ...a1, links: a1.links.filter((l) => l.ifname !== 'eth2'), routes: a1.routes.filter((r) => r.dev !== 'eth2'), addresses: a1.addresses.filter((x) => x.dev !== 'eth2') };
+    const { a1: a0, owned } = reconciledOnce();
+    const a1 = { ...a0, links: a0.links.filter((l) => l.ifname !== 'eth2'), routes: a0.routes.filter((r) => r.dev !== 'eth2'), addresses: a0.addresses.filter((x) => x.dev !== 'eth2') };
     const nics = baseNics();
     delete nics[MAC2];
     // Even a partial read may clean up after a device that no longer exists.
@@ -492,10 +488,8 @@ describe('routing/reconcile plan', () => {
   });
 
   it('a new lease gateway replaces our default route in place', () => {
-    const full = desiredState(input());
-    const cs = plan(full, dhcpActual(), emptyState());
-    const a1 = simulate(dhcpActual(), cs);
-    const out = plan(desiredState(input({ gateways: { eth1: '10.0.1.254' } })), a1, ownedAfter(emptyState(), full, a1, cs));
+    const { a1, owned } = reconciledOnce();
+    const out = plan(desiredState(input({ gateways: { eth1: '10.0.1.254' } })), a1, owned);
     expect(out.map(changeArgv)).to.deep.equal([['-4', 'route', 'replace', 'default', 'via', '10.0.1.254', 'dev', 'eth1', 'table', '10001', 'proto', '199']]);
   });
 
@@ -511,10 +505,7 @@ describe('routing/reconcile plan', () => {
   });
 
   it('when a NIC becomes the primary, its rules and routes go; its secondary addresses stay (metadata still assigns them)', () => {
-    const full = desiredState(input());
-    const cs = plan(full, dhcpActual(), emptyState());
-    const a1 = simulate(dhcpActual(), cs);
-    const owned = ownedAfter(emptyState(), full, a1, cs);
+    const { a1, owned } = reconciledOnce();
     const out = plan(desiredState(input({ config: { table_base: 10000, primary: 'eth1' } })), a1, owned);
     const dels = del(out);
     expect(dels.every((c) => c.mac === MAC1 && /primary/.test(c.reason))).to.equal(true);
