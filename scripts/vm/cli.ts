@@ -96,13 +96,15 @@ program
   .option('--subnet <k>', 'subnet 1-4 (10.0.k.0/24)', '2')
   .option('--no-metadata', 'do not list the NIC in the metadata service')
   .option('--metadata-lag <ms>', 'the metadata service shows the NIC only this long after the attach')
+  .option('--secondary-ips <n>', 'secondary private IPs metadata lists for it (0-8)', '0')
   .option('--no-wait', 'do not wait for the guest to configure it')
   .option('--timeout <s>', 'how long to wait', '180')
   .action(
-    act(async (o: { subnet: string; metadata: boolean; metadataLag?: string; wait: boolean; timeout: string }) => {
+    act(async (o: { subnet: string; metadata: boolean; metadataLag?: string; secondaryIps: string; wait: boolean; timeout: string }) => {
       const r = await vm.attach({
         name: name(),
         subnet: Number(o.subnet),
+        secondaryIps: Number(o.secondaryIps),
         metadata: o.metadata,
         metadataLagMs: o.metadataLag ? Number(o.metadataLag) : undefined,
         wait: o.wait,

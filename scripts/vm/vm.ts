@@ -37,6 +37,8 @@ export interface Nic {
   mac: string;
   subnet: number;
   ip: string;
+  /** Secondary private IPs metadata assigns (static, not DHCP: the OS must add them). */
+  secondary?: string[];
   deviceNumber: number;
   slot: number;
   /** The guest's name for it, by PCI slot (ensN); confirmed by `attach --wait`. */
@@ -182,7 +184,7 @@ function nicModel(n: Nic, visibleAt?: number): NicModel {
     deviceNumber: n.deviceNumber,
     interfaceId: newInterfaceId(),
     subnet: n.subnet,
-    ips: [n.ip],
+    ips: [n.ip, ...(n.secondary ?? [])],
     securityGroups: [{ id: 'sg-0a1b2c3d4e5f60718', name: 'default' }],
     visibleAt,
     ifname: n.ifname,
@@ -311,6 +313,32 @@ export async function up(o: UpOptions = {}): Promise<VmState> {
   return s;
 }
 
+/** Wait until the serial console shows `re` (e.g. a cloud-init stage starting); false at timeout. */
+export async function waitConsole(re: RegExp, o: { name?: string; timeoutMs: number }): Promise<boolean> {
+  const [p, s] = await requireState(o.name);
+  return waitFor(
+    async () => {
+      if (!isAlive(s.procs.qemu)) throw new Error(`qemu exited; see ${p.console}`);
+      return re.test(await readFrom(p.console, 0));
+    },
+    o.timeoutMs,
+    250,
+  );
+}
+
+/** Has cloud-init printed its "finished" line on the console yet? */
+export async function bootFinished(name?: string): Promise<boolean> {
+  return FINISHED.test(await readFrom(vmPaths(name).console, 0));
+}
+const FINISHED = /Cloud-init v\. \S+ finished at/;
+
+/** For `up({ wait: false })`: wait for cloud-init to finish and the guest agent, as `up` does. */
+export async function waitUp(o: { name?: string; timeoutMs?: number; say?: Say } = {}): Promise<VmState> {
+  const [p, s] = await requireState(o.name);
+  await waitBooted(p, s, o.timeoutMs ?? 900_000, o.say ?? quiet);
+  return s;
+}
+
 /** Wait for the console's "Cloud-init v. … finished" line, then for the guest agent. */
 export async function waitBooted(p: VmPaths, s: VmState, timeoutMs: number, say: Say = quiet): Promise<void> {
   const end = s.startedAt + timeoutMs;
@@ -318,7 +346,7 @@ export async function waitBooted(p: VmPaths, s: VmState, timeoutMs: number, say:
   for (;;) {
     if (!isAlive(s.procs.qemu)) throw new Error(`qemu exited during boot; see ${p.console} and ${p.qemuLog}`);
     const con = await readFrom(p.console, 0);
-    if (/Cloud-init v\. \S+ finished at/.test(con)) break;
+    if (FINISHED.test(con)) break;
     if (Date.now() > end) throw new Error(`cloud-init did not finish within ${Math.round(timeoutMs / 1000)} s; see ${p.console}`);
     await sleep(500);
   }
@@ -371,6 +399,8 @@ export interface AttachOptions {
   metadata?: boolean;
   /** Metadata shows the NIC only this many ms after the attach (like EC2's lag). */
   metadataLagMs?: number;
+  /** How many secondary private IPs metadata lists for the NIC (default 0). */
+  secondaryIps?: number;
   /** Wait until the guest has the NIC's DHCP address (default true). */
   wait?: boolean;
   timeoutMs?: number;
@@ -390,8 +420,11 @@ export async function attach(o: AttachOptions = {}): Promise<AttachResult> {
   const subnet = checkSubnet(o.subnet ?? 2);
   const index = Math.max(...s.nics.map((n) => n.index)) + 1;
   if (index >= MAX_NICS) throw new UserError(`no free PCI slot (at most ${MAX_NICS} NICs)`);
+  const nSecondary = o.secondaryIps ?? 0;
+  if (!Number.isInteger(nSecondary) || nSecondary < 0 || nSecondary > 8) throw new UserError('--secondary-ips: 0 to 8');
   const host = s.hostCounter[String(subnet)] ?? 10;
-  s.hostCounter[String(subnet)] = host + 1;
+  if (host + nSecondary > 250) throw new UserError(`subnet ${subnet} has no free addresses left`);
+  s.hostCounter[String(subnet)] = host + 1 + nSecondary;
   const used = new Set(s.nics.map((n) => n.deviceNumber));
   let dn = 1;
   while (used.has(dn)) dn++;
@@ -403,6 +436,7 @@ export async function attach(o: AttachOptions = {}): Promise<AttachResult> {
     mac: randomMac(),
     subnet,
     ip: `10.0.${subnet}.${host}`,
+    secondary: Array.from({ length: nSecondary }, (_, i) => `10.0.${subnet}.${host + 1 + i}`),
     deviceNumber: dn,
     slot: nicSlot(index),
     ifname: `ens${nicSlot(index)}`,
@@ -427,7 +461,7 @@ export async function attach(o: AttachOptions = {}): Promise<AttachResult> {
   }
   s.nics.push(nic);
   await saveState(p, s);
-  say(`attached ${nic.id} mac=${nic.mac} ip=${nic.ip} subnet=${subnet} device-number=${dn} (guest name ${nic.ifname})${nic.inMetadata ? '' : ' (not in metadata)'}`);
+  say(`attached ${nic.id} mac=${nic.mac} ip=${nic.ip}${nic.secondary!.length ? ` secondary=${nic.secondary!.join(',')}` : ''} subnet=${subnet} device-number=${dn} (guest name ${nic.ifname})${nic.inMetadata ? '' : ' (not in metadata)'}`);
   const res: AttachResult = { nic };
   if (o.wait ?? true) {
     const got = await waitGuestAddress(p, nic.mac, nic.ip, o.timeoutMs ?? 180_000);

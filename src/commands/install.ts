@@ -121,7 +121,8 @@ masks ${CLOUD_INIT_SOCKET}; uninstall restores both).`,
         const m = await readManifest(root);
         if (!m) throw new UserError(`nothing to uninstall: no ${'/' + MANIFEST}`);
         if (root === '/' && existsSync('/run/systemd/system') && m.files.includes(REPLAY_UNIT)) {
-          await execa('systemctl', ['disable', 'cloud-hotplug-replay.service'], { reject: false });
+          // --now: RemainAfterExit keeps it loaded and active otherwise (stopping runs nothing).
+          await execa('systemctl', ['disable', '--now', 'cloud-hotplug-replay.service'], { reject: false });
         }
         if (root === '/' && existsSync('/run/systemd/system') && m.files.includes(DAEMON_UNIT)) {
           await execa('systemctl', ['disable', '--now', DAEMON_SERVICE], { reject: false });

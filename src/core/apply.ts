@@ -12,6 +12,7 @@ import { log, since } from '../util/log.js';
 import { oneLine, UserError } from '../util/errors.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { rehomeDhcpClients } from '../net/dhcp-home.js';
 
 /** Interfaces in a config that are not on this system are rendered but cannot be brought up. */
 const linkExists = (n: string) => existsSync(join(process.env.HOTPLUG_ROOT ?? '/', 'sys/class/net', n));
@@ -61,6 +62,7 @@ export async function applyNetwork(bridge: Bridge, opts: ApplyOptions): Promise<
     const names = interfaceNames(netcfg);
     await bridge.applyNetwork(netcfg, false);
     const up = await bridge.bringUp(names.filter((n) => linkExists(n)));
+    await rehomeDhcpClients(Object.keys(up).filter((n) => up[n]));
     const failed = Object.entries(up).filter(([, ok]) => !ok).map(([n]) => n);
     if (failed.length) throw new UserError(`the network activator failed to bring up ${failed.join(', ')}`);
     // A crawl that failed threw above, so the metadata here is complete.

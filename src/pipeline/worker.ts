@@ -27,6 +27,7 @@ import { recordEvent, type EventRecord } from './history.js';
 import { enabledGate, waitForBoot } from './gate.js';
 import { scrubInterface, linkExists } from '../net/teardown.js';
 import { reconcile, removeInterface } from '../routing/reconcile.js';
+import { rehomeDhcpClients } from '../net/dhcp-home.js';
 import { recordApply } from '../core/last-apply.js';
 import { interfaceNames } from '../core/apply.js';
 import { paths } from '../paths.js';
@@ -168,6 +169,7 @@ export class Pipeline {
     if (stale.length) log('info', 'bringing up interfaces rendered earlier but never brought up', { interfaces: stale.join(',') });
     const all = [...bringUp, ...stale];
     const up = all.length ? await b.bringUp(all) : {};
+    await rehomeDhcpClients(Object.keys(up).filter((n) => up[n]));
     for (const n of stale) {
       const mac = up[n] ? configMacOf(netcfg, n) : undefined;
       if (mac) await rememberInterface(n, { mac, addedAt: Date.now() }).catch(() => {});

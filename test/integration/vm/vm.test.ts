@@ -5,6 +5,8 @@
  * project's .deb installed, boots under QEMU with an Ec2 SMBIOS identity against the lab's
  * metadata service; NICs are hot-plugged over QMP exactly as a hypervisor would. Nothing is
  * typed in the guest between the attach and the check: udev → hook → worker must do it all.
+ * One boot per run: a NIC hot-plugged while cloud-init is still booting, a second one after
+ * boot (DHCP address, secondary IPs, policy routing), its hot-unplug, then the package purged.
  *
  *   npm run test:vm          (as root; builds the .deb and the image, cached)
  *   CHV_KEEP=1 …             leave the VM up afterwards (then: node dist/scripts/vm/cli.js -n vmtest down)
@@ -36,7 +38,7 @@ async function out(script: string): Promise<string> {
 /** What to read when something did not happen: our journal lines and udev's complaints. */
 async function diagnostics(): Promise<string> {
   const r = await sh(
-    "journalctl -b -o cat --no-pager | grep -E 'hotplug|hook.js|TRAP|MemoryDeny' | tail -n 25; echo '--- /var/log/cloud-hotplug.log'; tail -n 10 /var/log/cloud-hotplug.log; echo '--- queue'; ls /run/cloud-hotplug/queue 2>&1",
+    "journalctl -b -o cat --no-pager | grep -E 'hotplug|hook.js|TRAP|MemoryDeny' | tail -n 25; echo '--- /var/log/cloud-hotplug.log'; tail -n 10 /var/log/cloud-hotplug.log; echo '--- queue'; ls /run/cloud-hotplug/queue 2>&1; echo '--- ip rule / addr'; ip rule; ip -br addr",
   ).catch((e) => ({ stdout: `(no diagnostics: ${e})`, stderr: '', exitCode: 1 }));
   let hint = '';
   if (/hook\.js.*terminated by signal TRAP/.test(r.stdout)) {
@@ -55,18 +57,62 @@ interface EventRec {
   duration_ms: number;
 }
 
-async function recentEvents(): Promise<EventRec[]> {
+interface EventRecT extends EventRec {
+  time: string;
+}
+
+async function recentEvents(): Promise<EventRecT[]> {
   const r = await sh('cat /run/cloud-hotplug/recent-events.json 2>/dev/null || echo []');
   try {
-    return JSON.parse(r.stdout) as EventRec[];
+    return JSON.parse(r.stdout) as EventRecT[];
   } catch {
     return [];
   }
 }
 
+/** `ip -N -j` rows (numbers as strings, as iproute2 prints them with -N). */
+type Row = Record<string, unknown>;
+const ipj = async (args: string): Promise<Row[]> => JSON.parse((await out(`ip -N -j ${args}`)) || '[]') as Row[];
+/** The spec's table (and rule priority) for a NIC on network card 0: 10000 + 100*card + device number. */
+const tableOf = (n: vm.Nic) => 10000 + n.deviceNumber;
+
+/**
+ * ifupdown: one dhclient for the NIC, alive after the unit that brought it up has ended, in a
+ * scope of its own (systemd kills a finished unit's whole cgroup, a DHCP client with it).
+ */
+async function expectDhcpClientOutlivesWorker(n: vm.Nic): Promise<void> {
+  // The transient worker unit must have ended (and systemd cleaned its cgroup) for this to mean anything.
+  for (let i = 0; i < 90; i++) {
+    const st = (await out('systemctl is-active cloud-hotplug-worker.service || true')).trim();
+    if (!['active', 'activating', 'deactivating', 'reloading'].includes(st)) break;
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+  const ps = await out(`for p in $(pgrep -x dhclient); do echo "$p $(tr '\\0' ' ' </proc/$p/cmdline) | $(cat /proc/$p/cgroup)"; done; true`);
+  const mine = ps.split('\n').filter((l) => l.split(' | ')[0]!.split(' ').includes(n.ifname));
+  expect(mine, `dhclient for ${n.ifname} (all: ${ps})`).to.have.length(1);
+  expect(mine[0], 'its cgroup').to.match(new RegExp(`/dhcp-client-${n.ifname}-\\d+\\.scope$`));
+}
+
+/** The NIC has its DHCP address and every secondary IP, a rule per address into its table, and the table's default route. */
+async function expectConfigured(n: vm.Nic): Promise<void> {
+  const link = (await ipj(`addr show dev ${n.ifname}`))[0] ?? {};
+  const v4 = ((link.addr_info as Row[] | undefined) ?? []).filter((a) => a.family === 'inet').map((a) => a.local);
+  expect(v4, `${n.ifname} addresses`).to.include.members([n.ip, ...(n.secondary ?? [])]);
+  const table = String(tableOf(n));
+  const rules = (await ipj('-4 rule show')).filter((r) => r.table === table);
+  expect(rules.map((r) => r.src).sort(), `rules into table ${table}`).to.deep.equal([n.ip, ...(n.secondary ?? [])].sort());
+  for (const r of rules) expect(r, 'rule owned by cloud-hotplug').to.include({ protocol: '199', priority: tableOf(n) });
+  const routes = await ipj(`-4 route show table ${table}`);
+  expect(routes.find((r) => r.dst === 'default'), `default route in table ${table}`).to.include({ gateway: `10.0.${n.subnet}.1`, dev: n.ifname });
+}
+
 describe(`VM tier: Debian 12 + cloud-init 22.4.2 + the .deb under QEMU (${FLAVOUR})`, function () {
   this.timeout(40 * 60_000);
   this.slow(10 * 60_000);
+  /** Hot-plugged while cloud-init was booting; configured by the boot replay. */
+  let early: vm.Nic | undefined;
+  let earlyWhileBooting = false;
+  /** Hot-plugged after boot, then hot-unplugged. */
   let nic: vm.Nic | undefined;
   const timings: Record<string, number> = {};
 
@@ -87,7 +133,16 @@ describe(`VM tier: Debian 12 + cloud-init 22.4.2 + the .deb under QEMU (${FLAVOU
     const t0 = Date.now();
     const { manifest, cached } = await buildImage({ deb, flavour: FLAVOUR, say });
     say(`image ${cached ? 'cached' : `built in ${((Date.now() - t0) / 1000).toFixed(0)} s`}: ${manifest.disk}`);
-    const s = await vm.up({ name: NAME, image: manifest.disk.replace(/\/disk\.img$/, ''), say });
+    await vm.up({ name: NAME, image: manifest.disk.replace(/\/disk\.img$/, ''), wait: false, say });
+    // The network stage: init-local has already crawled metadata and rendered the boot config
+    // without this NIC, and the boot is far from finished.
+    const atInit = await vm.waitConsole(/running 'init' at/, { name: NAME, timeoutMs: 900_000 });
+    if (atInit) {
+      const r = await vm.attach({ name: NAME, subnet: 3, secondaryIps: 1, wait: false, say });
+      early = r.nic;
+      earlyWhileBooting = !(await vm.bootFinished(NAME));
+    }
+    const s = await vm.waitUp({ name: NAME, say });
     timings.boot_s = +((s.bootMs ?? 0) / 1000).toFixed(1);
   });
 
@@ -100,7 +155,7 @@ describe(`VM tier: Debian 12 + cloud-init 22.4.2 + the .deb under QEMU (${FLAVOU
     await vm.down({ name: NAME });
   });
 
-  it('boots through the Ec2 datasource with the .deb installed and wired', async function () {
+  it('boots through the Ec2 datasource with the .deb installed, its unit active, cloud-init’s hook kept aside', async function () {
     const result = JSON.parse(await out('cat /run/cloud-init/result.json')) as { v1: { datasource: string; errors: string[] } };
     expect(result.v1.datasource, 'cloud-init datasource').to.match(/DataSourceEc2/);
     expect(result.v1.errors, 'cloud-init errors').to.deep.equal([]);
@@ -108,39 +163,80 @@ describe(`VM tier: Debian 12 + cloud-init 22.4.2 + the .deb under QEMU (${FLAVOU
     expect((await sh('test -f /etc/udev/rules.d/90-cloud-hotplug.rules')).exitCode, 'our udev rule').to.equal(0);
     expect((await out('systemctl is-enabled cloud-hotplug-replay.service || true')).trim()).to.equal('enabled');
     expect((await out('systemctl is-enabled cloud-init-hotplugd.socket || true')).trim(), "cloud-init's hotplug socket").to.equal('masked');
-    // The replay unit is a oneshot after cloud-final: it must have run and succeeded.
+    // The replay is a oneshot after cloud-final (RemainAfterExit): active once it has run.
     let st = '';
-    for (let i = 0; i < 60; i++) {
+    for (let i = 0; i < 90; i++) {
       st = await out('systemctl show -p ActiveState,Result cloud-hotplug-replay.service');
       if (!/ActiveState=activating/.test(st)) break;
       await new Promise((r) => setTimeout(r, 2000));
     }
     expect(st, 'cloud-hotplug-replay.service').to.contain('Result=success');
+    expect((await out('systemctl is-active cloud-hotplug-replay.service || true')).trim(), 'replay unit').to.equal('active');
+    // cloud-init's install_hotplug writes its rule at the first boot, after the package was
+    // installed; the replay must have moved it aside again.
+    expect((await sh('test -e /etc/udev/rules.d/10-cloud-init-hook-hotplug.rules')).exitCode, "cloud-init's own hotplug rule is active").to.not.equal(0);
+    const moved = await out("journalctl -b -o cat --no-pager -u cloud-hotplug-replay.service | grep -c \"disabled cloud-init's hotplug rule\" || true");
+    say(`replay moved cloud-init's rule aside: ${moved.trim() !== '0' ? 'yes' : 'no (it was not rewritten)'}`);
     const status = JSON.parse(await out('hotplug status --json')) as { datasource: string | null; hotplug: { enabled: boolean | null; reason: string } };
     expect(status.datasource, `hotplug status: ${JSON.stringify(status.hotplug)}`).to.match(/Ec2/);
     expect(status.hotplug.enabled, `hotplug status: ${status.hotplug.reason}`).to.equal(true);
   });
 
-  it('a NIC hot-plugged over QMP gets its DHCP address with no command typed', async function () {
+  it('a NIC hot-plugged while cloud-init is still booting is configured once boot finishes', async function () {
+    expect(early, "the console never showed cloud-init's network stage").to.not.equal(undefined);
+    expect(earlyWhileBooting, 'device_add landed after cloud-init had finished: the case was not exercised').to.equal(true);
+    const got = await vm.waitGuestAddress(vmPaths(NAME), early!.mac, early!.ip, 240_000);
+    if (!got) throw new Error(`${early!.mac} never got ${early!.ip}\n${await diagnostics()}`);
+    early!.ifname = got;
     try {
-      const r = await vm.attach({ name: NAME, subnet: 2, timeoutMs: 240_000, say });
+      await expectConfigured(early!);
+    } catch (e) {
+      throw new Error(`${(e as Error).message}\n${await diagnostics()}`);
+    }
+    const finished = JSON.parse(await out('cat /run/cloud-init/status.json')) as { v1: Record<string, { finished: number | null }> };
+    const finishedMs = (finished.v1['modules-final']?.finished ?? 0) * 1000;
+    const adds = (await recentEvents()).filter((e) => e.action === 'add' && e.mac === early!.mac);
+    expect(adds.map((e) => e.result), `add events for ${got}`).to.deep.equal(['configured']);
+    const doneMs = Date.parse(adds[0]!.time);
+    const queuedMs = doneMs - adds[0]!.duration_ms;
+    timings.early_nic_queued_before_boot_end_s = +((finishedMs - queuedMs) / 1000).toFixed(1);
+    expect(queuedMs, 'the kernel event came before cloud-init finished').to.be.lessThan(finishedMs);
+    expect(doneMs, 'handled after cloud-init finished').to.be.greaterThan(finishedMs);
+    if (FLAVOUR === 'ifupdown') await expectDhcpClientOutlivesWorker(early!);
+  });
+
+  it('a NIC hot-plugged over QMP gets its DHCP address, secondary IPs and policy routing with no command typed', async function () {
+    try {
+      const r = await vm.attach({ name: NAME, subnet: 2, secondaryIps: 2, timeoutMs: 240_000, say });
       nic = r.nic;
       timings.attach_to_configured_s = +((r.configuredMs ?? 0) / 1000).toFixed(1);
     } catch (e) {
       throw new Error(`${(e as Error).message}\n${await diagnostics()}`);
     }
+    // The DHCP address comes first; secondary IPs and rules follow in the same worker run.
+    let last: Error | undefined;
+    for (let i = 0; i < 60; i++) {
+      last = await expectConfigured(nic!).then(() => undefined, (e: Error) => e);
+      if (!last) break;
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+    if (last) throw new Error(`${last.message}\n${await diagnostics()}`);
+    // Bringing up the new NIC (ifup; netplan apply restarting networkd) left the first one's intact.
+    if (early) await expectConfigured(early);
+    // The kernel's own answer: a reply from a secondary IP leaves by its NIC, not the primary.
+    const via = (await ipj(`route get 10.0.9.9 from ${nic!.secondary![1]}`))[0];
+    expect(via, 'route for traffic from a secondary IP').to.include({ dev: nic!.ifname, gateway: '10.0.2.1' });
     if (FLAVOUR === 'netplan') {
       expect(await out('cat /etc/netplan/50-cloud-init.yaml'), 'rendered netplan config').to.contain(nic!.mac);
       expect(await out(`networkctl status ${nic!.ifname} --no-pager || true`), 'networkd manages it').to.match(/State: routable|configured/);
     } else {
       const eni = await out('cat /etc/network/interfaces.d/50-cloud-init');
       expect(eni, 'rendered ENI config').to.match(new RegExp(`iface ${nic!.ifname} inet dhcp`));
-      const dh = await out('ps -eo args | grep "^dhclient" || true');
-      expect(dh.split('\n').filter((l) => l.split(' ').includes(nic!.ifname)), 'dhclient for the new NIC').to.have.length(1);
+      await expectDhcpClientOutlivesWorker(nic!);
     }
   });
 
-  it('hot-unplug leaves no DHCP client, no config for it, no activator state', async function () {
+  it('hot-unplug leaves no DHCP client, no config, no activator state, no rules or table for it', async function () {
     if (!nic) this.skip();
     const ifname = nic!.ifname;
     const t0 = Date.now();
@@ -162,14 +258,50 @@ describe(`VM tier: Debian 12 + cloud-init 22.4.2 + the .deb under QEMU (${FLAVOU
       expect((await sh(`test -e /run/network/ifstate.${ifname}`)).exitCode, 'ifupdown state file left').to.not.equal(0);
       expect((await sh(`test -e /run/dhclient.${ifname}.pid`)).exitCode, 'dhclient pid file left').to.not.equal(0);
     }
+    const table = String(tableOf(nic!));
+    expect((await ipj('-4 rule show')).filter((r) => r.table === table), `rules into table ${table}`).to.deep.equal([]);
+    expect(await ipj(`-4 route show table ${table}`), `routes in table ${table}`).to.deep.equal([]);
+    const state = JSON.parse(await out('cat /run/cloud-hotplug/routing-state.json')) as { nics: Record<string, unknown> };
+    expect(Object.keys(state.nics), 'routing state still lists the NIC').to.not.include(nic!.mac);
+    if (early) await expectConfigured(early);
   });
 
   it('the journal has one line per event, with its duration', async function () {
     if (!nic) this.skip();
-    const j = await out('journalctl -b -o cat --no-pager -u cloud-hotplug-worker.service');
-    const mine = j.split('\n').filter((l) => / event (add|remove) /.test(l) && l.includes(`iface=${nic!.ifname}`));
+    const j = await out('journalctl -b -o cat --no-pager -u cloud-hotplug-worker.service -u cloud-hotplug-replay.service');
+    const lines = (ifname: string) => j.split('\n').filter((l) => / event (add|remove) /.test(l) && l.includes(`iface=${ifname}`));
+    const mine = lines(nic!.ifname);
     expect(mine.filter((l) => / event add configured /.test(l)), `add lines:\n${j}`).to.have.length(1);
     expect(mine.filter((l) => / event remove removed /.test(l)), `remove lines:\n${j}`).to.have.length(1);
-    for (const l of mine) expect(l).to.match(/duration_ms=\d+/);
+    if (early) expect(lines(early.ifname).filter((l) => / event add configured /.test(l)), `add lines for the NIC from boot:\n${j}`).to.have.length(1);
+    for (const l of [...mine, ...(early ? lines(early.ifname) : [])]) expect(l).to.match(/duration_ms=\d+/);
+  });
+
+  it('purging the package leaves no rule, unit, file or process of it, and gives cloud-init its hook back', async function () {
+    const files = (await out('dpkg-query -L cloud-hotplug')).split('\n').filter(Boolean);
+    const r = await sh('DEBIAN_FRONTEND=noninteractive dpkg --purge cloud-hotplug 2>&1', 300_000);
+    expect(r.exitCode, `dpkg --purge: ${r.stdout}`).to.equal(0);
+    // Every file the package shipped (directories shared with other packages stay).
+    const left = await out(`for f in ${files.map((f) => `'${f.replace(/'/g, '')}'`).join(' ')}; do [ -e "$f" ] && [ ! -d "$f" ] && echo "$f"; done; true`);
+    expect(left.trim(), 'files of the package left').to.equal('');
+    // Anything else of ours, anywhere: written by install, at run time, or by postinst.
+    const named = await out("find / -xdev \\( -path /proc -o -path /sys \\) -prune -o \\( -name '*cloud-hotplug*' -o -name 'hotplug-udev-hook' \\) -print 2>/dev/null; find /run -name '*cloud-hotplug*' 2>/dev/null; true");
+    // The VM's own cloud-init settings (scripts/vm/image.ts) are the test bed's, not the package's.
+    const ours = named.split('\n').filter((l) => l && l !== '/etc/cloud/cloud.cfg.d/95-cloud-hotplug-vm.cfg');
+    expect(ours, 'files named after the project left').to.deep.equal([]);
+    expect((await out("systemctl list-unit-files --no-legend 'cloud-hotplug*' || true")).trim(), 'unit files left').to.equal('');
+    expect((await out("systemctl list-units --all --no-legend 'cloud-hotplug*' || true")).trim(), 'units loaded').to.equal('');
+    expect((await out('systemctl is-enabled cloud-init-hotplugd.socket || true')).trim(), "cloud-init's socket still masked").to.not.equal('masked');
+    expect((await sh('test -e /etc/udev/rules.d/10-cloud-init-hook-hotplug.rules')).exitCode, "cloud-init's hotplug rule restored").to.equal(0);
+    for (const fam of ['-4', '-6']) {
+      expect((await ipj(`${fam} rule show`)).filter((x) => x.protocol === '199'), `${fam} policy rules left`).to.deep.equal([]);
+      expect((await ipj(`${fam} route show table all`)).filter((x) => x.protocol === '199'), `${fam} policy routes left`).to.deep.equal([]);
+    }
+    expect((await out("ps -eo args | grep -E 'cloud-hotplug|cli\\.js (worker|daemon)' | grep -v grep || true")).trim(), 'processes left').to.equal('');
+    // The NIC from boot keeps working: its address is cloud-init's configuration, not ours.
+    if (early) {
+      const link = (await ipj(`addr show dev ${early.ifname}`))[0] ?? {};
+      expect(((link.addr_info as Row[] | undefined) ?? []).map((a) => a.local), 'the NIC from boot lost its address').to.include(early.ip);
+    }
   });
 });

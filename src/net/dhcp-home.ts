@@ -1,0 +1,66 @@
+/**
+ * A DHCP client that `ifup` starts during our bring-up is a child of whoever ran it. Under
+ * systemd that is the worker's transient unit (or the boot replay, or the daemon), and when that
+ * unit ends systemd kills everything in its cgroup, the DHCP client included: the address then
+ * lives only until the lease expires. Debian's own ifup@.service avoids this by keeping the client
+ * in a unit that outlives ifup. We give each client a scope unit of its own, the way
+ * `systemd-run --scope` does (the manager's StartTransientUnit with the client's PID), so it
+ * lives as long as the interface's configuration does, whatever happens to us.
+ */
+import { readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { execa } from 'execa';
+import { dhcpClientPids } from './teardown.js';
+import { log } from '../util/log.js';
+import { oneLine } from '../util/errors.js';
+
+/** The unit a process's cgroup (v2 "0::/…", or v1 name=systemd) says it belongs to, or null. */
+export function unitOfCgroup(text: string): string | null {
+  for (const line of text.split('\n')) {
+    const m = /^(?:0::|\d+:name=systemd:)(\/\S*)$/.exec(line.trim());
+    if (!m) continue;
+    const last = m[1]!.split('/').filter(Boolean).pop() ?? '';
+    return /\.(service|scope)$/.test(last) ? last : null;
+  }
+  return null;
+}
+
+/** Units whose end would take the DHCP client with it: ours. */
+export const isOurUnit = (unit: string | null): boolean => !!unit && /^cloud-hotplug-[A-Za-z0-9@_.-]*\.service$/.test(unit);
+
+/** A scope name for the client: the interface name (validated upstream) with anything unit names do not allow hex-escaped. */
+export function scopeName(ifname: string, pid: number): string {
+  const safe = [...ifname].map((c) => (/[A-Za-z0-9_.-]/.test(c) ? c : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)).join('');
+  return `dhcp-client-${safe}-${pid}.scope`;
+}
+
+/** busctl's argv for StartTransientUnit(name, "fail", [Description, PIDs, CollectMode], []). */
+export function startScopeArgv(name: string, pid: number, description: string): string[] {
+  return [
+    'call', '--quiet', 'org.freedesktop.systemd1', '/org/freedesktop/systemd1', 'org.freedesktop.systemd1.Manager',
+    'StartTransientUnit', 'ssa(sv)a(sa(sv))', name, 'fail',
+    '3', 'Description', 's', description, 'PIDs', 'au', '1', String(pid), 'CollectMode', 's', 'inactive-or-failed',
+    '0',
+  ];
+}
+
+/** Move the DHCP clients of `ifnames` out of our unit into scopes of their own. Never throws. */
+export async function rehomeDhcpClients(ifnames: string[]): Promise<number> {
+  if (!existsSync('/run/systemd/system') || !ifnames.length) return 0;
+  let moved = 0;
+  for (const ifname of ifnames) {
+    for (const pid of await dhcpClientPids(ifname).catch(() => [])) {
+      const unit = unitOfCgroup(await readFile(`/proc/${pid}/cgroup`, 'utf8').catch(() => ''));
+      if (!isOurUnit(unit)) continue; // networking.service, a login session …: already has a home
+      const name = scopeName(ifname, pid);
+      const r = await execa('busctl', startScopeArgv(name, pid, `DHCP client for ${ifname} (brought up by cloud-hotplug)`), { reject: false, timeout: 10_000 });
+      if (r.exitCode === 0) {
+        moved++;
+        log('info', 'DHCP client moved to its own scope', { iface: ifname, pid, unit: name, from: unit });
+      } else {
+        log('warn', 'DHCP client left in our unit: it will stop when the unit does', { iface: ifname, pid, error: oneLine(r.stderr || r.message) });
+      }
+    }
+  }
+  return moved;
+}
