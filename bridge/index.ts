@@ -12,6 +12,7 @@ import { accessSync, constants } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UserError } from '../src/util/errors.js';
+import { log } from '../src/util/log.js';
 import { PYTHON_BIN } from '../src/paths.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -261,7 +262,11 @@ export async function startBridge(opts: StartOptions = {}): Promise<Bridge> {
     },
     async bringUp(ifnames) {
       const r = await call('bring_up', [ifnames], 120_000 + ifnames.length * 60_000);
-      return r.results as Record<string, boolean>;
+      const results = r.results as Record<string, boolean>;
+      // Per interface, as 'brought down' in the worker (the bridge runs them concurrently).
+      const ms = (r.durations_ms ?? {}) as Record<string, number>;
+      for (const [iface, ok] of Object.entries(results)) log('debug', 'brought up', { iface, ok, duration_ms: ms[iface], activator: r.activator as string });
+      return results;
     },
     async refreshNetwork(timeoutS = 2) {
       const r = await call('refresh_network', [timeoutS], 120_000);

@@ -516,6 +516,9 @@ def open_instance(obj_pkl=None, setup_logging=True):
             ci_log.setupLogging(init.cfg)
         except Exception:
             pass
+        # setupLogging's logging.config.fileConfig disables every existing logger it does not
+        # name (disable_existing_loggers): ours too, which silently dropped the bridge's own lines.
+        LOG.disabled = False
         # cloud-init.log keeps everything; its console handler would put cloud-init's warnings
         # on our stderr, where an expected failure must be one line.
         root = logging.getLogger()
@@ -742,22 +745,84 @@ def rederive():
     return {"network_config": _network_config(S.init), "summary": _summary(S.init, S.ds)}
 
 
+# Bring-up of many interfaces at once (a NIC storm), after reading cloud-init 22.4's
+# cloudinit/net/activators.py:
+# - IfUpDownActivator (`ifup <name>`), NetworkManagerActivator (`nmcli connection load` + `up` of
+#   that name's connection file) and NetworkdActivator (`ip link set up <name>`) act on one
+#   interface per call and inherit NetworkActivator.bring_up_interfaces, a serial loop that stops
+#   at the first failure. Their calls for different interfaces are independent, so they run in a
+#   small thread pool (each call waits on a subprocess -- ifup on its DHCP exchange -- so threads
+#   are enough under the GIL). ifupdown 0.8 (Debian 12: 0.8.41) allows that: each ifup holds an
+#   fcntl lock on /run/network/ifstate.<name> for its whole run and rewrites the aggregate
+#   /run/network/ifstate under /run/network/.ifstate.lock through a temp file and a rename
+#   (main.c lock_interface/update_state; seen with strace on 0.8.41). Debian itself runs one
+#   ifup@<name>.service per hotplugged NIC concurrently.
+# - NetplanActivator runs `netplan apply` (every interface) from each of its bring_up_* methods
+#   and overrides bring_up_interfaces to do it once: N calls would re-apply everything N times,
+#   racing each other. An activator that overrides bring_up_interfaces like that is called once
+#   for the whole list, and its one result is reported for every name.
+_BRING_UP_WORKERS = 8
+
+
+def _brings_up_all_at_once(activator):
+    """True when the activator has its own bring_up_interfaces (netplan's single `netplan
+    apply`) instead of NetworkActivator's loop over bring_up_interface."""
+    from cloudinit.net.activators import NetworkActivator
+
+    own = getattr(activator, "bring_up_interfaces", None)
+    if own is None:
+        return False
+    base = NetworkActivator.bring_up_interfaces
+    return getattr(own, "__func__", own) is not getattr(base, "__func__", base)
+
+
+def _bring_up_one(activator, name):
+    t0 = time.monotonic()
+    try:
+        ok = bool(activator.bring_up_interface(name))
+    except Exception as e:  # one bad interface must not hide the others
+        LOG.warning("bring up %s failed: %s", name, e)
+        ok = False
+    ms = int((time.monotonic() - t0) * 1000)
+    LOG.info("bring up %s: %s in %d ms (%s)", name, "ok" if ok else "failed", ms, activator.__name__)
+    return ok, ms
+
+
 @_result
 def bring_up(ifnames):
-    """The distro activator's bring_up_interface for each name, all of them tried
-    (cloud-init's bring_up_all_interfaces stops at the first failure)."""
+    """Bring up `ifnames` through the distro's activator; every name is tried and reported
+    (cloud-init's bring_up_interfaces stops at the first failure). Per-interface activators
+    run concurrently, at most _BRING_UP_WORKERS at a time; an all-at-once one (netplan) is
+    called once. See the comment above for why."""
     _require_open()
     activator = S.ds.distro.network_activator
     if not activator:
         raise BridgeError("no network activator available")
-    results = {}
-    for name in list(ifnames):
+    names = list(dict.fromkeys(ifnames))  # once each, in order: two ifups of one NIC would only queue on its lock
+    results, durations = {}, {}
+    if not names:
+        pass
+    elif _brings_up_all_at_once(activator):
+        t0 = time.monotonic()
         try:
-            results[name] = bool(activator.bring_up_interface(name))
-        except Exception as e:  # one bad interface must not hide the others
-            LOG.warning("bring up %s failed: %s", name, e)
-            results[name] = False
-    return {"results": results, "activator": activator.__name__}
+            ok = bool(activator.bring_up_interfaces(names))
+        except Exception as e:
+            LOG.warning("bring up %s failed: %s", ",".join(names), e)
+            ok = False
+        ms = int((time.monotonic() - t0) * 1000)
+        LOG.info("bring up %s at once: %s in %d ms (%s)", ",".join(names), "ok" if ok else "failed", ms, activator.__name__)
+        for name in names:
+            results[name], durations[name] = ok, ms
+    elif len(names) == 1:
+        results[names[0]], durations[names[0]] = _bring_up_one(activator, names[0])
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(len(names), _BRING_UP_WORKERS), thread_name_prefix="bring-up") as pool:
+            futures = {name: pool.submit(_bring_up_one, activator, name) for name in names}
+        for name in names:  # the with block waited for all of them; _bring_up_one never raises
+            results[name], durations[name] = futures[name].result()
+    return {"results": results, "activator": activator.__name__, "durations_ms": durations}
 
 
 @_result

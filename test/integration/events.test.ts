@@ -95,6 +95,15 @@ describe('hotplug events end to end (real udevd, EC2-faithful lab)', function ()
     const crawls = crawlsOf(await lab.imdsStats({ name }));
     expect(crawls, 'full crawls for 8 NICs').to.be.at.most(3);
     for (const n of nics) expect((await waitRecord(name, (r) => r.mac === n.mac && r.action === 'add')).result).to.equal('configured');
+    // Brought up through ifupdown, concurrently: each NIC has its ifstate and a dhclient, and
+    // ifupdown's aggregate state (rewritten by every ifup under its own lock) lists all of them.
+    const aggregate = ((await readIn(name, '/run/network/ifstate')) ?? '').split('\n');
+    for (const n of nics) {
+      expect(await ifstate(name, n.ifname), `ifstate.${n.ifname}`).to.equal(true);
+      expect(aggregate, 'aggregate ifstate').to.include(`${n.ifname}=${n.ifname}`);
+      expect(await dhclients(name, n.ifname), `dhclient for ${n.ifname}`).to.have.length.greaterThan(0);
+      expect(await eniHas(name, n.ifname), `stanza for ${n.ifname}`).to.equal(true);
+    }
   });
 
   it('attach with metadata lagging 2 s → configured without error, polling cheaply instead of re-crawling or sleeping blindly', async () => {
