@@ -11,27 +11,13 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { lab, hotplug, sh, ipv4Of, readIn, assertLabGone, waitFor, CLI, ROOT } from './helpers.js';
+import { lab, hotplug, sh, ipv4Of, readIn, assertLabGone, waitFor, CLI, ROOT, labFixture, waitRecord as waitRecordEvery, type EventRec } from './helpers.js';
 
 const PATH_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
 const POLL_S = 3;
 const SOCK = '/run/cloud-hotplug/daemon.sock';
 
-interface Rec {
-  action: string;
-  iface: string;
-  mac?: string;
-  result: string;
-  reason?: string;
-  duration_ms: number;
-}
-
-async function records(name: string): Promise<Rec[]> {
-  const t = await readIn(name, '/run/cloud-hotplug/recent-events.json');
-  return t ? (JSON.parse(t) as Rec[]) : [];
-}
-const waitRecord = (name: string, pred: (r: Rec) => boolean, timeoutMs = 60_000) =>
-  waitFor('event record', async () => (await records(name)).find(pred), timeoutMs, 50);
+const waitRecord = (name: string, pred: (r: EventRec) => boolean, timeoutMs = 60_000) => waitRecordEvery(name, pred, timeoutMs, 50);
 
 async function daemonStatus(name: string): Promise<Record<string, any>> {
   const r = await hotplug(name, ['status', '--json']);
@@ -79,7 +65,8 @@ c.on('data', (d) => { buf += d; let i; while ((i = buf.indexOf('\\n')) >= 0) { c
   const m = JSON.parse(l); if (m.type === 'event') { clearTimeout(t); process.exit(0); } } });`;
 
 describe('hotplug daemon (lab t-dmn: warm service, socket, kernel watch, metadata polling)', function () {
-  const name = 't-dmn';
+  const fx = labFixture('t-dmn', { mode: 'faithful', install: true, config: `retry:\n  budget_seconds: 20\ndaemon:\n  poll_interval_seconds: ${POLL_S}\n` });
+  const name = fx.name;
   let logDir: string;
   let logFile: string;
   let supervisor: number | undefined;
@@ -109,11 +96,7 @@ describe('hotplug daemon (lab t-dmn: warm service, socket, kernel watch, metadat
   before(async function () {
     logDir = mkdtempSync(join(tmpdir(), 't-dmn-'));
     logFile = join(logDir, 'daemon.log');
-    await lab.down({ name, quiet: true }).catch(() => {});
-    await lab.up({ name, mode: 'faithful', quiet: true });
-    const r = await hotplug(name, ['install']);
-    expect(r.exitCode, r.stderr).to.equal(0);
-    await lab.writeFileInInstance('/etc/cloud-hotplug/config.yaml', `retry:\n  budget_seconds: 20\ndaemon:\n  poll_interval_seconds: ${POLL_S}\n`, { name });
+    await fx.boot();
   });
 
   after(async function () {
@@ -127,7 +110,7 @@ describe('hotplug daemon (lab t-dmn: warm service, socket, kernel watch, metadat
     }
     if (process.env.T_DMN_KEEP_LOG) process.stderr.write(`      daemon log: ${logFile}\n`);
     else rmSync(logDir, { recursive: true, force: true });
-    await lab.down({ name, quiet: true });
+    await fx.teardown();
     expect(await assertLabGone(name)).to.deep.equal([]);
   });
 

@@ -5,29 +5,9 @@
  */
 import { expect } from 'chai';
 import { existsSync } from 'node:fs';
-import { lab, hotplug, sh, ipv4Of, readIn, hostPath, assertLabGone, waitFor, crawlsOf, instancePids } from './helpers.js';
+import { lab, hotplug, sh, ipv4Of, readIn, hostPath, assertLabGone, waitFor, crawlsOf, instancePids, labFixture, recentEvents, waitRecord } from './helpers.js';
 
 const PATH_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
-
-interface Rec {
-  action: string;
-  iface: string;
-  mac?: string;
-  result: string;
-  reason?: string;
-  crawls: number;
-  probes: number;
-  duration_ms: number;
-}
-
-async function records(name: string): Promise<Rec[]> {
-  const t = await readIn(name, '/run/cloud-hotplug/recent-events.json');
-  return t ? (JSON.parse(t) as Rec[]) : [];
-}
-
-async function waitRecord(name: string, pred: (r: Rec) => boolean, timeoutMs = 60_000): Promise<Rec> {
-  return waitFor('event record', async () => (await records(name)).find(pred), timeoutMs, 100);
-}
 
 /** hook lines in the log: "hook queued action=add iface=eth1 ... duration_ms=12.3" */
 async function hookDurations(name: string, iface: string): Promise<number[]> {
@@ -48,15 +28,14 @@ async function install(name: string, extra: string[] = []) {
 }
 
 describe('hotplug events end to end (real udevd, EC2-faithful lab)', function () {
-  const name = 't-ev';
+  // Metadata for a NIC that never shows up must not keep a worker busy for a minute in tests.
+  const fx = labFixture('t-ev', { mode: 'faithful', config: 'retry:\n  budget_seconds: 6\n' });
+  const name = fx.name;
   before(async function () {
-    await lab.down({ name, quiet: true }).catch(() => {});
-    await lab.up({ name, mode: 'faithful', quiet: true });
-    // Metadata for a NIC that never shows up must not keep a worker busy for a minute in tests.
-    await lab.writeFileInInstance('/etc/cloud-hotplug/config.yaml', 'retry:\n  budget_seconds: 6\n', { name });
+    await fx.boot();
   });
   after(async function () {
-    await lab.down({ name, quiet: true });
+    await fx.teardown();
     expect(await assertLabGone(name)).to.deep.equal([]);
   });
 
@@ -205,11 +184,10 @@ describe('hotplug events end to end (real udevd, EC2-faithful lab)', function ()
 
 describe('hotplug events: gating by boot and by cloud-init', function () {
   it('a NIC attached before boot finished is configured after boot, exactly once', async () => {
-    const name = 't-boot';
-    await lab.down({ name, quiet: true }).catch(() => {});
+    const fx = labFixture('t-boot', { mode: 'faithful', pauseBefore: 'final', install: true });
+    const name = fx.name;
     try {
-      await lab.up({ name, mode: 'faithful', pauseBefore: 'final', quiet: true });
-      await install(name);
+      await fx.boot();
       const nic = await lab.attach({ name });
       // udevd may be busy with boot's own events: wait for the hook to queue ours, not a fixed time.
       await waitFor('the event queued', async () => /\.json/.test((await lab.exec(['ls', '/run/cloud-hotplug/queue'], { name, cleanEnv: true, env: PATH_ENV })).stdout), 30_000, 100);
@@ -219,26 +197,25 @@ describe('hotplug events: gating by boot and by cloud-init', function () {
       await lab.resume({ name, quiet: true });
       await waitFor('configured after boot', async () => (await ipv4Of(name, nic.ifname)).includes(nic.ips[0]!), 30_000);
       await new Promise((r) => setTimeout(r, 1000));
-      const recs = (await records(name)).filter((r) => r.mac === nic.mac);
+      const recs = (await recentEvents(name)).filter((r) => r.mac === nic.mac);
       expect(recs.map((r) => r.result)).to.deep.equal(['configured']);
     } finally {
-      await lab.down({ name, quiet: true });
+      await fx.teardown();
     }
   });
 
   it('user-data without updates.network.when: [hotplug] → nothing applied; the log says why', async () => {
-    const name = 't-nohp';
-    await lab.down({ name, quiet: true }).catch(() => {});
+    const fx = labFixture('t-nohp', { mode: 'faithful', hotplugUserdata: false, install: true });
+    const name = fx.name;
     try {
-      await lab.up({ name, mode: 'faithful', hotplugUserdata: false, quiet: true });
-      await install(name);
+      await fx.boot();
       const nic = await lab.attach({ name });
       const rec = await waitRecord(name, (r) => r.mac === nic.mac);
       expect(rec.result).to.equal('skipped');
       expect(rec.reason).to.match(/disabled by cloud-init: hotplug not in updates\.network\.when/);
       expect(await ipv4Of(name, nic.ifname)).to.deep.equal([]);
     } finally {
-      await lab.down({ name, quiet: true });
+      await fx.teardown();
     }
   });
 });

@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { expect } from 'chai';
 import * as lab from '../../scripts/lab/index.js';
 import { CLI, ROOT } from '../helpers/run.js';
 
@@ -15,6 +16,45 @@ export const HOOK = join(ROOT, 'dist/src/hook.js');
 /** Run `hotplug ARGS` inside the instance, as root, with a clean environment like udev's. */
 export async function hotplug(name: string, args: string[], env: Record<string, string> = {}) {
   return lab.exec([process.execPath, CLI, ...args], { name, cleanEnv: true, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', ...env }, timeoutMs: 240_000 });
+}
+
+export interface LabFixtureOptions extends Omit<lab.UpOptions, 'name' | 'quiet'> {
+  /** Run `hotplug install` in the instance after boot (it must succeed). */
+  install?: boolean;
+  /** Write this as /etc/cloud-hotplug/config.yaml in the instance after boot. */
+  config?: string;
+}
+
+export interface LabFixture {
+  name: string;
+  /** Take down whatever a lab of this name left behind, boot it afresh, then install and configure. */
+  boot(): Promise<lab.UpResult>;
+  /** Take the lab down (throws if it cannot). Safe when boot failed half-way or never ran. */
+  teardown(): Promise<void>;
+}
+
+/**
+ * A lab for one describe block: `boot()` from its before hook, `teardown()` from its after hook
+ * (made before booting, so an after hook can always take down what a failed before left).
+ */
+export function labFixture(name: string, opts: LabFixtureOptions = {}): LabFixture {
+  const { install, config, ...up } = opts;
+  return {
+    name,
+    async boot() {
+      await lab.down({ name, quiet: true }).catch(() => {});
+      const r = await lab.up({ ...up, name, quiet: true });
+      if (install) {
+        const i = await hotplug(name, ['install']);
+        expect(i.exitCode, i.stderr).to.equal(0);
+      }
+      if (config !== undefined) await lab.writeFileInInstance('/etc/cloud-hotplug/config.yaml', config, { name });
+      return r;
+    },
+    async teardown() {
+      await lab.down({ name, quiet: true });
+    },
+  };
 }
 
 /** Run a command inside the instance and return stdout (throws on non-zero). */
@@ -48,6 +88,29 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | null | unde
     if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
+}
+
+/** One handled event as the worker keeps it in /run/cloud-hotplug/recent-events.json (src/pipeline/history.ts). */
+export interface EventRec {
+  action: string;
+  iface: string;
+  mac?: string;
+  result: string;
+  reason?: string;
+  crawls: number;
+  probes: number;
+  duration_ms: number;
+}
+
+/** The instance's recent event records, oldest first ([] before the first). */
+export async function recentEvents(name: string): Promise<EventRec[]> {
+  const t = await readIn(name, '/run/cloud-hotplug/recent-events.json');
+  return t ? (JSON.parse(t) as EventRec[]) : [];
+}
+
+/** The first recent event record matching `pred`, polled every `everyMs`. */
+export function waitRecord(name: string, pred: (r: EventRec) => boolean, timeoutMs = 60_000, everyMs = 100): Promise<EventRec> {
+  return waitFor('event record', async () => (await recentEvents(name)).find(pred), timeoutMs, everyMs);
 }
 
 /** Host path of a file inside the instance (through /proc/<holder>/root). */

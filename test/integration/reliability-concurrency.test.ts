@@ -6,12 +6,13 @@
  * metadata.
  */
 import { expect } from 'chai';
-import { lab, hotplug, waitFor } from './helpers.js';
+import { lab, hotplug, waitFor, labFixture } from './helpers.js';
 import { converge, logLines, relLab } from '../../src/validate/harness.js';
 import { integrity } from '../../src/validate/state.js';
 import { recordFigures } from '../../src/validate/figures.js';
 
-const name = relLab('t-rel-conc');
+const fx = labFixture(relLab('t-rel-conc'), { mode: 'faithful', install: true, config: 'retry:\n  budget_seconds: 20\n' });
+const name = fx.name;
 const APPLIES = 10;
 
 interface Held {
@@ -45,13 +46,10 @@ describe('reliability: concurrent applies and events', function () {
 
   before(async function () {
     t0 = Date.now();
-    await lab.down({ name, quiet: true }).catch(() => {});
-    await lab.up({ name, mode: 'faithful', quiet: true });
-    expect((await hotplug(name, ['install'])).exitCode).to.equal(0);
-    await lab.writeFileInInstance('/etc/cloud-hotplug/config.yaml', 'retry:\n  budget_seconds: 20\n', { name });
+    await fx.boot();
   });
   after(async function () {
-    await lab.down({ name, quiet: true });
+    await fx.teardown();
   });
 
   it(`${APPLIES} hotplug apply at once plus udev events → serialized, all succeed or report the lock clearly, nothing stuck, final state correct`, async () => {

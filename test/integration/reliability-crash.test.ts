@@ -8,13 +8,14 @@
  */
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
-import { lab, hotplug, waitFor } from './helpers.js';
+import { lab, waitFor, labFixture } from './helpers.js';
 import { converge, prng, snapshot, relLab } from '../../src/validate/harness.js';
 import { integrity, orphanDhcpClients } from '../../src/validate/state.js';
 import { isPythonBridge, isWorker } from '../../src/validate/collect.js';
 import { recordFigures } from '../../src/validate/figures.js';
 
-const name = relLab('t-rel-crash');
+const fx = labFixture(relLab('t-rel-crash'), { mode: 'faithful', install: true, config: 'retry:\n  budget_seconds: 20\n' });
+const name = fx.name;
 const CRASHES = Number(process.env.CRASH_COUNT || 15);
 const SEED = process.env.CRASH_SEED ? Number(process.env.CRASH_SEED) : Math.floor(Math.random() * 2 ** 31);
 /** A convergence check after every this many kills (and at the end). */
@@ -42,13 +43,10 @@ describe('reliability: kill -9 of the worker and its Python child mid-apply', fu
 
   before(async function () {
     t0 = Date.now();
-    await lab.down({ name, quiet: true }).catch(() => {});
-    await lab.up({ name, mode: 'faithful', quiet: true });
-    expect((await hotplug(name, ['install'])).exitCode).to.equal(0);
-    await lab.writeFileInInstance('/etc/cloud-hotplug/config.yaml', 'retry:\n  budget_seconds: 20\n', { name });
+    await fx.boot();
   });
   after(async function () {
-    await lab.down({ name, quiet: true });
+    await fx.teardown();
   });
 
   it(`${CRASHES} kills at random points → no stuck lock, files whole after each, every following event converges, no orphaned DHCP client`, async () => {

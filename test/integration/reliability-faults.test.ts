@@ -7,16 +7,17 @@
  * half-applied, and once the fault clears the next event converges.
  */
 import { expect } from 'chai';
-import { lab, hotplug, sha, waitFor } from './helpers.js';
+import { lab, hotplug, sha, waitFor, labFixture } from './helpers.js';
 import { converge, snapshot, eventRecords, logLines, type EventRecordLine, relLab } from '../../src/validate/harness.js';
 import { integrity } from '../../src/validate/state.js';
 import { recordFigures } from '../../src/validate/figures.js';
 
-const name = relLab('t-rel-fault');
+const BUDGET = 10;
+const fx = labFixture(relLab('t-rel-fault'), { mode: 'faithful', install: true, config: `retry:\n  budget_seconds: ${BUDGET}\n` });
+const name = fx.name;
 const OBJ = '/var/lib/cloud/instance/obj.pkl';
 const ENI = '/etc/network/interfaces.d/50-cloud-init';
 const FILES = [OBJ, ENI, '/run/cloud-hotplug/network-config.json', '/run/cloud-init/instance-data.json'];
-const BUDGET = 10;
 
 /** Files by hash, plus addresses, rules and routes: what a failed refresh or apply must not change. */
 async function fingerprint(): Promise<Record<string, unknown>> {
@@ -47,10 +48,7 @@ describe('reliability: metadata faults and invalid metadata', function () {
 
   before(async function () {
     t0 = Date.now();
-    await lab.down({ name, quiet: true }).catch(() => {});
-    await lab.up({ name, mode: 'faithful', quiet: true });
-    expect((await hotplug(name, ['install'])).exitCode).to.equal(0);
-    await lab.writeFileInInstance('/etc/cloud-hotplug/config.yaml', `retry:\n  budget_seconds: ${BUDGET}\n`, { name });
+    await fx.boot();
     await lab.attach({ name, ips: 1 });
     const c = await converge(lab, name);
     expect(c.diffs, 'baseline').to.deep.equal([]);
@@ -66,7 +64,7 @@ describe('reliability: metadata faults and invalid metadata', function () {
       lost: fig.lost,
       seconds: (Date.now() - t0) / 1000,
     });
-    await lab.down({ name, quiet: true });
+    await fx.teardown();
   });
 
   const FAULTS: lab.Fault[] = [

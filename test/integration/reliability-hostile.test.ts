@@ -6,13 +6,14 @@
  * network state changed; once the plant is removed the next event converges.
  */
 import { expect } from 'chai';
-import { lab, hotplug, sha, waitFor, HOOK } from './helpers.js';
+import { lab, hotplug, sha, waitFor, HOOK, labFixture } from './helpers.js';
 import { converge, logLines, snapshot, waitDrained, PATH_ENV, relLab } from '../../src/validate/harness.js';
 import { integrity } from '../../src/validate/state.js';
 import { recordFigures } from '../../src/validate/figures.js';
 import { UDEV_HOOK, CLI_JS } from '../../src/install/files.js';
 
-const name = relLab('t-rel-host');
+const fx = labFixture(relLab('t-rel-host'), { mode: 'faithful', install: true, config: 'retry:\n  budget_seconds: 10\n' });
+const name = fx.name;
 const OBJ = '/var/lib/cloud/instance/obj.pkl';
 const ENI = '/etc/network/interfaces.d/50-cloud-init';
 
@@ -26,10 +27,7 @@ describe('reliability: hostile input in a real instance', function () {
 
   before(async function () {
     t0 = Date.now();
-    await lab.down({ name, quiet: true }).catch(() => {});
-    await lab.up({ name, mode: 'faithful', quiet: true });
-    expect((await hotplug(name, ['install'])).exitCode).to.equal(0);
-    await lab.writeFileInInstance('/etc/cloud-hotplug/config.yaml', 'retry:\n  budget_seconds: 10\n', { name });
+    await fx.boot();
     await lab.attach({ name });
     events++;
     expect((await converge(lab, name)).diffs).to.deep.equal([]);
@@ -44,7 +42,7 @@ describe('reliability: hostile input in a real instance', function () {
       lost: 0,
       seconds: (Date.now() - t0) / 1000,
     });
-    await lab.down({ name, quiet: true });
+    await fx.teardown();
   });
 
   it('hostile devpaths and interface names through the udev program, hook.js and hotplug handle → refused and logged; nothing queued, run or changed', async () => {

@@ -9,12 +9,13 @@
  *   STORM_SLOTS=N    device slots 1..N (default 8)
  */
 import { expect } from 'chai';
-import { lab, hotplug } from './helpers.js';
+import { lab, labFixture } from './helpers.js';
 import { converge, prng, unhookedEvents, logLines, eventRecords, relLab } from '../../src/validate/harness.js';
 import { integrity, orphanDhcpClients } from '../../src/validate/state.js';
 import { recordFigures } from '../../src/validate/figures.js';
 
-const name = relLab('t-rel-storm');
+const fx = labFixture(relLab('t-rel-storm'), { mode: 'faithful', install: true, config: 'retry:\n  budget_seconds: 20\n' });
+const name = fx.name;
 const EVENTS = Number(process.env.STORM_EVENTS || 200);
 const SLOTS = Number(process.env.STORM_SLOTS || 8);
 const SEED = process.env.STORM_SEED ? Number(process.env.STORM_SEED) : Math.floor(Math.random() * 2 ** 31);
@@ -25,15 +26,11 @@ describe('reliability: randomized attach/detach storm', function () {
 
   before(async function () {
     t0 = Date.now();
-    await lab.down({ name, quiet: true }).catch(() => {});
-    await lab.up({ name, mode: 'faithful', quiet: true });
-    const r = await hotplug(name, ['install']);
-    expect(r.exitCode, r.stderr).to.equal(0);
-    await lab.writeFileInInstance('/etc/cloud-hotplug/config.yaml', 'retry:\n  budget_seconds: 20\n', { name });
+    await fx.boot();
   });
   after(async function () {
     // REL_KEEP_LAB=1 leaves the lab up to look at a failed storm (take it down with `lab down`).
-    if (!process.env.REL_KEEP_LAB) await lab.down({ name, quiet: true });
+    if (!process.env.REL_KEEP_LAB) await fx.teardown();
   });
 
   it(`${EVENTS} attach/detach events over ${SLOTS} slots with random timing and 0-1.5 s metadata lag → state equals metadata`, async () => {

@@ -8,7 +8,7 @@
  */
 import { expect } from 'chai';
 import { execa } from 'execa';
-import { lab, hotplug, readIn, waitFor } from './helpers.js';
+import { lab, hotplug, readIn, waitFor, labFixture, waitRecord } from './helpers.js';
 
 const NAME = 't-rt';
 const UPSTREAM = 't-rt-up';
@@ -20,36 +20,16 @@ setTimeout(() => process.exit(0), 30 * 60 * 1000);
 `;
 const TABLE_BASE = 10000;
 
-interface Rec {
-  action: string;
-  iface: string;
-  mac?: string;
-  result: string;
-  reason?: string;
-}
-
-async function records(name: string): Promise<Rec[]> {
-  const t = await readIn(name, '/run/cloud-hotplug/recent-events.json');
-  return t ? (JSON.parse(t) as Rec[]) : [];
-}
-
-const waitRecord = (name: string, pred: (r: Rec) => boolean, timeoutMs = 60_000) =>
-  waitFor('event record', async () => (await records(name)).find(pred), timeoutMs, 100);
-
-async function install(name: string): Promise<void> {
-  const r = await hotplug(name, ['install']);
-  expect(r.exitCode, r.stderr).to.equal(0);
-}
-
 async function apply(name: string, args: string[] = []): Promise<void> {
   const r = await hotplug(name, ['apply', ...args]);
   expect(r.exitCode, `hotplug apply ${args.join(' ')}: ${r.stderr}`).to.equal(0);
 }
 
+// A NIC metadata never lists must not keep a worker busy for a minute in tests.
+const configYaml = (routing: boolean) => `retry:\n  budget_seconds: 6\n${routing ? '' : 'routing:\n  enabled: false\n'}`;
+
 async function config(name: string, routing: boolean): Promise<void> {
-  // A NIC metadata never lists must not keep a worker busy for a minute in tests.
-  const yaml = `retry:\n  budget_seconds: 6\n${routing ? '' : 'routing:\n  enabled: false\n'}`;
-  await lab.writeFileInInstance('/etc/cloud-hotplug/config.yaml', yaml, { name });
+  await lab.writeFileInInstance('/etc/cloud-hotplug/config.yaml', configYaml(routing), { name });
 }
 
 /** `ip -N -json ARGS` in the instance's network namespace (read from the host: no nsenter). */
@@ -157,6 +137,7 @@ async function startServer(name: string): Promise<Server> {
 
 describe('policy routing end to end (client behind the cloud, source/destination check)', function () {
   this.timeout(300_000);
+  const fx = labFixture(NAME, { install: true, config: configYaml(true) });
   let server: Server | undefined;
   const nics: lab.NicInfo[] = [];
   let eth0: { ifname: string; ips: string[]; deviceNumber: number };
@@ -169,10 +150,7 @@ describe('policy routing end to end (client behind the cloud, source/destination
 
   before(async function () {
     if (process.getuid?.() !== 0) this.skip();
-    await lab.down({ name: NAME, quiet: true });
-    await lab.up({ name: NAME, quiet: true });
-    await config(NAME, true);
-    await install(NAME);
+    await fx.boot();
     server = await startServer(NAME);
     const st = await lab.status({ name: NAME });
     const e0 = st.nics.find((n) => n.ifname === 'eth0')!;
@@ -181,7 +159,7 @@ describe('policy routing end to end (client behind the cloud, source/destination
 
   after(async function () {
     server?.stop();
-    await lab.down({ name: NAME, quiet: true });
+    await fx.teardown();
     expect(await lab.leftovers(NAME)).to.deep.equal([]);
   });
 
@@ -316,20 +294,18 @@ describe('policy routing end to end (client behind the cloud, source/destination
 
 describe('without policy routing (upstream cloud-init alone): why the feature exists', function () {
   this.timeout(300_000);
+  const fx = labFixture(UPSTREAM, { install: true, config: configYaml(false) });
   let server: Server | undefined;
 
   before(async function () {
     if (process.getuid?.() !== 0) this.skip();
-    await lab.down({ name: UPSTREAM, quiet: true });
-    await lab.up({ name: UPSTREAM, quiet: true });
-    await config(UPSTREAM, false);
-    await install(UPSTREAM);
+    await fx.boot();
     server = await startServer(UPSTREAM);
   });
 
   after(async function () {
     server?.stop();
-    await lab.down({ name: UPSTREAM, quiet: true });
+    await fx.teardown();
     expect(await lab.leftovers(UPSTREAM)).to.deep.equal([]);
   });
 
