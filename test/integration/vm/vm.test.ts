@@ -277,6 +277,48 @@ describe(`VM tier: Debian 12 + cloud-init 22.4.2 + the .deb under QEMU (${FLAVOU
     for (const l of [...mine, ...(early ? lines(early.ifname) : [])]) expect(l).to.match(/duration_ms=\d+/);
   });
 
+  it('the daemon under systemd: ready (Type=notify), handles a hot-plug and its unplug, restarted after kill -9', async function () {
+    const en = await sh('systemctl enable --now cloud-hotplug-daemon.service 2>&1', 600_000);
+    expect(en.exitCode, `systemctl enable --now: ${en.stdout}\n${await out('journalctl -b -o cat --no-pager -u cloud-hotplug-daemon.service | tail -n 30')}`).to.equal(0);
+    expect((await out('systemctl is-active cloud-hotplug-daemon.service || true')).trim(), 'daemon').to.equal('active');
+    let c: vm.Nic | undefined;
+    try {
+      c = (await vm.attach({ name: NAME, subnet: 4, secondaryIps: 1, timeoutMs: 240_000, say })).nic;
+      timings.daemon_attach_to_configured_s = +(((Date.now() - c.attachedAt) / 1000).toFixed(1));
+      let last: Error | undefined;
+      for (let i = 0; i < 60; i++) {
+        last = await expectConfigured(c).then(() => undefined, (e: Error) => e);
+        if (!last) break;
+        await new Promise((r) => setTimeout(r, 2000));
+      }
+      if (last) throw last;
+    } catch (e) {
+      throw new Error(`${(e as Error).message}\n${await out('journalctl -b -o cat --no-pager -u cloud-hotplug-daemon.service | tail -n 30')}`);
+    }
+    const dj = () => out('journalctl -b -o cat --no-pager -u cloud-hotplug-daemon.service');
+    expect((await dj()).split('\n').filter((l) => / event add configured /.test(l) && l.includes(`iface=${c.ifname}`)), 'the daemon handled the add').to.have.length(1);
+    if (FLAVOUR === 'ifupdown') await expectDhcpClientOutlivesWorker(c);
+    // kill -9: systemd restarts it (Restart=on-failure), and it comes back ready.
+    const pid = (await out('systemctl show -p MainPID --value cloud-hotplug-daemon.service')).trim();
+    await sh(`kill -9 ${pid}`);
+    let back = false;
+    for (let i = 0; i < 120 && !back; i++) {
+      const st = await out('systemctl show -p ActiveState,MainPID,NRestarts cloud-hotplug-daemon.service');
+      back = /ActiveState=active/.test(st) && !new RegExp(`MainPID=(0|${pid})\\b`).test(st) && /NRestarts=[1-9]/.test(st);
+      if (!back) await new Promise((r) => setTimeout(r, 2000));
+    }
+    expect(back, 'systemd restarted the daemon after kill -9').to.equal(true);
+    if (FLAVOUR === 'ifupdown') await expectDhcpClientOutlivesWorker(c); // KillMode=process + its scope
+    await vm.detach({ name: NAME, target: c.mac, say });
+    let removed = false;
+    for (let i = 0; i < 120 && !removed; i++) {
+      removed = (await dj()).split('\n').some((l) => / event remove removed /.test(l) && l.includes(`iface=${c.ifname}`));
+      if (!removed) await new Promise((r) => setTimeout(r, 1500));
+    }
+    expect(removed, `the daemon recorded no remove for ${c.ifname}\n${(await dj()).split('\n').slice(-30).join('\n')}`).to.equal(true);
+    expect((await ipj('-4 rule show')).filter((r) => r.table === String(tableOf(c))), 'rules left').to.deep.equal([]);
+  });
+
   it('purging the package leaves no rule, unit, file or process of it, and gives cloud-init its hook back', async function () {
     const files = (await out('dpkg-query -L cloud-hotplug')).split('\n').filter(Boolean);
     const r = await sh('DEBIAN_FRONTEND=noninteractive dpkg --purge cloud-hotplug 2>&1', 300_000);
