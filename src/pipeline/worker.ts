@@ -149,8 +149,9 @@ export class Pipeline {
   /** Policy routing after an apply; a failure is logged, never fails the event. */
   async routes(summary: InstanceSummary, metadataComplete: boolean): Promise<void> {
     try {
+      // reconcile() logs what it changed; only failures need saying again, louder.
       const r = await reconcile({ summary, config: this.cfg, metadataComplete });
-      if (r.changes.length || r.failed.length) log(r.failed.length ? 'warn' : 'info', 'policy routing reconciled', { changes: r.changes.length, failed: r.failed.length });
+      if (r.failed.length) log('warn', 'policy routing: some changes failed', { changes: r.changes.length, failed: r.failed.length });
     } catch (e) {
       log('warn', 'policy routing reconcile failed', { error: oneLine(e) });
     }
