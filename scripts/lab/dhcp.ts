@@ -15,10 +15,13 @@ export const LEASE_TIME = '1h';
 export const DHCP_DOMAIN = 'ec2.internal';
 
 export function dnsmasqArgv(p: LabPaths): string[] {
+  return dnsmasqArgvIn(['nsenter', `--net=${netnsPath(p.netnsCloud)}`, '--'], p);
+}
+
+/** dnsmasq's argv behind `prefix` (how to enter the cloud's netns); the VM tier uses it too. */
+export function dnsmasqArgvIn(prefix: string[], p: Pick<LabPaths, 'dnsmasqPid' | 'dnsmasqLog' | 'dhcpLeases' | 'dhcpHosts'>): string[] {
   const argv = [
-    'nsenter',
-    `--net=${netnsPath(p.netnsCloud)}`,
-    '--',
+    ...prefix,
     'dnsmasq',
     '--keep-in-foreground',
     '--conf-file=/dev/null',
@@ -59,7 +62,8 @@ export async function writeHostsFile(p: LabPaths, atts: Attachment[]): Promise<v
   await writeFileAtomic(p.dhcpHosts, hostsFileContent(atts));
 }
 
-async function logSize(path: string): Promise<number> {
+/** Size of a log file (0 if missing): where to start reading what comes next. */
+export async function logSize(path: string): Promise<number> {
   try {
     return (await stat(path)).size;
   } catch {
@@ -67,13 +71,14 @@ async function logSize(path: string): Promise<number> {
   }
 }
 
-async function logSince(path: string, offset: number): Promise<string> {
+/** What a log file holds from `offset` on (at most `cap` bytes; '' if missing). */
+export async function logSince(path: string, offset: number, cap = 1 << 20): Promise<string> {
   const fh = await open(path, 'r').catch(() => null);
   if (!fh) return '';
   try {
     const size = (await fh.stat()).size;
     if (size <= offset) return '';
-    const buf = Buffer.alloc(Math.min(size - offset, 1 << 20));
+    const buf = Buffer.alloc(Math.min(size - offset, cap));
     await fh.read(buf, 0, buf.length, offset);
     return buf.toString('utf8');
   } finally {
@@ -82,7 +87,7 @@ async function logSince(path: string, offset: number): Promise<string> {
 }
 
 /** SIGHUP dnsmasq and wait (up to 3 s) until its log says it re-read the hosts file. */
-export async function reloadHosts(p: LabPaths, dnsmasq: ProcRef | undefined): Promise<boolean> {
+export async function reloadHosts(p: Pick<LabPaths, 'dnsmasqLog' | 'dhcpHosts'>, dnsmasq: ProcRef | undefined): Promise<boolean> {
   if (!dnsmasq || !isAlive(dnsmasq)) return false;
   const off = await logSize(p.dnsmasqLog);
   process.kill(dnsmasq.pid, 'SIGHUP');

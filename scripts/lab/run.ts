@@ -15,6 +15,9 @@ export interface RunOptions {
   check?: boolean;
   /** Start from an empty environment plus `env` (default: inherit this process's). */
   cleanEnv?: boolean;
+  /** Let the command write straight to our stderr (long builds). */
+  inheritStderr?: boolean;
+  cwd?: string;
 }
 
 export class CommandError extends Error {
@@ -34,7 +37,9 @@ export async function run(argv: string[], opts: RunOptions = {}): Promise<RunRes
     reject: false,
     input: opts.input,
     stdin: opts.input === undefined ? 'ignore' : undefined,
+    stderr: opts.inheritStderr ? 'inherit' : 'pipe',
     timeout: opts.timeoutMs,
+    cwd: opts.cwd,
     env: opts.env,
     extendEnv: !opts.cleanEnv,
     stripFinalNewline: false,
@@ -69,4 +74,10 @@ export async function waitFor<T>(fn: () => Promise<T> | T, timeoutMs: number, in
     if (v || Date.now() >= end) return v;
     await sleep(intervalMs);
   }
+}
+
+/** The path of `cmd` on PATH, or null. */
+export async function which(cmd: string): Promise<string | null> {
+  const r = await run(['sh', '-c', 'command -v "$1"', 'sh', cmd], { check: false });
+  return r.exitCode === 0 ? r.stdout.trim() : null;
 }

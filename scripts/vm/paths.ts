@@ -6,6 +6,7 @@
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UserError } from '../../src/util/errors.js';
+import { allSubnets, subnetInfo } from '../lab/paths.js';
 
 export const VM_CACHE = process.env.CHV_CACHE ?? '/var/cache/cloud-hotplug-vm';
 export const VM_RUN = process.env.CHV_RUN ?? '/run/cloud-hotplug-vm';
@@ -71,10 +72,11 @@ export function vmPaths(name?: string): VmPaths {
 }
 
 /** Subnet k (1..4) = 10.0.k.0/24, gateway .1 on bridge brK inside the VM's netns. */
-export const SUBNETS = [1, 2, 3, 4];
+/** The lab's subnets (10.0.k.0/24 on bridge brk): the shared dnsmasq argv serves exactly these. */
+export const SUBNETS = allSubnets().map((s) => s.index);
 export const IMDS_ADDR = '169.254.169.254';
-export const subnetGateway = (k: number) => `10.0.${k}.1`;
-export const subnetBridge = (k: number) => `br${k}`;
+export const subnetGateway = (k: number) => subnetInfo(k).gateway;
+export const subnetBridge = (k: number) => subnetInfo(k).bridge;
 export function checkSubnet(k: number): number {
   if (!SUBNETS.includes(k)) throw new UserError(`no subnet ${k}: subnets are ${SUBNETS.join(', ')}`);
   return k;

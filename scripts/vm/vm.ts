@@ -7,7 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, readFile, rm, stat, open, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { newModel, newInterfaceId, saveModel, loadModel, type MetadataModel, type NicModel } from '../lab/metadata.js';
 import { writeJsonAtomic } from '../../src/util/atomic.js';
 import { UserError } from '../../src/util/errors.js';
@@ -26,6 +26,7 @@ import {
 } from './paths.js';
 import { isAlive, killRef, refOf, run, sleep, spawnDaemon, waitFor, which, type ProcRef } from './proc.js';
 import { GuestAgent, Qmp, type ExecResult } from './qmp.js';
+import { dnsmasqArgvIn, logSince, reloadHosts } from '../lab/dhcp.js';
 import { latestImage, readManifest, USER_DATA, type ImageManifest } from './image.js';
 
 export interface Nic {
@@ -120,50 +121,11 @@ async function addTap(p: VmPaths, tap: string, subnet: number): Promise<void> {
   await run(['ip', '-n', p.netns, 'link', 'set', tap, 'master', subnetBridge(subnet), 'up']);
 }
 
-function dnsmasqArgv(p: VmPaths): string[] {
-  const argv = nsExec(p.netns, [
-    'dnsmasq',
-    '--keep-in-foreground',
-    '--conf-file=/dev/null',
-    `--pid-file=${p.dnsmasqPid}`,
-    '--user=root',
-    '--group=root',
-    `--log-facility=${p.dnsmasqLog}`,
-    '--log-dhcp',
-    '--no-resolv',
-    '--no-hosts',
-    '--no-poll',
-    '--address=/#/',
-    '--bind-dynamic',
-    '--except-interface=lo',
-    '--dhcp-authoritative',
-    `--dhcp-leasefile=${p.dhcpLeases}`,
-    `--dhcp-hostsfile=${p.dhcpHosts}`,
-    '--dhcp-option=option:domain-name,ec2.internal',
-  ]);
-  for (const k of SUBNETS) {
-    argv.push(`--interface=${subnetBridge(k)}`, `--dhcp-range=set:s${k},10.0.${k}.0,static,255.255.255.0,1h`);
-  }
-  return argv;
-}
+/** The lab's dnsmasq (a static lease per MAC, DNS answering NXDOMAIN) in the VM's cloud netns. */
+const dnsmasqArgv = (p: VmPaths): string[] => dnsmasqArgvIn(nsExec(p.netns, []), p);
 
-async function fileSize(path: string): Promise<number> {
-  return stat(path).then((s) => s.size).catch(() => 0);
-}
-
-async function readFrom(path: string, offset: number): Promise<string> {
-  const fh = await open(path, 'r').catch(() => null);
-  if (!fh) return '';
-  try {
-    const size = (await fh.stat()).size;
-    if (size <= offset) return '';
-    const buf = Buffer.alloc(Math.min(size - offset, 4 << 20));
-    await fh.read(buf, 0, buf.length, offset);
-    return buf.toString('utf8');
-  } finally {
-    await fh.close();
-  }
-}
+/** The console and logs can outgrow the lab's 1 MiB default read. */
+const readFrom = (path: string, offset: number) => logSince(path, offset, 4 << 20);
 
 async function writeHosts(p: VmPaths, nics: Nic[]): Promise<void> {
   await writeFile(p.dhcpHosts, nics.map((n) => `${n.mac},${n.ip},ip-${n.ip.replace(/\./g, '-')}`).join('\n') + '\n');
@@ -171,11 +133,7 @@ async function writeHosts(p: VmPaths, nics: Nic[]): Promise<void> {
 
 /** SIGHUP dnsmasq and wait until it logged re-reading the hosts file. */
 async function reloadDhcp(p: VmPaths, s: VmState): Promise<void> {
-  if (!isAlive(s.procs.dnsmasq)) throw new Error('dnsmasq is not running');
-  const off = await fileSize(p.dnsmasqLog);
-  process.kill(s.procs.dnsmasq!.pid, 'SIGHUP');
-  const ok = await waitFor(async () => (await readFrom(p.dnsmasqLog, off)).includes(`read ${p.dhcpHosts}`), 3000, 20);
-  if (!ok) throw new Error('dnsmasq did not re-read its hosts file');
+  if (!(await reloadHosts(p, s.procs.dnsmasq))) throw new Error('dnsmasq is not running or did not re-read its hosts file');
 }
 
 function nicModel(n: Nic, visibleAt?: number): NicModel {
