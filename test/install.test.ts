@@ -59,10 +59,14 @@ describe('hotplug install / uninstall (--root)', () => {
     await writeFile(upstream, content);
     await mkdir(join(root, 'lib/systemd/system'), { recursive: true });
     await writeFile(join(root, 'lib/systemd/system/cloud-init.target'), '[Unit]\n');
+    await writeFile(join(root, 'lib/systemd/systemd-networkd'), '');
     const before = await tree(root);
     const r = await cli(['install', '--root', root, '--replace-cloud-init-hook']);
     expect(r.exitCode, r.stderr).to.equal(0);
     expect(existsSync(upstream)).to.equal(false);
+    // networkd would flush our rules and table routes at its next start without this.
+    const dropin = await readFile(join(root, 'etc/systemd/networkd.conf.d/80-cloud-hotplug.conf'), 'utf8');
+    expect(dropin).to.match(/^\[Network\]\nManageForeignRoutingPolicyRules=no\nManageForeignRoutes=no\n/m);
     expect(existsSync(join(root, 'etc/systemd/system/cloud-hotplug-replay.service'))).to.equal(true);
     const mask = join(root, 'etc/systemd/system/cloud-init-hotplugd.socket');
     expect((await lstat(mask)).isSymbolicLink()).to.equal(true);
@@ -72,6 +76,7 @@ describe('hotplug install / uninstall (--root)', () => {
     expect(await readFile(upstream, 'utf8')).to.equal(content);
     expect(existsSync(mask)).to.equal(false);
     expect(await tree(root)).to.deep.equal(before);
+    expect(existsSync(join(root, 'etc/systemd')), 'directories install created').to.equal(false);
   });
 
   it("cloud-init's rule written again after install (first boot) is moved aside by the boot replay; only when install replaced it", async () => {

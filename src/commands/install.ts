@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { existsSync, lstatSync } from 'node:fs';
-import { rename, rm, symlink, mkdir } from 'node:fs/promises';
+import { rename, rm, rmdir, symlink, mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { action } from './common.js';
@@ -15,6 +15,8 @@ import {
   MANIFEST,
   REPLAY_UNIT,
   DAEMON_UNIT,
+  NETWORKD_DROPIN,
+  NETWORKD_DROPIN_TEXT,
   DAEMON_SERVICE,
   daemonUnitText,
   RULE_PATH,
@@ -24,6 +26,20 @@ import {
 } from '../install/files.js';
 
 import { moveAsideUpstreamRules, readManifest, reloadUdev } from '../install/replace.js';
+
+/** Write one file of ours (recorded in the manifest, with any directory we had to create). */
+async function writeOwned(root: string, m: Manifest, rel: string, text: string): Promise<void> {
+  const parts = dirname(rel).split('/');
+  for (let i = 1; i <= parts.length; i++) {
+    const d = parts.slice(0, i).join('/');
+    if (existsSync(join(root, d))) continue;
+    await mkdir(join(root, d), { mode: 0o755 });
+    (m.dirs ??= []).includes(d) || m.dirs.push(d);
+  }
+  await writeFileAtomic(join(root, rel), text, 0o644);
+  if (!m.files.includes(rel)) m.files.push(rel);
+  process.stdout.write(`wrote /${rel}\n`);
+}
 
 /**
  * Our policy-routing rules and tables go with the project: nothing would keep them in step with
@@ -71,17 +87,12 @@ masks ${CLOUD_INIT_SOCKET}; uninstall restores both).`,
         }
         if (o.replaceCloudInitHook) m.replace_cloud_init_hook = true;
         for (const line of await moveAsideUpstreamRules(root, m)) process.stdout.write(line + '\n');
-        await writeFileAtomic(join(root, RULE_PATH), ruleText(o.node), 0o644);
-        if (!m.files.includes(RULE_PATH)) m.files.push(RULE_PATH);
-        process.stdout.write(`wrote /${RULE_PATH}\n`);
+        await writeOwned(root, m, RULE_PATH, ruleText(o.node));
         const systemd = existsSync(join(root, 'run/systemd/system')) || existsSync(join(root, 'lib/systemd/system/cloud-init.target'));
         if (systemd) {
-          await writeFileAtomic(join(root, REPLAY_UNIT), replayUnitText(o.node), 0o644);
-          if (!m.files.includes(REPLAY_UNIT)) m.files.push(REPLAY_UNIT);
-          process.stdout.write(`wrote /${REPLAY_UNIT}\n`);
-          await writeFileAtomic(join(root, DAEMON_UNIT), daemonUnitText(o.node), 0o644);
-          if (!m.files.includes(DAEMON_UNIT)) m.files.push(DAEMON_UNIT);
-          process.stdout.write(`wrote /${DAEMON_UNIT}\n`);
+          await writeOwned(root, m, REPLAY_UNIT, replayUnitText(o.node));
+          await writeOwned(root, m, DAEMON_UNIT, daemonUnitText(o.node));
+          if (existsSync(join(root, 'lib/systemd/systemd-networkd'))) await writeOwned(root, m, NETWORKD_DROPIN, NETWORKD_DROPIN_TEXT);
           if (o.replaceCloudInitHook) {
             const mask = `etc/systemd/system/${CLOUD_INIT_SOCKET}`;
             if (!existsSync(join(root, mask))) {
@@ -142,6 +153,10 @@ masks ${CLOUD_INIT_SOCKET}; uninstall restores both).`,
             await rename(join(root, moved), join(root, orig));
             process.stdout.write(`restored /${orig}\n`);
           }
+        }
+        // Deepest first: a directory goes only if we created it and it is empty now.
+        for (const d of [...(m.dirs ?? [])].sort((a, b) => b.length - a.length)) {
+          await rmdir(join(root, d)).catch(() => {});
         }
         await rm(join(root, MANIFEST), { force: true });
         if (root === '/' && existsSync('/run/systemd/system')) await execa('systemctl', ['daemon-reload'], { reject: false });

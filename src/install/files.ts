@@ -15,6 +15,22 @@ export const REPLAY_UNIT = 'etc/systemd/system/cloud-hotplug-replay.service';
 export const DAEMON_UNIT = 'etc/systemd/system/cloud-hotplug-daemon.service';
 export const DAEMON_SERVICE = 'cloud-hotplug-daemon.service';
 export const MANIFEST = 'var/lib/cloud-hotplug/install-manifest.json';
+export const NETWORKD_DROPIN = 'etc/systemd/networkd.conf.d/80-cloud-hotplug.conf';
+
+/**
+ * systemd-networkd removes routing-policy rules and routes it did not configure ("foreign")
+ * whenever it starts (a `netplan apply`, a package upgrade) and when it configures a link:
+ * checked in the VM, our rules and table routes were gone after `systemctl restart
+ * systemd-networkd`. It offers no per-protocol exception (systemd 252), so on hosts with
+ * networkd we ask it to leave foreign rules and routes alone. It reads this at its next start,
+ * which is exactly when it would otherwise flush them.
+ */
+export const NETWORKD_DROPIN_TEXT = `# Installed by "hotplug install" (cloud-hotplug); removed by "hotplug uninstall".
+# Keep the policy-routing rules and per-NIC table routes cloud-hotplug adds (protocol 199).
+[Network]
+ManageForeignRoutingPolicyRules=no
+ManageForeignRoutes=no
+`;
 
 /** cloud-init's own hotplug hook: the 22.4 rule name and the 24.1+ one, and its FIFO socket unit. */
 export const CLOUD_INIT_RULES = ['etc/udev/rules.d/10-cloud-init-hook-hotplug.rules', 'etc/udev/rules.d/90-cloud-init-hook-hotplug.rules'];
@@ -106,6 +122,8 @@ export interface Manifest {
   moved: [string, string][];
   /** systemd units we masked with a /dev/null link (relative link paths). */
   masked: string[];
+  /** Directories we created for those files (removed on uninstall when empty). */
+  dirs?: string[];
   /** Installed with --replace-cloud-init-hook: the boot replay keeps cloud-init's rule aside. */
   replace_cloud_init_hook?: boolean;
 }

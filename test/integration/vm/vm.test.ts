@@ -229,6 +229,12 @@ describe(`VM tier: Debian 12 + cloud-init 22.4.2 + the .deb under QEMU (${FLAVOU
     if (FLAVOUR === 'netplan') {
       expect(await out('cat /etc/netplan/50-cloud-init.yaml'), 'rendered netplan config').to.contain(nic!.mac);
       expect(await out(`networkctl status ${nic!.ifname} --no-pager || true`), 'networkd manages it').to.match(/State: routable|configured/);
+      // networkd flushes "foreign" rules and routes when it starts (netplan apply, upgrades);
+      // our drop-in keeps them. No event and no reconcile of ours runs in between.
+      await out('systemctl restart systemd-networkd && networkctl --timeout=60 reconfigure ' + nic!.ifname + ' >/dev/null 2>&1; sleep 5; true');
+      expect(await out(`networkctl status ${nic!.ifname} --no-pager || true`), 'networkd manages it after its restart').to.match(/State: routable|configured/);
+      await expectConfigured(nic!);
+      if (early) await expectConfigured(early);
     } else {
       const eni = await out('cat /etc/network/interfaces.d/50-cloud-init');
       expect(eni, 'rendered ENI config').to.match(new RegExp(`iface ${nic!.ifname} inet dhcp`));
