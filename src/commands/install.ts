@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { existsSync, lstatSync } from 'node:fs';
+import { existsSync, lstatSync, statSync } from 'node:fs';
 import { rename, rm, rmdir, symlink, mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { execa } from 'execa';
@@ -26,6 +26,17 @@ import {
 } from '../install/files.js';
 
 import { moveAsideUpstreamRules, readManifest, reloadUdev } from '../install/replace.js';
+
+/** Is our / the init process's / (not a chroot)? Unknowable (no /proc) counts as no. */
+function sameRootAsInit(): boolean {
+  try {
+    const a = statSync('/');
+    const b = statSync('/proc/1/root');
+    return a.dev === b.dev && a.ino === b.ino;
+  } catch {
+    return false;
+  }
+}
 
 /** Write one file of ours (recorded in the manifest, with any directory we had to create). */
 async function writeOwned(root: string, m: Manifest, rel: string, text: string): Promise<void> {
@@ -138,7 +149,11 @@ masks ${CLOUD_INIT_SOCKET}; uninstall restores both).`,
         if (root === '/' && existsSync('/run/systemd/system') && m.files.includes(DAEMON_UNIT)) {
           await execa('systemctl', ['disable', '--now', DAEMON_SERVICE], { reject: false });
         }
-        if (root === '/' && !o.keepRouting) await removeRouting();
+        if (root === '/' && !o.keepRouting) {
+          // A chroot (image build, dpkg in a build root) shares the build host's network.
+          if (sameRootAsInit()) await removeRouting();
+          else process.stdout.write('in a chroot: the network (the host\'s) and its policy routing are left alone\n');
+        }
         for (const f of m.files) {
           await rm(join(root, f), { force: true });
           process.stdout.write(`removed /${f}\n`);
