@@ -481,3 +481,35 @@ describe('daemon process against an empty root (HOTPLUG_ROOT)', function () {
 });
 
 
+
+describe('routing watch: `ip -o monitor address route rule` lines (real iproute2 output)', () => {
+  const lines = {
+    addrAdd: '3: va    inet 10.9.0.2/24 scope global va\\       valid_lft forever preferred_lft forever',
+    addrDel: 'Deleted 3: va    inet 10.9.0.2/24 scope global va\\       valid_lft forever preferred_lft forever',
+    ll6: '3: va    inet6 fe80::a481:19ff:fe97:93a4/64 scope link \\       valid_lft forever preferred_lft forever',
+    ruleDel: 'Deleted 10002:\tfrom 10.9.0.2 lookup 10002 proto 199',
+    routeDel: 'Deleted default via 10.9.0.1 dev va table 10002 proto 199 ',
+    othersRouteDel: 'Deleted 10.9.0.0/24 dev va proto kernel scope link src 10.9.0.2 ',
+    othersRuleDel: 'Deleted 500:\tfrom 10.9.0.2 lookup 100',
+    ourRouteAdd: 'default via 10.9.0.1 dev va table 10002 proto 199 ',
+    link: '3: va@vb: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP \\    link/ether 02:00:00:aa:bb:cc brd ff:ff:ff:ff:ff:ff',
+  };
+  it('an address coming or going on an interface (not IPv6 link-local) is a change', async () => {
+    const { parseRoutingLine } = await import('../src/daemon/monitor.js');
+    expect(parseRoutingLine(lines.addrAdd, 199)).to.deep.equal({ kind: 'address', ifname: 'va', deleted: false });
+    expect(parseRoutingLine(lines.addrDel, 199)).to.deep.equal({ kind: 'address', ifname: 'va', deleted: true });
+    expect(parseRoutingLine(lines.ll6, 199)).to.equal(null);
+  });
+  it('a rule or route of ours deleted is a change; others\' deletions, additions and links are not', async () => {
+    const { parseRoutingLine, parseLinkLine } = await import('../src/daemon/monitor.js');
+    expect(parseRoutingLine(lines.ruleDel, 199)).to.deep.equal({ kind: 'ours-deleted', what: 'rule' });
+    expect(parseRoutingLine(lines.routeDel, 199)).to.deep.equal({ kind: 'ours-deleted', what: 'route' });
+    expect(parseRoutingLine(lines.othersRouteDel, 199)).to.equal(null);
+    expect(parseRoutingLine(lines.othersRuleDel, 199)).to.equal(null);
+    expect(parseRoutingLine(lines.ourRouteAdd, 199)).to.equal(null);
+    expect(parseRoutingLine(lines.routeDel, 42), 'another protocol number').to.equal(null);
+    // Address and rule lines are never mistaken for links, and link lines never for routing changes.
+    for (const l of [lines.addrAdd, lines.addrDel, lines.ruleDel, lines.routeDel]) expect(parseLinkLine(l), l).to.equal(null);
+    expect(parseLinkLine(lines.link)).to.include({ ifname: 'va', index: 3 });
+  });
+});

@@ -38,15 +38,17 @@ import { bootFinished } from '../core/boot.js';
 import { applyNetwork } from '../core/apply.js';
 import { refreshMetadata } from '../core/refresh.js';
 import { reconcile } from '../routing/reconcile.js';
+import { ROUTING_PROTO } from '../routing/state.js';
 import { isCandidate } from '../filter.js';
 import { writeJsonAtomic } from '../util/atomic.js';
+import { sweepStaleTemps } from '../util/sweep.js';
 import { log, since } from '../util/log.js';
 import { oneLine, UserError } from '../util/errors.js';
 import { SocketServer, type Reply } from './server.js';
 import type { Request } from './protocol.js';
 import { advertFile, readAdvert } from './kick.js';
 import { BridgeManager, isBridgeFailure } from './bridge.js';
-import { LinkMonitor, type LinkLine } from './monitor.js';
+import { LinkMonitor, type LinkLine, type RoutingChange } from './monitor.js';
 import { fingerprint, describeChange, namesByMac, pollDelay } from './fingerprint.js';
 import { describePolicy, runPolicyCommand } from './policy.js';
 
@@ -54,6 +56,9 @@ import { describePolicy, runPolicyCommand } from './policy.js';
 export const SETTLE_MS = 1000;
 /** Link down/up flaps within this window count once. */
 const LINK_DEBOUNCE_MS = 500;
+/** Address and route churn comes in bursts (a DHCP exchange, networkd configuring links). */
+const ROUTING_DEBOUNCE_MS = 1000;
+const ROUTING_REPAIR = 'policy routing repair';
 /** Link state changes of interfaces a batch just handled are the batch's own doing. */
 const OWN_CHANGE_MS = 3000;
 const LOCK_WAIT_MS = 10 * 60_000;
@@ -85,10 +90,11 @@ export type DaemonRecord =
   | { type: 'link'; time: string; iface: string; state: 'up' | 'down'; policy: string; result: 'reconciled' | 'applied' | 'ignored' | 'ran' | 'failed'; reason?: string; routing_changes?: number }
   | { type: 'kernel_event'; time: string; action: 'add' | 'remove'; iface: string; mac?: string; result: 'queued' | 'seen_from_udev' }
   | { type: 'bridge'; time: string; what: 'died' | 'restarted' | 'timeout'; reason: string; restarts: number }
-  | { type: 'config'; time: string; result: 'reloaded' | 'rejected'; reason?: string };
+  | { type: 'config'; time: string; result: 'reloaded' | 'rejected'; reason?: string }
+  | { type: 'routing'; time: string; result: 'repaired' | 'failed'; changes: number; failed: number };
 
-type JobKind = 'drain' | 'request' | 'links' | 'poll' | 'bridge';
-const PRIORITY: Record<JobKind, number> = { drain: 0, bridge: 1, request: 2, links: 3, poll: 4 };
+type JobKind = 'drain' | 'request' | 'links' | 'routing' | 'poll' | 'bridge';
+const PRIORITY: Record<JobKind, number> = { drain: 0, bridge: 1, request: 2, links: 3, routing: 3, poll: 4 };
 interface Job {
   kind: JobKind;
   what: string;
@@ -151,6 +157,7 @@ export class Daemon {
   private readonly pendingKernel = new Map<number, { link: LinkLine; seenAt: number; timer: NodeJS.Timeout }>();
   private readonly pendingLinks = new Map<string, { up: boolean; at: number }>();
   private linkTimer: NodeJS.Timeout | undefined;
+  private routingTimer: NodeJS.Timeout | undefined;
   private readonly touched = new Map<string, number>();
   private retryTimer: NodeJS.Timeout | undefined;
   private retryMs = RETRY_MIN_MS;
@@ -159,7 +166,16 @@ export class Daemon {
   private sweepTimer: NodeJS.Timeout | undefined;
   private queueWatch: FSWatcher | undefined;
   private daemonLock: Lock | null = null;
-  summary: InstanceSummary | undefined;
+  private summaryValue: InstanceSummary | undefined;
+  /** When `summary` was last set (read or re-read from cloud-init), for status. */
+  private summaryAt: number | null = null;
+  get summary(): InstanceSummary | undefined {
+    return this.summaryValue;
+  }
+  set summary(s: InstanceSummary | undefined) {
+    this.summaryValue = s;
+    this.summaryAt = s ? Date.now() : null;
+  }
   baseline: string | undefined;
   readonly poll = { last: null as string | null, lastChange: null as string | null, lastError: null as string | null, errors: 0, nextAt: null as number | null, polls: 0, lastMs: null as number | null };
   readonly stats = { kicks: 0, batches: 0, bridgeFailures: 0, kernelQueued: 0, kernelDeduped: 0 };
@@ -197,6 +213,8 @@ export class Daemon {
     this.queueWatch.on('error', (e) => log('warn', 'queue watch failed; relying on the periodic sweep', { error: oneLine(e) }));
     this.daemonLock = await tryLock(daemonLockFile());
     if (!this.daemonLock) throw new UserError(`another daemon already runs (it holds ${daemonLockFile()})`);
+    // Temp files of writers killed mid-write (before this start, or by the daemon it replaces).
+    await sweepStaleTemps();
     this.sweepTimer = setInterval(() => {
       void pendingCount()
         .then((n) => n > 0 && !this.pumping && this.schedule('drain', 'drain queue (sweep)', () => this.drain()))
@@ -221,7 +239,8 @@ export class Daemon {
           if (p) p.link = { ...p.link, ifname: to.ifname };
         },
         onState: (l, up) => this.linkState(l, up),
-      });
+        onRouting: (c) => this.routingChanged(c),
+      }, { routingProto: ROUTING_PROTO });
       await this.monitor.start().catch((e) => log('warn', 'ip monitor did not start cleanly; kernel link events may be missed until it restarts', { error: oneLine(e) }));
     }
     this.schedule('drain', 'drain queue', () => this.drain());
@@ -239,6 +258,7 @@ export class Daemon {
     clearTimeout(this.pollTimer);
     clearTimeout(this.retryTimer);
     clearTimeout(this.linkTimer);
+    clearTimeout(this.routingTimer);
     clearInterval(this.sweepTimer);
     this.queueWatch?.close();
     for (const p of this.pendingKernel.values()) clearTimeout(p.timer);
@@ -528,7 +548,36 @@ export class Daemon {
     if (!isCandidate({ ifname: link.ifname }, this.cfg.filter).ok) return;
     this.pendingLinks.set(link.ifname, { up, at: Date.now() });
     clearTimeout(this.linkTimer);
+    clearTimeout(this.routingTimer);
     this.linkTimer = setTimeout(() => this.schedule('links', 'link state change', () => this.links()), LINK_DEBOUNCE_MS);
+  }
+
+  /**
+   * Addresses and routes can vanish with no link event (a DHCP client re-acquiring, networkd
+   * restarting): a debounced reconcile from cached metadata puts back what is missing (and,
+   * metadata not being re-read, deletes nothing for a present NIC). Our own changes trigger one
+   * more reconcile that finds nothing to do.
+   */
+  private routingChanged(c: RoutingChange): void {
+    if (this.stopping || !this.cfg.routing.enabled) return;
+    if (c.kind === 'address' && !isCandidate({ ifname: c.ifname }, this.cfg.filter).ok) return;
+    clearTimeout(this.routingTimer);
+    this.routingTimer = setTimeout(() => this.schedule('routing', ROUTING_REPAIR, () => this.repairRouting()), ROUTING_DEBOUNCE_MS);
+  }
+
+  private async repairRouting(): Promise<void> {
+    try {
+      await this.locked(() =>
+        this.withBridge(ROUTING_REPAIR, async (b) => {
+          const r = await reconcile({ summary: await b.summary(), config: this.cfg, metadataComplete: false });
+          if (r.changes.length || r.failed.length) {
+            this.emit({ type: 'routing', time: now(), result: r.failed.length ? 'failed' : 'repaired', changes: r.changes.length, failed: r.failed.length });
+          }
+        }),
+      );
+    } catch (e) {
+      log('warn', 'policy routing repair failed', { error: oneLine(e) });
+    }
   }
 
   private async links(): Promise<void> {
@@ -734,6 +783,7 @@ export class Daemon {
     const nodeRss = process.memoryUsage().rss;
     const pyRss = this.bridges.rss();
     const s = this.summary ?? this.bridges.summary;
+    const sAt = this.summary ? this.summaryAt : this.bridges.summaryAt;
     return {
       running: true,
       pid: process.pid,
@@ -770,7 +820,7 @@ export class Daemon {
             },
       memory: { node_rss_mb: mb(nodeRss), node_heap_used_mb: mb(process.memoryUsage().heapUsed), python_rss_mb: mb(pyRss), total_rss_mb: mb(nodeRss + (pyRss ?? 0)) },
       stats: this.stats,
-      summary: s ? { datasource: s.datasource, instance_id: s.instance_id, hotplug: s.hotplug, macs: s.macs } : null,
+      summary: s ? { datasource: s.datasource, instance_id: s.instance_id, hotplug: s.hotplug, macs: s.macs, time: typeof sAt === 'number' ? new Date(sAt).toISOString() : null } : null,
     };
   }
 }

@@ -33,17 +33,40 @@ export function parseLinkLine(line: string): LinkLine | null {
   return { deleted: !!m[1], index: Number(m[2]), ifname: m[3]!, flags: m[4]!.split(',').filter(Boolean), ...(mac ? { mac } : {}) };
 }
 
+/**
+ * What can take policy routing away without a link event: an address coming or going on an
+ * interface (a DHCP client re-acquiring; the kernel drops routes through an address it removes,
+ * silently), or a rule or route of ours deleted by someone else (systemd-networkd flushes
+ * "foreign" ones when it starts). `ip -o monitor address route rule` lines.
+ */
+export type RoutingChange = { kind: 'address'; ifname: string; deleted: boolean } | { kind: 'ours-deleted'; what: 'rule' | 'route' };
+
+const ADDR_RE = /^(Deleted\s+)?\d+:\s+([^\s:@]+)\s+inet6?\s+(\S+)/;
+
+/** One monitor line as a routing change; null for links, others' routes, IPv6 link-local churn. */
+export function parseRoutingLine(line: string, proto: number): RoutingChange | null {
+  const t = line.trim();
+  const a = ADDR_RE.exec(t);
+  if (a) return a[3]!.toLowerCase().startsWith('fe80:') ? null : { kind: 'address', ifname: a[2]!, deleted: !!a[1] };
+  if (!/^Deleted\s/.test(t) || !new RegExp(`\\bproto(?:col)?\\s+${proto}\\b`).test(t)) return null;
+  return { kind: 'ours-deleted', what: /^Deleted\s+\d+:\s/.test(t) ? 'rule' : 'route' };
+}
+
 export interface LinkCallbacks {
   onAdd(link: LinkLine): void;
   onRemove(link: LinkLine): void;
   onRename?(from: LinkLine, to: LinkLine): void;
   onState(link: LinkLine, up: boolean): void;
+  /** Also watch addresses, routes and rules (see RoutingChange). */
+  onRouting?(change: RoutingChange): void;
 }
 
 export interface MonitorOptions {
   ipBin?: string;
   /** Initial restart delay; doubles up to maxRestartMs. */
   restartMs?: number;
+  /** rtnetlink protocol that marks our rules and routes (for onRouting). */
+  routingProto?: number;
   maxRestartMs?: number;
 }
 
@@ -94,7 +117,11 @@ export class LinkMonitor {
       return;
     }
     const l = parseLinkLine(line);
-    if (!l) return;
+    if (!l) {
+      const c = this.cb.onRouting ? parseRoutingLine(line, this.opts.routingProto ?? 199) : null;
+      if (c) this.cb.onRouting!(c);
+      return;
+    }
     const prev = this.links.get(l.index);
     if (l.deleted) {
       this.links.delete(l.index);
@@ -139,7 +166,8 @@ export class LinkMonitor {
     this.loaded = false;
     this.buffered = [];
     // Monitor first, listing second: nothing falls between the two (duplicates are harmless).
-    const child = execa(ip, ['-o', 'monitor', 'link'], { buffer: false, reject: false, stdin: 'ignore', stderr: 'pipe', cleanup: true });
+    const objects = this.cb.onRouting ? ['link', 'address', 'route', 'rule'] : ['link'];
+    const child = execa(ip, ['-o', 'monitor', ...objects], { buffer: false, reject: false, stdin: 'ignore', stderr: 'pipe', cleanup: true });
     this.child = child;
     child.stderr?.on('data', (d: Buffer) => (this.lastError = d.toString().trim().split('\n').pop()));
     createInterface({ input: child.stdout! }).on('line', (line) => {

@@ -252,6 +252,25 @@ describe('hotplug daemon (lab t-dmn: warm service, socket, kernel watch, metadat
     await waitFor('link event logged', async () => new RegExp(`link up: reconciled iface=${nic.ifname} `).test(daemonLog()), 5000);
   });
 
+  it('routes lost with no link event (an address re-acquired, a route of ours deleted by someone else) → repaired by the routing watch', async () => {
+    const table = async () => (await sh(name, ['ip', 'route', 'show', 'table', 'all', 'dev', nic.ifname, 'proto', '199'])).trim();
+    expect(await table()).to.match(/default via/);
+    const repairs = async () => ((await daemonStatus(name)).last_events as Array<{ type: string; result: string }>).filter((e) => e.type === 'routing' && e.result === 'repaired').length;
+    const before = await repairs();
+    // What a DHCP client re-acquiring does: the kernel drops the table's routes through the
+    // address silently (no netlink message for them), and the link never changes state.
+    const cidr = `${nic.ips[0]}/24`;
+    const between = await sh(name, ['sh', '-c', 'ip addr del "$1" dev "$2" && ip route show table all dev "$2" proto 199; ip addr add "$1" dev "$2"', 'sh', cidr, nic.ifname]);
+    expect(between.trim(), 'the table routes went with the address').to.equal('');
+    await waitFor('routes back after the address came back', async () => /default via/.test(await table()), 15_000, 100);
+    await waitFor('a repair recorded', async () => (await repairs()) > before, 5000, 100);
+    // Someone (networkd starting, an admin) deletes our route.
+    const def = (await table()).split('\n').find((l) => l.startsWith('default'))!;
+    const t = /table (\d+)/.exec(def)![1]!;
+    await sh(name, ['ip', 'route', 'del', 'default', 'dev', nic.ifname, 'table', t, 'proto', '199']);
+    await waitFor('route of ours back after its deletion', async () => /default via/.test(await table()), 15_000, 100);
+  });
+
   it('without the udev rule, the kernel link watch queues the event and the NIC is configured', async () => {
     expect((await hotplug(name, ['uninstall'])).exitCode).to.equal(0);
     try {
