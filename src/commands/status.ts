@@ -1,10 +1,9 @@
 import type { Command } from 'commander';
 import { action, printJson } from './common.js';
-import { withSession } from '../core/session.js';
 import { bootState } from '../core/boot.js';
 import { readLastApply } from '../core/last-apply.js';
+import { readInstanceRecord, type StatusSummary } from '../core/instance-record.js';
 import { oneLine } from '../util/errors.js';
-import type { InstanceSummary } from '../../bridge/index.js';
 import { readAdvert, request } from '../daemon/kick.js';
 import { pendingCount } from '../events/queue.js';
 import { recentEvents } from '../pipeline/history.js';
@@ -18,27 +17,63 @@ async function daemonStatus(): Promise<Record<string, any>> {
   return { running: false, reason: `no answer on ${ad.socket} (advertised by pid ${ad.pid})` };
 }
 
+/** Where the instance part of status (datasource, instance id, hotplug, MACs) came from. */
+interface Source {
+  /** daemon: its memory; record: what the last session wrote (core/instance-record.ts); live: a bridge session now. */
+  from: 'daemon' | 'record' | 'live';
+  /** When that was read from cloud-init (ISO), and how long ago. */
+  time: string | null;
+  age_s: number | null;
+  /** For a record: the command that wrote it. */
+  by?: string;
+  /** For live: why not from a record (--live, nothing recorded, record stale: …). */
+  reason?: string;
+}
+
+const ageOf = (time: string | null | undefined): number | null => {
+  const t = time ? Date.parse(time) : NaN;
+  return Number.isFinite(t) ? Math.max(0, Math.round((Date.now() - t) / 100) / 10) : null;
+};
+
+/**
+ * The instance summary without starting Python when someone already knows it: the daemon, else
+ * the record of the last session (if cloud-init's inputs are unchanged since), else (or with
+ * --live) a bridge session, which records what it read for the next time.
+ */
+async function instanceSummary(daemon: Record<string, any>, live: boolean): Promise<{ summary: StatusSummary | null; error: string | null; source: Source }> {
+  let reason = '--live';
+  if (!live) {
+    if (daemon.running && daemon.summary) {
+      const time = typeof daemon.summary.time === 'string' ? daemon.summary.time : null;
+      return { summary: daemon.summary as StatusSummary, error: null, source: { from: 'daemon', time, age_s: ageOf(time) } };
+    }
+    const rec = readInstanceRecord();
+    if (rec.ok) return { summary: rec.record.summary, error: null, source: { from: 'record', time: rec.record.time, age_s: ageOf(rec.record.time), by: rec.record.by } };
+    reason = rec.why;
+  }
+  const time = new Date().toISOString();
+  const source: Source = { from: 'live', time, age_s: 0, reason };
+  try {
+    const { withSession } = await import('../core/session.js');
+    return { summary: await withSession(async (s) => s.summary), error: null, source };
+  } catch (e) {
+    return { summary: null, error: oneLine(e), source };
+  }
+}
+
 export function register(program: Command): void {
   program
     .command('status')
-    .description('Show cloud-init boot state, datasource, instance id, whether hotplug is enabled, the last apply, the queue and the daemon (asked over its socket when it runs).')
+    .description(
+      "Show cloud-init boot state, datasource, instance id, whether hotplug is enabled, the last apply, the queue and the daemon (asked over its socket when it runs). The instance part comes from the daemon, else from what the last worker/apply/refresh read (while cloud-init's cache and config are unchanged), else from cloud-init's cache through the Python bridge; `source` says which, and how old.",
+    )
     .option('--json', 'machine-readable output')
+    .option('--live', "read cloud-init's cache now through the Python bridge (default: what the daemon or the last worker/apply/refresh recorded, if still current)")
     .action(
-      action(async (opts: { json?: boolean }) => {
+      action(async (opts: { json?: boolean; live?: boolean }) => {
         const boot = await bootState();
         const daemon = await daemonStatus();
-        let summary: InstanceSummary | null = null;
-        let cacheError: string | null = null;
-        if (daemon.running && daemon.summary) {
-          // The daemon's warm bridge already knows: no Python start here.
-          summary = daemon.summary as InstanceSummary;
-        } else {
-          try {
-            summary = await withSession(async (s) => s.summary);
-          } catch (e) {
-            cacheError = oneLine(e);
-          }
-        }
+        const { summary, error: cacheError, source } = await instanceSummary(daemon, opts.live === true);
         const last = await readLastApply();
         const st = {
           cloud_init: boot,
@@ -46,6 +81,7 @@ export function register(program: Command): void {
           instance_id: summary?.instance_id ?? null,
           hotplug: summary ? summary.hotplug : { enabled: null, reason: cacheError },
           interfaces_in_metadata: summary?.macs ?? [],
+          source,
           last_apply: last,
           queue: { pending: await pendingCount().catch(() => null) },
           recent_events: (await recentEvents()).slice(-10),
@@ -58,6 +94,7 @@ export function register(program: Command): void {
           `instance id:  ${st.instance_id ?? '-'}`,
           `hotplug:      ${summary ? (summary.hotplug.enabled ? 'enabled' : 'disabled') : 'unknown'} (${st.hotplug.reason})`,
           `metadata:     ${st.interfaces_in_metadata.length} interface(s)`,
+          `source:       ${source.from}${source.by ? ` (by ${source.by})` : ''}${source.age_s !== null ? `, ${source.age_s} s old` : ''}${source.reason ? ` (${source.reason})` : ''}`,
           `last apply:   ${last ? `${last.time} ${last.result} in ${last.duration_ms} ms${last.error ? `: ${last.error}` : ''}` : 'never'}`,
           `queue:        ${st.queue.pending ?? '-'} event(s) pending`,
           `daemon:       ${

@@ -7,6 +7,7 @@
 import type { Bridge, InstanceSummary, NetworkConfig } from '../../bridge/index.js';
 import { paths } from '../paths.js';
 import { log } from '../util/log.js';
+import { recordStored } from './instance-record.js';
 
 export interface RefreshResult {
   summary: InstanceSummary;
@@ -22,6 +23,7 @@ export async function crawl(bridge: Bridge): Promise<RefreshResult> {
 
 export async function persist(bridge: Bridge): Promise<void> {
   await bridge.store(paths.networkConfigJson);
+  await recordStored(bridge);
 }
 
 export async function refreshMetadata(bridge: Bridge): Promise<RefreshResult> {

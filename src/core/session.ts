@@ -4,7 +4,7 @@
  */
 import { startBridge, type Bridge, type InstanceSummary } from '../../bridge/index.js';
 import { UserError } from '../util/errors.js';
-import { paths } from '../paths.js';
+import { openInstance } from './instance-record.js';
 
 export function requireRoot(what: string): void {
   if (typeof process.getuid === 'function' && process.getuid() !== 0) {
@@ -20,7 +20,7 @@ export interface Session {
 export async function withSession<T>(fn: (s: Session) => Promise<T>): Promise<T> {
   const bridge = await startBridge();
   try {
-    const { summary } = await bridge.open(paths.objPkl);
+    const { summary } = await openInstance(bridge);
     return await fn({ bridge, summary });
   } finally {
     await bridge.close();

@@ -18,6 +18,7 @@ import { startBridge, BridgeError, type Bridge, type InstanceSummary } from '../
 import { paths } from '../paths.js';
 import { log } from '../util/log.js';
 import { oneLine } from '../util/errors.js';
+import { openInstance } from '../core/instance-record.js';
 
 export type BridgeFactory = () => Promise<Bridge>;
 /** The Python child of a started bridge, to watch for its exit (tests inject their own). */
@@ -104,8 +105,9 @@ export class BridgeManager {
   startedAt: string | null = null;
   lastError: string | null = null;
   lastRestart: string | null = null;
-  /** Summary from the last open (or re-open). */
+  /** Summary from the last open (or re-open), and when it was read (ms since the epoch). */
   summary: InstanceSummary | undefined;
+  summaryAt: number | null = null;
   /** Called when the Python child dies on its own (not when we stop it). */
   onDeath: ((why: string) => void) | undefined;
 
@@ -188,13 +190,14 @@ export class BridgeManager {
     this.everStarted = true;
     let opened: { summary: InstanceSummary };
     try {
-      opened = await b.open(this.objPkl);
+      opened = await openInstance(b, this.objPkl);
     } catch (e) {
       await b.close().catch(() => {});
       this.lastError = oneLine(e);
       throw e;
     }
     this.summary = opened.summary;
+    this.summaryAt = Date.now();
     this.loadedMtime = mtimeOf(this.objPkl);
     this.dead = false;
     this.bridge = b;
@@ -216,8 +219,9 @@ export class BridgeManager {
   private async reopenIfChanged(b: Bridge): Promise<void> {
     const m = mtimeOf(this.objPkl);
     if (m === null || m === this.loadedMtime) return;
-    const r = await b.open(this.objPkl);
+    const r = await openInstance(b, this.objPkl);
     this.summary = r.summary;
+    this.summaryAt = Date.now();
     this.loadedMtime = m;
     this.reopens++;
     log('info', 'obj.pkl changed by another process; instance re-opened', { reopens: this.reopens });

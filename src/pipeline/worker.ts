@@ -29,8 +29,9 @@ import { scrubInterface, linkExists } from '../net/teardown.js';
 import { reconcile, removeInterface } from '../routing/reconcile.js';
 import { rehomeDhcpClients } from '../net/dhcp-home.js';
 import { recordApply } from '../core/last-apply.js';
+import { openInstance } from '../core/instance-record.js';
+import { persist as storeInstance } from '../core/refresh.js';
 import { interfaceNames } from '../core/apply.js';
-import { paths } from '../paths.js';
 import { log, since } from '../util/log.js';
 import { oneLine } from '../util/errors.js';
 import { splitByPolicy, runPolicyCommand, eventVars } from '../daemon/policy.js';
@@ -95,7 +96,7 @@ export class Pipeline {
     if (!this.bridge) {
       const b = await startBridge();
       try {
-        await b.open(paths.objPkl);
+        await openInstance(b);
       } catch (e) {
         await b.close();
         throw e;
@@ -164,7 +165,7 @@ export class Pipeline {
    */
   async applyConfig(b: Bridge, netcfg: NetworkConfig, persist: boolean, bringUp: string[]): Promise<string[]> {
     const t0 = performance.now();
-    if (persist) await b.store(paths.networkConfigJson);
+    if (persist) await storeInstance(b);
     await b.applyNetwork(netcfg, false);
     const stale = renderedButDown(netcfg).filter((n) => !bringUp.includes(n));
     if (stale.length) log('info', 'bringing up interfaces rendered earlier but never brought up', { interfaces: stale.join(',') });
