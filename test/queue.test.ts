@@ -152,14 +152,17 @@ describe('queue', () => {
     expect((await list(dir)).map((e) => e.id)).to.deep.equal(['ok']); // stays quarantined
   });
 
-  it('removes stale temp files from killed writers but not fresh ones', async () => {
+  it('removes stale temp files from killed writers but not fresh ones, nor names no writer of ours makes', async () => {
     mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, '.old.json.aaaa.tmp'), 'x');
-    writeFileSync(join(dir, '.new.json.bbbb.tmp'), 'x');
-    const old = new Date(Date.now() - 10 * 60_000);
-    utimesSync(join(dir, '.old.json.aaaa.tmp'), old, old);
+    // .NAME.<12 hex>.tmp (enqueueSync, writeFileAtomic) and .NAME.<pid>.tmp (the sh program)
+    writeFileSync(join(dir, '.old.json.0123456789ab.tmp'), 'x');
+    writeFileSync(join(dir, '.old2.json.4242.tmp'), 'x');
+    writeFileSync(join(dir, '.new.json.bbbbbbbbbbbb.tmp'), 'x');
+    writeFileSync(join(dir, '.stranger.tmp'), 'x');
+    const old = new Date(Date.now() - 11 * 60_000);
+    for (const n of ['.old.json.0123456789ab.tmp', '.old2.json.4242.tmp', '.stranger.tmp']) utimesSync(join(dir, n), old, old);
     expect(await list(dir)).to.deep.equal([]);
-    expect(readdirSync(dir)).to.deep.equal(['.new.json.bbbb.tmp']);
+    expect(readdirSync(dir).sort()).to.deep.equal(['.new.json.bbbbbbbbbbbb.tmp', '.stranger.tmp']);
   });
 
   it('take() deletes nothing; ack() deletes only the taken ids, keeping later arrivals', async () => {

@@ -54,8 +54,9 @@ _bound_readurl()
 
 
 def _replace_file(path, data, mode):
-    """Write a temp file beside `path`, fsync it, rename it over `path`."""
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=os.path.dirname(path) or ".")
+    """Write a temp file beside `path`, fsync it, rename it over `path`. The temp name,
+    .<name>.<8 random>.tmp, is one the start-up sweep (src/util/sweep.ts) knows as ours."""
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=os.path.dirname(path) or ".")
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:

@@ -13,18 +13,17 @@
  * enqueueSync() is the udev hook's hot path: sync fs only; this module imports no heavy packages.
  */
 import { mkdirSync, openSync, writeSync, fsyncSync, closeSync, renameSync, unlinkSync, lstatSync, constants, type Stats } from 'node:fs';
-import { mkdir, readdir, rename, unlink, stat, lstat, open } from 'node:fs/promises';
+import { mkdir, readdir, rename, unlink, lstat, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { paths } from '../paths.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { log } from '../util/log.js';
+import { isOurTempName, sweepStaleTemps } from '../util/sweep.js';
 import { oneLine, UserError } from '../util/errors.js';
 import { validateEvent, type HotplugEvent } from './event.js';
 
 const NAME_RE = /^(\d{13})-(\d{20})-([A-Za-z0-9_-]{1,64})\.json$/;
-/** A temp file older than this was left by a killed writer. */
-const STALE_TMP_MS = 5 * 60_000;
 
 export function queueFileName(ev: HotplugEvent): string {
   return `${String(ev.time).padStart(13, '0')}-${String(ev.seqnum ?? 0).padStart(20, '0')}-${ev.id}.json`;
@@ -99,13 +98,10 @@ async function quarantine(dir: string, name: string, why: string): Promise<void>
  */
 export async function list(dir: string = paths.queueDir): Promise<HotplugEvent[]> {
   const out: HotplugEvent[] = [];
-  const now = Date.now();
+  let temps = false;
   for (const name of await names(dir)) {
     if (name.startsWith('.')) {
-      if (name.endsWith('.tmp')) {
-        const st = await stat(join(dir, name)).catch(() => undefined);
-        if (st && now - st.mtimeMs > STALE_TMP_MS) await unlink(join(dir, name)).catch(() => {});
-      }
+      if (isOurTempName(name)) temps = true;
       continue;
     }
     if (!name.endsWith('.json')) continue; // *.bad and strangers
@@ -131,6 +127,8 @@ export async function list(dir: string = paths.queueDir): Promise<HotplugEvent[]
       await quarantine(dir, name, oneLine(e));
     }
   }
+  // Temp files of writers killed mid-write (a long-running daemon would otherwise keep them).
+  if (temps) await sweepStaleTemps([{ dir }]);
   return out;
 }
 

@@ -34,6 +34,7 @@ import { persist as storeInstance } from '../core/refresh.js';
 import { interfaceNames } from '../core/apply.js';
 import { log, since } from '../util/log.js';
 import { oneLine } from '../util/errors.js';
+import { sweepStaleTemps } from '../util/sweep.js';
 import { splitByPolicy, runPolicyCommand, eventVars } from '../daemon/policy.js';
 import { isBridgeFailure } from '../daemon/bridge.js';
 import type { EventPolicy } from '../config.js';
@@ -399,6 +400,8 @@ export async function runWorker(opts: WorkerOptions = {}): Promise<number> {
     log('debug', 'another worker holds the lock; it will see our events');
     return 0;
   }
+  // Temp files of writers killed mid-write (one worker at a time does this: we hold the lock).
+  await sweepStaleTemps();
   const run = new Pipeline(cfg);
   let rc = 0;
   try {
