@@ -8,9 +8,9 @@ export function register(program: Command): void {
     .command('handle')
     .description(
       `Queue one network hotplug event and make sure a worker handles it; returns at once.
-This is what the udev rule runs (it reads ACTION, INTERFACE, DEVPATH, SEQNUM from udev's
-environment; the installed rule calls the same code as a lighter entry point, dist/src/hook.js).
-Give --action/--iface/--devpath to queue an event by hand.`,
+Without options it reads udev's environment (ACTION, INTERFACE, DEVPATH, SEQNUM, ...); give
+--action/--iface/--devpath to queue an event by hand. The values are validated, then handed to
+the same sh program the installed udev rule runs (bin/hotplug-udev-hook).`,
     )
     .option('-u, --action <action>', 'add or remove')
     .option('-i, --iface <name>', 'interface name')
