@@ -64,6 +64,14 @@ export interface InstanceSummary {
   hotplug: HotplugState;
   /** NICs whose metadata the bridge refused at the last crawl (invalid values): MAC → why. */
   rejected_nics?: Record<string, string>;
+  /** The same entries in detail: whether the key is a MAC at all, and the MAC its `mac` leaf names (if one). */
+  rejected_entries?: Record<string, RejectedEntry>;
+}
+
+export interface RejectedEntry {
+  why: string;
+  key_is_mac: boolean;
+  mac: string | null;
 }
 
 export interface PreviewFile {
@@ -109,7 +117,8 @@ export interface Bridge {
   refreshNetwork(timeoutS?: number): Promise<{ supported: false } | { supported: true; duration_ms: number; summary: InstanceSummary; network_config: NetworkConfig }>;
   /** Network config recomputed from cached metadata (no crawl); drops NICs no longer present. */
   rederive(): Promise<{ network_config: NetworkConfig | null; summary: InstanceSummary }>;
-  probeMacs(timeoutS?: number): Promise<{ supported: boolean; macs: string[] }>;
+  /** `others`: entries of the listing that are not MACs (no device can ever match them). */
+  probeMacs(timeoutS?: number): Promise<{ supported: boolean; macs: string[]; others: string[] }>;
   close(): Promise<void>;
 }
 
@@ -278,7 +287,7 @@ export async function startBridge(opts: StartOptions = {}): Promise<Bridge> {
     },
     async probeMacs(timeoutS = 1) {
       const r = await call('probe_macs', [timeoutS], (timeoutS * 3 + 10) * 1000);
-      return { supported: r.supported as boolean, macs: r.macs as string[] };
+      return { supported: r.supported as boolean, macs: r.macs as string[], others: (r.others ?? []) as string[] };
     },
     async close() {
       try {

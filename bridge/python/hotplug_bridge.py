@@ -140,6 +140,12 @@ class RefreshFailed(BridgeError):
     kind = "RefreshFailed"
 
 
+class UnsafePath(BridgeError):
+    """A file we would replace is a symlink or not a regular file: retrying cannot help."""
+
+    kind = "UnsafePath"
+
+
 class _State:
     init = None  # stages.Init
     ds = None  # the loaded DataSource
@@ -240,13 +246,25 @@ def _read_trusted_pickle(path):
         os.close(fd)
 
 
+def _check_target(path):
+    """Refuse to replace a planted symlink (it must not redirect a root write) or anything that
+    is not a regular file (a directory, FIFO, device where our file belongs)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafePath("refusing to write %s: it is a symlink" % path)
+    if not stat.S_ISREG(st.st_mode):
+        raise UnsafePath("refusing to write %s: it is not a regular file" % path)
+
+
 def _atomic_write(path, data, mode):
     """Readers see the old or the new file, never a mix: temp file in the same
     directory, fsync, rename, fsync the directory. A planted symlink is refused."""
     d = os.path.dirname(path)
     os.makedirs(d, mode=0o755, exist_ok=True)
-    if os.path.islink(path):
-        raise BridgeError("refusing to write %s: it is a symlink" % path)
+    _check_target(path)
     _replace_file(path, data, mode)
     dfd = os.open(d, os.O_RDONLY)
     try:
@@ -340,6 +358,7 @@ def _summary(init, ds):
         "nics": _ec2_nics(ds),
         "hotplug": _hotplug_state(init, ds),
         "rejected_nics": dict(S.rejected),
+        "rejected_entries": dict(getattr(S.rejected, "entries", {})),
     }
 
 
@@ -423,10 +442,27 @@ def _nic_problem(mac, m):
     return None
 
 
+class _Rejected(dict):
+    """{key: why} of refused NIC entries; .entries says, per key, whether the key is a MAC at all
+    and the MAC its `mac` leaf names (when that is one): what lets the worker tell which attached
+    NIC a refused entry was meant for, when the key cannot match any device."""
+
+    def __init__(self):
+        super().__init__()
+        self.entries = {}
+
+
+def _leaf_mac(m):
+    leaf = m.get("mac") if isinstance(m, dict) else None
+    if isinstance(leaf, str) and _MAC_KEY_OK.match(leaf.strip()):
+        return leaf.strip().lower()
+    return None
+
+
 def _sanitize_nics(macs, old_macs):
     """Refuse NIC metadata with invalid values, per NIC: a NIC we already knew keeps its previous
     (valid) entry, a new one is left out. Returns {mac: reason}; each refusal is logged."""
-    rejected = {}
+    rejected = _Rejected()
     if not isinstance(macs, dict):
         return rejected
     old_macs = old_macs if isinstance(old_macs, dict) else {}
@@ -435,6 +471,11 @@ def _sanitize_nics(macs, old_macs):
         if not why:
             continue
         key = str(mac).lower()[:40]
+        rejected.entries[key] = {
+            "why": why,
+            "key_is_mac": isinstance(mac, str) and bool(_MAC_KEY_OK.match(mac)),
+            "mac": _leaf_mac(macs[mac]),
+        }
         prev = old_macs.get(mac)
         del macs[mac]
         if prev is not None and not _nic_problem(mac, prev):
@@ -443,6 +484,7 @@ def _sanitize_nics(macs, old_macs):
             macs[mac] = copy.deepcopy(prev)
             why += "; it keeps its previous metadata"
         rejected[key] = why
+        rejected.entries[key]["why"] = why
         sys.stderr.write("hotplug bridge: warn: refused metadata of NIC %s: %s\n" % (json.dumps(key), why))
     return rejected
 
@@ -624,6 +666,10 @@ def store(network_config_json=None):
     through cloud-init's own writer, and our network-config JSON atomically."""
     _require_open()
     ds = S.ds
+    # Every target checked before anything is written: a refused one leaves all of them as they were.
+    _check_target(S.obj_pkl)
+    if network_config_json:
+        _check_target(network_config_json)
     _store_pickle_atomic(ds, S.obj_pkl)
     if not ds.persist_instance_data(write_cache=False):
         raise BridgeError("cloud-init could not write instance-data.json")
@@ -727,12 +773,16 @@ def probe_macs(timeout=1.0):
             raise BridgeError("metadata probe failed: %s" % (e.code or e.cause))
     else:
         raise BridgeError("metadata probe failed: %s" % last)
-    macs = []
+    macs, others = [], []
     for line in resp.contents.decode("utf-8", "replace").splitlines():
         m = line.strip().rstrip("/").lower()
         if _MAC_OK.match(m):
             macs.append(m)
-    return {"supported": True, "macs": sorted(set(macs))}
+        elif m and len(others) < 64:
+            # An entry no device can match (its key is not a MAC): the caller crawls to learn
+            # which NIC it was meant for instead of waiting for a MAC that never shows.
+            others.append(m[:40])
+    return {"supported": True, "macs": sorted(set(macs)), "others": sorted(set(others))}
 
 
 @_result

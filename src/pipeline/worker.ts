@@ -34,6 +34,7 @@ import { persist as storeInstance } from '../core/refresh.js';
 import { interfaceNames } from '../core/apply.js';
 import { log, since } from '../util/log.js';
 import { oneLine } from '../util/errors.js';
+import { isUnsafePath } from '../util/atomic.js';
 import { sweepStaleTemps } from '../util/sweep.js';
 import { splitByPolicy, runPolicyCommand, eventVars } from '../daemon/policy.js';
 import { isBridgeFailure } from '../daemon/bridge.js';
@@ -81,6 +82,21 @@ export function configMacOf(netcfg: NetworkConfig, name: string): string | undef
   }
   const c = (netcfg.config ?? []).find((x) => x.type === 'physical' && x.name === name);
   return typeof c?.mac_address === 'string' ? c.mac_address.toLowerCase() : undefined;
+}
+
+/**
+ * Why metadata's entry for the NIC with `mac` was refused (invalid values), if it was and the NIC
+ * has no usable config: the entry under its MAC, or an entry under another key whose `mac` leaf
+ * names it.
+ */
+export function refusedFor(mac: string, summary: InstanceSummary, present: Set<string>): string | undefined {
+  if (present.has(mac)) return undefined; // refused, but it keeps its previous metadata
+  const direct = summary.rejected_nics?.[mac];
+  if (direct) return direct;
+  for (const [k, e] of Object.entries(summary.rejected_entries ?? {})) {
+    if (e.mac === mac && k !== mac) return `its entry ${JSON.stringify(k)}: ${e.why}`;
+  }
+  return undefined;
 }
 
 /** Handles batches of queued events with one (reusable) bridge session; the worker and the daemon share it. */
@@ -260,6 +276,15 @@ export class Pipeline {
       pending.set(ev.mac, ev);
     }
     const budgetMs = this.cfg.retry.budget_seconds * 1000;
+    // Keys of metadata entries that are not MACs, as of the last crawl (or the probe that asked
+    // for it): a probe listing a new one asks for a crawl, since no MAC of ours may ever appear.
+    const seenOthers = new Set<string>();
+    const giveUp = async (ev: HotplugEvent, reason: string): Promise<void> => {
+      pending.delete(ev.mac!);
+      handled.push(ev.id);
+      failed = true;
+      await this.rec(ev, 'failed', reason);
+    };
 
     const crawlAndApply = async (): Promise<void> => {
       // The network subtree is all a NIC needs; a full crawl only where that is unsupported.
@@ -267,19 +292,34 @@ export class Pipeline {
       const r = net.supported ? net : await b.refresh();
       this.crawls++;
       const present = configMacs(r.network_config);
-      // The bridge refused these NICs' metadata (invalid values): fail their adds with the reason.
-      const refused = r.summary.rejected_nics ?? {};
       for (const ev of [...pending.values()]) {
-        const why = refused[ev.mac!];
-        if (!why || present.has(ev.mac!)) continue;
-        pending.delete(ev.mac!);
-        handled.push(ev.id);
-        failed = true;
-        await this.rec(ev, 'failed', `metadata refused: ${why}`);
+        const why = refusedFor(ev.mac!, r.summary, present);
+        if (why) await giveUp(ev, `metadata refused: ${why}`);
+      }
+      // Entries whose key is no MAC at all can never match a device. When there are at least as
+      // many of them as added NICs metadata has no valid entry for, those NICs will never appear
+      // (metadata is malformed for them): fail now, with the refusal, instead of after the budget.
+      const entries = Object.entries(r.summary.rejected_entries ?? {});
+      for (const [k, e] of entries) if (!e.key_is_mac) seenOthers.add(k);
+      const orphans = entries.filter(([, e]) => !e.key_is_mac && !e.mac);
+      const unlisted = [...pending.values()].filter((ev) => !present.has(ev.mac!) && !(ev.mac! in r.summary.nics));
+      if (unlisted.length && orphans.length >= unlisted.length) {
+        const desc = orphans.map(([k, e]) => `${JSON.stringify(k)}: ${e.why}`).join('; ');
+        for (const ev of unlisted) {
+          await giveUp(ev, `metadata refused: it has no valid entry for MAC ${ev.mac}, only entries no device can match (${desc})`);
+        }
       }
       const ready = [...pending.values()].filter((ev) => present.has(ev.mac!));
       if (!ready.length) return;
-      const failedUp = await this.applyConfig(b, r.network_config, true, ready.map((ev) => ev.ifname));
+      let failedUp: string[];
+      try {
+        failedUp = await this.applyConfig(b, r.network_config, true, ready.map((ev) => ev.ifname));
+      } catch (e) {
+        // A planted symlink (or a directory …) where we store the config: no retry can fix that.
+        if (!isUnsafePath(e)) throw e;
+        for (const ev of ready) await giveUp(ev, oneLine(e));
+        return;
+      }
       await this.routes(r.summary, true);
       for (const ev of ready) {
         pending.delete(ev.mac!);
@@ -335,7 +375,9 @@ export class Pipeline {
         const probe = await b.probeMacs(1);
         this.probes++;
         this.probeWorks = probe.supported;
-        if (!probe.supported || [...pending.keys()].some((m) => probe.macs.includes(m))) await crawlAndApply();
+        const newOthers = probe.others.filter((k) => !seenOthers.has(k));
+        newOthers.forEach((k) => seenOthers.add(k)); // one crawl per new entry, even if the crawl drops it
+        if (!probe.supported || [...pending.keys()].some((m) => probe.macs.includes(m)) || newOthers.length) await crawlAndApply();
       } catch (e) {
         if (isBridgeFailure(e)) throw e;
         this.probeWorks = false;

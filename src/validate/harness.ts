@@ -108,6 +108,8 @@ export interface EventRecordLine {
   result: string;
   reason?: string;
   time: string;
+  /** From the kernel event to the record. */
+  duration_ms?: number;
 }
 
 export function eventRecords(lines: string[]): EventRecordLine[] {
@@ -159,11 +161,13 @@ export function prng(seed: number): () => number {
 }
 
 /**
- * A reliability lab's name: `base` plus $REL_LAB_SUFFIX (so two checkouts can run the suite side
- * by side without taking each other's labs down).
+ * A reliability lab's name: $REL_LAB_PREFIX, `base`, then $REL_LAB_SUFFIX (so two checkouts can
+ * run the suite side by side without taking each other's labs down).
  */
 export function relLab(base: string): string {
   const s = process.env.REL_LAB_SUFFIX ?? '';
   if (!/^[a-z0-9-]{0,12}$/.test(s)) throw new Error('REL_LAB_SUFFIX: up to 12 of [a-z0-9-]');
-  return base + s;
+  const p = process.env.REL_LAB_PREFIX ?? '';
+  if (!/^([a-z0-9][a-z0-9-]{0,5})?$/.test(p)) throw new Error('REL_LAB_PREFIX: up to 6 of [a-z0-9-], starting with a letter or digit');
+  return p + base + s;
 }

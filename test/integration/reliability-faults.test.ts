@@ -174,6 +174,46 @@ describe('reliability: metadata faults and invalid metadata', function () {
     expect(c.diffs).to.deep.equal([]);
   });
 
+  it('network-config.json replaced by a symlink or a directory → the add fails at once saying so (no retry until the budget), nothing written through the link; once removed, the next event converges', async () => {
+    const NETJSON = '/run/cloud-hotplug/network-config.json';
+    const target = '/etc/rl-target-netcfg';
+    const sh = (script: string) => lab.exec(['sh', '-c', script], { name, cleanEnv: true, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+    await lab.writeFileInInstance(target, 'precious\n', { name, mode: 0o600 });
+    const obj0 = await sha(name, OBJ);
+    const eni0 = await sha(name, ENI);
+    expect((await sh(`mv ${NETJSON} ${NETJSON}.rl-bak && ln -s ${target} ${NETJSON}`)).exitCode).to.equal(0);
+    const bad: string[] = [];
+    try {
+      for (const [label, plant, why] of [
+        ['symlink', `ln -sfn ${target} ${NETJSON}`, 'it is a symlink'],
+        ['directory', `rm -f ${NETJSON} && mkdir ${NETJSON}`, 'it is not a regular file'],
+      ] as const) {
+        expect((await sh(plant)).exitCode, label).to.equal(0);
+        const nic = await lab.attach({ name });
+        fig.events++;
+        fig.rejected++;
+        const rec = await waitRecord((r) => r.mac === nic.mac && r.action === 'add', (BUDGET + 60) * 1000);
+        process.stderr.write(`      ${label}: ${rec.result} after ${rec.duration_ms} ms: ${rec.reason}\n`);
+        if (rec.result !== 'failed') bad.push(`${label}: result ${rec.result}`);
+        if (!new RegExp(`^refusing to write ${NETJSON.replace(/[.]/g, '\\.')}: ${why}$`).test(rec.reason ?? '')) bad.push(`${label}: reason ${JSON.stringify(rec.reason)}`);
+        // At once: the retry budget (from the kernel event) was not spent on it.
+        if (!(typeof rec.duration_ms === 'number' && rec.duration_ms < BUDGET * 1000)) bad.push(`${label}: after ${rec.duration_ms} ms (budget ${BUDGET} s)`);
+        // Nothing stored: every target is checked before obj.pkl is written; nothing rendered.
+        if ((await sha(name, OBJ)) !== obj0) bad.push(`${label}: obj.pkl rewritten`);
+        if ((await sha(name, ENI)) !== eni0) bad.push(`${label}: ENI rewritten`);
+      }
+      expect((await lab.readFileInInstance(target, { name })).toString(), 'written through the link').to.equal('precious\n');
+    } finally {
+      await sh(`rm -rf ${NETJSON} && mv ${NETJSON}.rl-bak ${NETJSON}; rm -f ${target}`);
+    }
+    expect(bad).to.deep.equal([]);
+    // The next event configures everything, the NICs whose adds failed included.
+    await lab.attach({ name });
+    fig.events++;
+    const c = await converge(lab, name);
+    expect(c.diffs).to.deep.equal([]);
+  });
+
   it('metadata values that are wrong (not a MAC, not an address, device-number -1, shell syntax, newlines, a huge list) → refused with a log line, nothing half-applied or executed', async () => {
     const cases: { label: string; patch: Parameters<typeof lab.setNicMetadata>[1]; reason: RegExp }[] = [
       { label: 'address not an address', patch: { ips: ['10.0.2.999'] }, reason: /local-ipv4s\[0\] "10\.0\.2\.999" is not an IPv4 address/ },
@@ -198,10 +238,13 @@ describe('reliability: metadata faults and invalid metadata', function () {
       fig.rejected++;
       if (rec.result !== 'failed' || !/metadata refused/.test(rec.reason ?? '') || !cases[i]!.reason.test(rec.reason ?? '')) bad.push(`${cases[i]!.label}: ${JSON.stringify(rec)}`);
     }
-    // The NIC whose MAC is garbage cannot match any device: refused in the log, its add gives up.
+    // The NIC whose MAC is garbage cannot match any device, and metadata lists nothing else for
+    // it: its add fails at once with the refusal (it used to wait out the budget and end
+    // "ignored: not in metadata").
     const recMac = await waitRecord((r) => r.mac === badMac.mac && r.action === 'add', (BUDGET + 60) * 1000);
     fig.rejected++;
-    if (recMac.result === 'configured') bad.push(`bad MAC: ${JSON.stringify(recMac)}`);
+    process.stderr.write(`      bad MAC: ${recMac.result} after ${recMac.duration_ms} ms: ${recMac.reason}\n`);
+    if (recMac.result !== 'failed' || !/^metadata refused: .*"not-a-mac": MAC "not-a-mac" is not a MAC address/.test(recMac.reason ?? '')) bad.push(`bad MAC: ${JSON.stringify(recMac)}`);
     const log = (await logLines(lab, name)).join('\n');
     if (!/refused metadata of NIC "not-a-mac": MAC "not-a-mac" is not a MAC address/.test(log)) bad.push('no log line for the bad MAC');
     for (const c of cases) if (!new RegExp(`refused metadata of NIC .*${c.reason.source}`).test(log)) bad.push(`no log line for ${c.label}`);

@@ -7,7 +7,7 @@
  */
 import { expect } from 'chai';
 import { lab, hotplug, sha, waitFor, HOOK, labFixture } from './helpers.js';
-import { converge, logLines, snapshot, waitDrained, PATH_ENV, relLab } from '../../src/validate/harness.js';
+import { converge, logLines, snapshot, waitDrained, PATH_ENV, relLab, eventRecords } from '../../src/validate/harness.js';
 import { integrity } from '../../src/validate/state.js';
 import { recordFigures } from '../../src/validate/figures.js';
 import { UDEV_HOOK, CLI_JS } from '../../src/install/files.js';
@@ -110,6 +110,11 @@ describe('reliability: hostile input in a real instance', function () {
     const log = (await logLines(lab, name)).join('\n');
     expect(log, 'the queue symlink quarantined').to.match(new RegExp(`quarantined unreadable queue file file=${evName} error="it is a symlink"`));
     expect(log, 'a refusal logged').to.match(/refusing to write \S+: it is a symlink/);
+    // The add fails at once on the first refused write (the config store), not after the retry budget.
+    const rec = eventRecords(log.split('\n')).find((x) => x.mac === nic.mac && x.action === 'add');
+    expect(rec?.result, JSON.stringify(rec)).to.equal('failed');
+    expect(rec?.reason ?? '').to.match(/^refusing to write \/run\/cloud-hotplug\/network-config\.json: it is a symlink$/);
+    expect(rec?.duration_ms ?? Infinity, 'within the budget').to.be.below(10_000);
     rejected += Object.keys(plants).length + 1;
     for (const target of Object.values(plants)) expect((await lab.readFileInInstance(target, { name })).toString(), target).to.equal('precious\n');
     expect(log, 'the linked event was never acted on').to.not.match(/eth7/);
