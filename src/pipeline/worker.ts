@@ -11,7 +11,7 @@
  * Events are deleted only after they were handled, so a worker killed with -9 leaves
  * them for the next one, and the kernel drops its lock.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Bridge, InstanceSummary, NetworkConfig } from '../../bridge/index.js';
 import { startBridge } from '../../bridge/index.js';
@@ -62,8 +62,17 @@ export function configMacs(netcfg: NetworkConfig | null): Set<string> {
   return out;
 }
 
+/** What ifupdown recorded in ifstate.<if> ('' when missing or empty). */
+function ifupState(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
 /**
- * Interfaces of `netcfg` that exist but ifupdown never brought up (no /run/network/ifstate.<if>):
+ * Interfaces of `netcfg` that exist but ifupdown never brought up (no state in /run/network/ifstate.<if>):
  * rendered by an earlier apply whose add gave up or whose worker died before the bring-up. The
  * ENI activator brings up only what it is asked to, so they would stay down for good. (Other
  * renderers' activators configure every interface on apply.)
@@ -71,7 +80,9 @@ export function configMacs(netcfg: NetworkConfig | null): Set<string> {
 export function renderedButDown(netcfg: NetworkConfig, root = process.env.HOTPLUG_ROOT ?? '/'): string[] {
   const state = join(root, 'run/network');
   if (!existsSync(state)) return [];
-  return interfaceNames(netcfg).filter((n) => existsSync(join(root, 'sys/class/net', n)) && !existsSync(join(state, `ifstate.${n}`)));
+  // ifup creates ifstate.<if> as its lock when it starts and writes the state into it only when
+  // done: an empty one is an ifup that was killed (or an ifdown), not an interface that is up.
+  return interfaceNames(netcfg).filter((n) => existsSync(join(root, 'sys/class/net', n)) && !ifupState(join(state, `ifstate.${n}`)));
 }
 
 /** The MAC a network config matches interface `name` by. */
