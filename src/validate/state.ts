@@ -5,7 +5,7 @@
  *
  * For every NIC attached and listed in metadata (device-number D, IPv4s ip0..ipN, subnet S/len):
  *   addresses  exactly ip0..ipN/len on ethD (ip0 from DHCP, the rest cloud-init's static aliases)
- *   ENI        auto ethD; iface ethD inet dhcp [metric 100*(D+1)]; one control-alias static stanza
+ *   ENI        auto ethD; iface ethD inet dhcp [metric 100*(D+1), only with 2+ NICs]; one control-alias static stanza
  *              per secondary address; nothing for any other interface (besides lo)
  *   DHCP       exactly one client for ethD, none for an interface that does not exist
  *   ifupdown   /run/network/ifstate.<if> for exactly lo and the NICs; the aggregate file likewise
@@ -57,7 +57,8 @@ export function expectedEni(nics: ExpectedNic[]): { auto: string[]; stanzas: str
   const stanzas = ['lo inet loopback'];
   for (const n of nics) {
     auto.push(n.ifname);
-    stanzas.push(`${n.ifname} inet dhcp [metric ${100 * (n.deviceNumber + 1)}]`);
+    // cloud-init 22.4 drops the route-metric when metadata configures a single NIC.
+    stanzas.push(nics.length > 1 ? `${n.ifname} inet dhcp [metric ${100 * (n.deviceNumber + 1)}]` : `${n.ifname} inet dhcp`);
     for (const ip of n.ips.slice(1)) stanzas.push(`alias ${n.ifname} inet static [address ${ip}/${n.prefixlen}]`);
   }
   return { auto, stanzas };
