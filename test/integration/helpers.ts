@@ -31,6 +31,10 @@ export interface LabFixture {
   boot(): Promise<lab.UpResult>;
   /** Take the lab down (throws if it cannot). Safe when boot failed half-way or never ran. */
   teardown(): Promise<void>;
+  /** When the last boot() started (ms since the epoch; 0 before any). */
+  bootedAt: number;
+  /** Register the describe block's before (boot) and after (teardown, unless `keep()`) hooks. */
+  hooks(o?: { keep?: () => boolean }): void;
 }
 
 /**
@@ -39,9 +43,19 @@ export interface LabFixture {
  */
 export function labFixture(name: string, opts: LabFixtureOptions = {}): LabFixture {
   const { install, config, ...up } = opts;
-  return {
+  const fx: LabFixture = {
     name,
+    bootedAt: 0,
+    hooks(o = {}) {
+      before(async () => {
+        await fx.boot();
+      });
+      after(async () => {
+        if (!o.keep?.()) await fx.teardown();
+      });
+    },
     async boot() {
+      fx.bootedAt = Date.now();
       await lab.down({ name, quiet: true }).catch(() => {});
       const r = await lab.up({ ...up, name, quiet: true });
       if (install) {
@@ -55,6 +69,7 @@ export function labFixture(name: string, opts: LabFixtureOptions = {}): LabFixtu
       await lab.down({ name, quiet: true });
     },
   };
+  return fx;
 }
 
 /** Run a command inside the instance and return stdout (throws on non-zero). */

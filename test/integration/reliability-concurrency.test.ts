@@ -42,15 +42,7 @@ function heldIntervals(lines: string[]): { held: Held[]; open: string[] } {
 
 describe('reliability: concurrent applies and events', function () {
   this.timeout(600_000);
-  let t0 = Date.now();
-
-  before(async function () {
-    t0 = Date.now();
-    await fx.boot();
-  });
-  after(async function () {
-    await fx.teardown();
-  });
+  fx.hooks();
 
   it(`${APPLIES} hotplug apply at once plus udev events → serialized, all succeed or report the lock clearly, nothing stuck, final state correct`, async () => {
     const before = (await logLines(lab, name)).length;
@@ -86,7 +78,7 @@ describe('reliability: concurrent applies and events', function () {
       crashes: 0,
       rejected: 0,
       lost: c.diffs.length ? nics.length : 0,
-      seconds: (Date.now() - t0) / 1000,
+      seconds: (Date.now() - fx.bootedAt) / 1000,
     });
     expect(bad, 'applies that failed without a clear lock report').to.deep.equal([]);
     expect(overlaps, 'interleaved lock holders').to.deep.equal([]);

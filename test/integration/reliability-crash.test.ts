@@ -39,15 +39,7 @@ const alive = (pid: number) => {
 
 describe('reliability: kill -9 of the worker and its Python child mid-apply', function () {
   this.timeout(900_000);
-  let t0 = Date.now();
-
-  before(async function () {
-    t0 = Date.now();
-    await fx.boot();
-  });
-  after(async function () {
-    await fx.teardown();
-  });
+  fx.hooks();
 
   it(`${CRASHES} kills at random points → no stuck lock, files whole after each, every following event converges, no orphaned DHCP client`, async () => {
     process.stderr.write(`      crash seed: ${SEED} (replay: CRASH_SEED=${SEED} CRASH_COUNT=${CRASHES})\n`);
@@ -127,7 +119,7 @@ describe('reliability: kill -9 of the worker and its Python child mid-apply', fu
       crashes,
       rejected: 0,
       lost: problems.length + c.diffs.length,
-      seconds: (Date.now() - t0) / 1000,
+      seconds: (Date.now() - fx.bootedAt) / 1000,
       notes: `seed ${SEED}`,
     });
     expect(crashes, 'kills that landed').to.equal(CRASHES);

@@ -22,16 +22,8 @@ const SEED = process.env.STORM_SEED ? Number(process.env.STORM_SEED) : Math.floo
 
 describe('reliability: randomized attach/detach storm', function () {
   this.timeout(900_000);
-  let t0 = Date.now();
-
-  before(async function () {
-    t0 = Date.now();
-    await fx.boot();
-  });
-  after(async function () {
-    // REL_KEEP_LAB=1 leaves the lab up to look at a failed storm (take it down with `lab down`).
-    if (!process.env.REL_KEEP_LAB) await fx.teardown();
-  });
+  // REL_KEEP_LAB=1 leaves the lab up to look at a failed storm (take it down with `lab down`).
+  fx.hooks({ keep: () => !!process.env.REL_KEEP_LAB });
 
   it(`${EVENTS} attach/detach events over ${SLOTS} slots with random timing and 0-1.5 s metadata lag → state equals metadata`, async () => {
     expect(Number.isInteger(EVENTS) && EVENTS > 0, 'STORM_EVENTS').to.equal(true);
@@ -84,7 +76,7 @@ describe('reliability: randomized attach/detach storm', function () {
       crashes: 0,
       rejected: 0,
       lost,
-      seconds: (Date.now() - t0) / 1000,
+      seconds: (Date.now() - fx.bootedAt) / 1000,
       notes: `seed ${SEED}`,
     });
     expect(hooks.missing, `kernel events the hook never queued (seed ${SEED})`).to.deep.equal([]);
