@@ -106,7 +106,8 @@ export interface Bridge {
   hotplugState(): Promise<HotplugState>;
   networkConfig(): Promise<NetworkConfig | null>;
   refresh(opts?: RefreshOptions): Promise<{ duration_ms: number; summary: InstanceSummary; network_config: NetworkConfig }>;
-  store(networkConfigJson?: string): Promise<void>;
+  /** Persist the datasource; returns the summary of what was stored. */
+  store(networkConfigJson?: string): Promise<{ summary: InstanceSummary }>;
   preview(netcfg?: NetworkConfig): Promise<{ renderer: string; network_config: NetworkConfig; files: PreviewFile[] }>;
   applyNetwork(netcfg?: NetworkConfig, bringUp?: boolean): Promise<{ failed: boolean; duration_ms: number }>;
   bringDown(ifname: string): Promise<{ done: boolean; activator: string }>;
@@ -255,7 +256,8 @@ export async function startBridge(opts: StartOptions = {}): Promise<Bridge> {
       return r as unknown as { duration_ms: number; summary: InstanceSummary; network_config: NetworkConfig };
     },
     async store(networkConfigJson) {
-      await call('store', [networkConfigJson ?? null]);
+      const r = await call('store', [networkConfigJson ?? null]);
+      return { summary: r.summary as unknown as InstanceSummary };
     },
     async preview(netcfg) {
       const r = await call('preview', [netcfg ? JSON.stringify(netcfg) : null]);

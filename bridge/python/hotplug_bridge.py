@@ -676,7 +676,8 @@ def store(network_config_json=None):
     if network_config_json:
         text = json.dumps(_network_config(S.init), indent=2, sort_keys=True) + "\n"
         _atomic_write(network_config_json, text.encode(), 0o644)
-    return {"obj_pkl": S.obj_pkl}
+    # The summary of what was stored: callers record it without another round trip.
+    return {"obj_pkl": S.obj_pkl, "summary": _summary(S.init, ds)}
 
 
 def _renderer():

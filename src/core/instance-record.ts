@@ -82,11 +82,10 @@ export async function openInstance(bridge: Bridge, objPkl: string = paths.objPkl
   return opened;
 }
 
-/** After bridge.store(): the stored datasource's summary. */
-export async function recordStored(bridge: Bridge): Promise<void> {
+/** After bridge.store(): record the stored datasource's summary (store returns it). */
+export async function recordStored(summary: StatusSummary): Promise<void> {
   try {
-    const inputs = cloudInputs();
-    await recordInstance(await bridge.summary(), inputs);
+    await recordInstance(summary, cloudInputs());
   } catch (e) {
     log('debug', 'could not record the instance summary', { error: oneLine(e) });
   }

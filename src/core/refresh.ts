@@ -22,8 +22,8 @@ export async function crawl(bridge: Bridge): Promise<RefreshResult> {
 }
 
 export async function persist(bridge: Bridge): Promise<void> {
-  await bridge.store(paths.networkConfigJson);
-  await recordStored(bridge);
+  const { summary } = await bridge.store(paths.networkConfigJson);
+  await recordStored(summary);
 }
 
 export async function refreshMetadata(bridge: Bridge): Promise<RefreshResult> {
