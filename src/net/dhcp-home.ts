@@ -10,7 +10,7 @@
 import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { execa } from 'execa';
-import { dhcpClientPids } from './teardown.js';
+import { dhcpClients } from './teardown.js';
 import { log } from '../util/log.js';
 import { oneLine } from '../util/errors.js';
 
@@ -48,8 +48,9 @@ export function startScopeArgv(name: string, pid: number, description: string): 
 export async function rehomeDhcpClients(ifnames: string[]): Promise<number> {
   if (!existsSync('/run/systemd/system') || !ifnames.length) return 0;
   let moved = 0;
+  const clients = await dhcpClients().catch(() => []);
   for (const ifname of ifnames) {
-    for (const pid of await dhcpClientPids(ifname).catch(() => [])) {
+    for (const { pid } of clients.filter((c) => c.args.includes(ifname))) {
       const unit = unitOfCgroup(await readFile(`/proc/${pid}/cgroup`, 'utf8').catch(() => ''));
       if (!isOurUnit(unit)) continue; // networking.service, a login session …: already has a home
       const name = scopeName(ifname, pid);

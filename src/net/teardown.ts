@@ -12,9 +12,9 @@ import { log } from '../util/log.js';
 
 const root = process.env.HOTPLUG_ROOT ?? '/';
 
-/** PIDs of DHCP clients serving `ifname` (dhclient, dhcpcd, udhcpc), from /proc. */
-export async function dhcpClientPids(ifname: string): Promise<number[]> {
-  const pids: number[] = [];
+/** DHCP clients (dhclient, dhcpcd, udhcpc) in our network namespace, from one pass over /proc. */
+export async function dhcpClients(): Promise<{ pid: number; args: string[] }[]> {
+  const found: { pid: number; args: string[] }[] = [];
   // Only clients in our network namespace: a container's (or another netns's) dhclient for an
   // interface of the same name is not ours to stop.
   const ourNet = await readlink('/proc/self/ns/net').catch(() => null);
@@ -29,10 +29,15 @@ export async function dhcpClientPids(ifname: string): Promise<number[]> {
     const prog = (argv[0] ?? '').split('/').pop() ?? '';
     if (!/^(dhclient|dhcpcd|udhcpc)$/.test(prog)) continue;
     if (ourNet && (await readlink(`/proc/${ent}/ns/net`).catch(() => null)) !== ourNet) continue;
-    // Interface names are positional args or an -i value; match exactly, never as a substring.
-    if (argv.slice(1).includes(ifname)) pids.push(Number(ent));
+    found.push({ pid: Number(ent), args: argv.slice(1) });
   }
-  return pids;
+  return found;
+}
+
+/** PIDs of DHCP clients serving `ifname`. */
+export async function dhcpClientPids(ifname: string): Promise<number[]> {
+  // Interface names are positional args or an -i value; match exactly, never as a substring.
+  return (await dhcpClients()).filter((c) => c.args.includes(ifname)).map((c) => c.pid);
 }
 
 async function alive(pid: number): Promise<boolean> {
