@@ -276,7 +276,11 @@ describe('hotplug daemon (lab t-dmn: warm service, socket, kernel watch, metadat
     try {
       const n = await lab.attach({ name });
       await waitFor('address', async () => (await ipv4Of(name, n.ifname)).includes(n.ips[0]!), 30_000, 50);
-      expect(daemonLog()).to.match(new RegExp(`kernel link event queued \\(not seen from udev\\) action=add iface=${n.ifname} `));
+      // The metadata poller (3 s here) may apply the new NIC before the watch's 1 s settle ends:
+      // the line must come, not necessarily first.
+      const queued = new RegExp(`kernel link event queued \\(not seen from udev\\) action=add iface=${n.ifname} `);
+      await waitFor('kernel link event queued', async () => queued.test(daemonLog()), 10_000, 50).catch(() => {});
+      expect(daemonLog()).to.match(queued);
       await lab.detach(n.ifname, { name });
       await waitRecord(name, (r) => r.mac === n.mac && r.action === 'remove', 30_000);
     } finally {
@@ -285,6 +289,8 @@ describe('hotplug daemon (lab t-dmn: warm service, socket, kernel watch, metadat
   });
 
   it('status --json shows the daemon state, queue, last events, bridge health and memory', async () => {
+    // The previous test's last kernel-queued event may still be in hand.
+    await waitFor('queue drained', async () => JSON.parse((await hotplug(name, ['status', '--json'])).stdout).queue.pending === 0, 15_000, 200).catch(() => {});
     const r = await hotplug(name, ['status', '--json']);
     const j = JSON.parse(r.stdout);
     expect(j.queue.pending).to.equal(0);
