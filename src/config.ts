@@ -9,7 +9,7 @@ import { basename } from 'node:path';
 import { paths } from './paths.js';
 import { UserError, oneLine } from './util/errors.js';
 import { IFNAME_RE, MAC_RE } from './events/event.js';
-import type { FilterConfig } from './filter.js';
+import type { FilterConfig } from './pipeline/filter.js';
 
 /** What to do for a kind of event: run the normal apply, drop it, do a full reconcile, or run a command (argv, no shell). */
 export type EventPolicy = 'apply' | 'ignore' | 'reconcile' | { run: string[] };

@@ -129,3 +129,26 @@ export async function lockStatus(file: string = paths.lockFile): Promise<{ held:
   await probe.release();
   return { held: false };
 }
+
+/**
+ * Release, then look at the queue. A hook that found the lock held enqueued BEFORE looking, so an
+ * event is either seen here or its hook found the lock free and started a worker: whoever releases
+ * the apply lock must call this instead of release(). `onPending` sees to what is queued (the
+ * daemon schedules a drain, a one-shot command starts a worker, the worker tries the lock again).
+ */
+export async function releaseThenRecheck<T>(lock: Lock, onPending: (queued: number) => T | Promise<T>): Promise<T | undefined> {
+  await lock.release();
+  const { pendingCount } = await import('./events/queue.js');
+  const queued = await pendingCount().catch(() => 0);
+  return queued > 0 ? onPending(queued) : undefined;
+}
+
+/** Run `fn` holding the apply lock (waiting up to timeoutMs for it), then releaseThenRecheck(). */
+export async function withApplyLock<T>(fn: () => Promise<T>, opts: { timeoutMs: number; onPending: (queued: number) => unknown }): Promise<T> {
+  const lock = await acquireLock({ timeoutMs: opts.timeoutMs });
+  try {
+    return await fn();
+  } finally {
+    await releaseThenRecheck(lock, opts.onPending);
+  }
+}

@@ -16,7 +16,7 @@ export const paths = {
   runDir: r('/run/cloud-hotplug'),
   networkConfigJson: r('/run/cloud-hotplug/network-config.json'),
   lastApplyJson: r('/run/cloud-hotplug/last-apply.json'),
-  /** What the last session read from cloud-init's cache, for a cheap `status` (core/instance-record.ts). */
+  /** What the last session read from cloud-init's cache, for a cheap `status` (record/instance.ts). */
   instanceRecordJson: r('/run/cloud-hotplug/instance.json'),
   queueDir: r('/run/cloud-hotplug/queue'),
   lockFile: r('/run/cloud-hotplug/apply.lock'),

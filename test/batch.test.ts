@@ -2,8 +2,8 @@ import { expect } from 'chai';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { coalesce } from '../src/events/batch.js';
-import { loadKnown, saveKnown, rememberInterface, forgetInterface, ifnameForMac } from '../src/events/known.js';
+import { coalesce } from '../src/pipeline/coalesce.js';
+import { loadKnown, saveKnown, rememberInterface, forgetInterface, ifnameForMac } from '../src/record/interfaces.js';
 import type { HotplugEvent } from '../src/events/event.js';
 import { setQuiet } from '../src/util/log.js';
 

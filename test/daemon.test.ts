@@ -16,8 +16,8 @@ import { parseRequest, MAX_LINE } from '../src/daemon/protocol.js';
 import { SocketServer } from '../src/daemon/server.js';
 import { request } from '../src/daemon/kick.js';
 import { parseLinkLine, LinkMonitor, linkUp } from '../src/daemon/monitor.js';
-import { fingerprint, describeChange, pollDelay, jittered, namesByMac } from '../src/daemon/fingerprint.js';
-import { splitByPolicy, runPolicyCommand } from '../src/daemon/policy.js';
+import { fingerprint, describeChange, pollDelay, jittered } from '../src/daemon/fingerprint.js';
+import { dispatch, runPolicyCommand, HANDLERS, type PolicyJob } from '../src/pipeline/policies.js';
 import { BridgeManager, isBridgeFailure } from '../src/daemon/bridge.js';
 import { supervise } from '../src/daemon/supervise.js';
 import { BridgeError, type Bridge, type NicMeta } from '../bridge/index.js';
@@ -246,30 +246,36 @@ describe('daemon: poller helpers', () => {
     expect(describeChange(c, a)).to.equal('-ipv4 10.0.2.20 on m1');
     expect(describeChange(a, { nics: {} })).to.equal('-nic m1');
   });
-  it('poll delay: interval ±20%, doubling per error, capped at 5 minutes', () => {
+  it('poll delay: interval ±20%; after errors the shared backoff (full jitter), never sooner than the interval, capped at 5 minutes', () => {
     expect(jittered(10_000, 0.2, () => 0)).to.equal(8000);
     expect(jittered(10_000, 0.2, () => 1)).to.equal(12_000);
     for (let i = 0; i < 200; i++) {
       const d = pollDelay(10_000, 0);
       expect(d).to.be.within(8000, 12_000);
     }
-    expect(pollDelay(10_000, 2, 300_000, () => 0.5)).to.equal(40_000);
+    expect(pollDelay(10_000, 2, 300_000, () => 0.5)).to.equal(20_000);
+    expect(pollDelay(10_000, 2, 300_000, () => 0)).to.equal(10_000);
     expect(pollDelay(10_000, 30, 300_000, () => 1)).to.equal(300_000);
-  });
-  it('namesByMac reads v1 and v2 configs', () => {
-    expect([...namesByMac({ version: 1, config: [{ type: 'physical', name: 'eth1', mac_address: '0A:00:00:00:00:01' }] })]).to.deep.equal([['0a:00:00:00:00:01', 'eth1']]);
-    expect([...namesByMac({ version: 2, ethernets: { eth2: { match: { macaddress: '0a:00:00:00:00:02' }, 'set-name': 'eth2' } } })]).to.deep.equal([['0a:00:00:00:00:02', 'eth2']]);
   });
 });
 
 describe('daemon: event policy', () => {
-  const ev = (action: 'add' | 'remove', ifname: string): HotplugEvent => ({ id: `${action}-${ifname}`, action, ifname, devpath: `/devices/virtual/net/${ifname}`, time: 1 });
-  it('splits events into the pipeline (apply) and the rest by the configured policy', () => {
-    const cfg = validateConfig({ events: { add: 'apply', remove: { run: ['/bin/true'] } } });
-    const r = splitByPolicy([ev('add', 'eth1'), ev('remove', 'eth2')], cfg);
-    expect(r.apply.map((e) => e.id)).to.deep.equal(['add-eth1']);
-    expect(r.other).to.deep.equal([{ ev: ev('remove', 'eth2'), policy: { run: ['/bin/true'] } }]);
-    expect(splitByPolicy([ev('add', 'x')], defaultConfig).apply).to.have.length(1);
+  it('one map from policy to handler, the same for every kind of event', async () => {
+    expect(Object.keys(HANDLERS).sort()).to.deep.equal(['apply', 'ignore', 'reconcile', 'run']);
+    const calls: string[] = [];
+    const job = (kind: PolicyJob['kind']): PolicyJob => ({
+      kind,
+      vars: {},
+      apply: async () => (calls.push(`apply ${kind}`), { ok: true }),
+      reconcile: async () => (calls.push(`reconcile ${kind}`), { ok: true, routingChanges: 2 }),
+    });
+    expect(await dispatch('apply', job('add'))).to.deep.equal({ handler: 'apply', ok: true });
+    expect(await dispatch('reconcile', job('link_down'))).to.deep.equal({ handler: 'reconcile', ok: true, routingChanges: 2 });
+    expect(await dispatch('ignore', job('metadata_change'))).to.deep.equal({ handler: 'ignore', ok: true, reason: 'events.metadata_change policy is ignore' });
+    expect(await dispatch({ run: ['/bin/false'] }, job('remove'))).to.include({ handler: 'run', ok: false });
+    expect(calls).to.deep.equal(['apply add', 'reconcile link_down']);
+    expect(validateConfig({ events: { add: 'apply', remove: { run: ['/bin/true'] } } }).events.remove).to.deep.equal({ run: ['/bin/true'] });
+    expect(defaultConfig.events.add).to.equal('apply');
   });
   it('runs {run: argv} without a shell, with the event in a clean environment; failures are reported, not thrown', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'hp-dmn-pol-'));

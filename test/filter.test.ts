@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { globMatch, isCandidate, type FilterConfig } from '../src/filter.js';
+import { globMatch, isCandidate, type FilterConfig } from '../src/pipeline/filter.js';
 import { defaultConfig } from '../src/config.js';
 
 const dflt: FilterConfig = defaultConfig.filter;

@@ -5,7 +5,7 @@ import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawn } from 'node:child_process';
 import { validateEvent, eventFromUdevEnv, type HotplugEvent } from '../src/events/event.js';
-import { enqueue, enqueueSync, list, take, ack, pendingCount, queueFileName } from '../src/events/queue.js';
+import { enqueue, list, take, ack, pendingCount, queueFileName } from '../src/events/queue.js';
 import { UserError } from '../src/util/errors.js';
 import { setQuiet } from '../src/util/log.js';
 
@@ -117,16 +117,16 @@ describe('queue', () => {
   });
 
   it('lists events sorted by time then seqnum, sync and async writers alike', async () => {
-    enqueueSync(ev('c', 2000, 1), dir);
+    await enqueue(ev('c', 2000, 1), dir);
     await enqueue(ev('a', 1000, 9), dir);
-    enqueueSync(ev('b', 1000, 10), dir);
+    await enqueue(ev('b', 1000, 10), dir);
     await enqueue(ev('d', 999), dir);
     expect((await list(dir)).map((e) => e.id)).to.deep.equal(['d', 'a', 'b', 'c']);
     expect(await pendingCount(dir)).to.equal(4);
   });
 
   it('writes 0600 files in a 0700 directory and leaves no temp files', async () => {
-    enqueueSync(ev('s', 1), dir);
+    await enqueue(ev('s', 1), dir);
     await enqueue(ev('t', 2), dir);
     expect(statSync(dir).mode & 0o777).to.equal(0o700);
     const files = readdirSync(dir);
@@ -135,13 +135,13 @@ describe('queue', () => {
     expect(JSON.parse(readFileSync(join(dir, files[0]!), 'utf8'))).to.deep.equal(ev('s', 1));
   });
 
-  it('refuses to enqueue an invalid event', () => {
-    expect(() => enqueueSync(ev('x', 1, undefined, { ifname: 'a/b' }), dir)).to.throw(UserError);
+  it('refuses to enqueue an invalid event', async () => {
+    expect(await enqueue(ev('x', 1, undefined, { ifname: 'a/b' }), dir).catch((e: unknown) => e)).to.be.instanceOf(UserError);
     expect(() => readdirSync(dir)).to.throw(); // nothing created
   });
 
   it('quarantines unparsable or inconsistent files instead of failing', async () => {
-    enqueueSync(ev('ok', 1), dir);
+    await enqueue(ev('ok', 1), dir);
     writeFileSync(join(dir, '0000000000002-00000000000000000000-junk.json'), '{not json');
     writeFileSync(join(dir, '0000000000003-00000000000000000000-evil.json'), JSON.stringify(ev('evil', 3, undefined, { ifname: '../x' })));
     writeFileSync(join(dir, '0000000000004-00000000000000000000-other.json'), JSON.stringify(ev('mismatch', 4)));
@@ -166,12 +166,12 @@ describe('queue', () => {
   });
 
   it('take() deletes nothing; ack() deletes only the taken ids, keeping later arrivals', async () => {
-    enqueueSync(ev('a', 1), dir);
-    enqueueSync(ev('b', 2), dir);
+    await enqueue(ev('a', 1), dir);
+    await enqueue(ev('b', 2), dir);
     const claim = await take(dir);
     expect(claim.ids).to.deep.equal(['a', 'b']);
     expect(await pendingCount(dir)).to.equal(2);
-    enqueueSync(ev('c', 3), dir); // arrives while the worker handles a, b
+    await enqueue(ev('c', 3), dir); // arrives while the worker handles a, b
     expect(await ack(claim.ids, dir)).to.equal(2);
     expect((await list(dir)).map((e) => e.id)).to.deep.equal(['c']);
     expect(await ack(['a', 'nope'], dir)).to.equal(0);
@@ -185,8 +185,8 @@ describe('queue', () => {
 
   it('a worker killed with -9 between take and ack leaves the events for the next one', async function () {
     this.timeout(10_000);
-    enqueueSync(ev('a', 1), dir);
-    enqueueSync(ev('b', 2), dir);
+    await enqueue(ev('a', 1), dir);
+    await enqueue(ev('b', 2), dir);
     const queueJs = resolve(dirname(fileURLToPath(import.meta.url)), '../src/events/queue.js');
     const code = `const q = await import(${JSON.stringify(queueJs)}); const c = await q.take(${JSON.stringify(dir)});
       console.log(c.ids.join(',')); setInterval(() => {}, 1000);`;

@@ -1,13 +1,12 @@
+/** IfupdownStack.renderedButDown: interfaces rendered earlier that ifupdown never brought up (src/stack/ifupdown.ts). */
 import { expect } from 'chai';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { renderedButDown } from '../src/pipeline/worker.js';
-import type { NetworkConfig } from '../bridge/index.js';
+import { IfupdownStack } from '../src/stack/ifupdown.js';
 
-describe('renderedButDown: interfaces rendered earlier that ifupdown never brought up', () => {
+describe('ifupdown stack: renderedButDown', () => {
   let root: string;
-  const netcfg = { version: 1, config: ['eth0', 'eth1', 'eth2', 'eth3'].map((name, i) => ({ type: 'physical', name, mac_address: `02:00:00:00:00:1${i}` })) } as unknown as NetworkConfig;
   beforeEach(() => {
     root = mkdtempSync(join(tmpdir(), 'hp-rbd-'));
     for (const n of ['eth0', 'eth1', 'eth2']) mkdirSync(join(root, 'sys/class/net', n), { recursive: true });
@@ -15,10 +14,15 @@ describe('renderedButDown: interfaces rendered earlier that ifupdown never broug
   });
   afterEach(() => rmSync(root, { recursive: true, force: true }));
 
-  it('up = state written into ifstate.<if>; an empty one (ifup killed mid-way: it is only the lock) is down; absent devices are skipped', () => {
+  it('up = state written into ifstate.<if>; an empty one (ifup killed mid-way: it is only the lock) is down; absent devices are skipped', async () => {
     writeFileSync(join(root, 'run/network/ifstate.eth0'), 'eth0=eth0\n');
     writeFileSync(join(root, 'run/network/ifstate.eth1'), ''); // ifup killed after taking its lock
     // eth2: no ifstate at all; eth3: rendered but no device
-    expect(renderedButDown(netcfg, root)).to.deep.equal(['eth1', 'eth2']);
+    expect(await new IfupdownStack(root).renderedButDown(['eth0', 'eth1', 'eth2', 'eth3'])).to.deep.equal(['eth1', 'eth2']);
+  });
+
+  it('without /run/network (ifupdown never ran) nothing is reported', async () => {
+    rmSync(join(root, 'run/network'), { recursive: true });
+    expect(await new IfupdownStack(root).renderedButDown(['eth0', 'eth1'])).to.deep.equal([]);
   });
 });

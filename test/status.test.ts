@@ -13,7 +13,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, uti
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CLI } from './helpers/run.js';
-import { cloudInputs, type InstanceRecord } from '../src/core/instance-record.js';
+import { cloudInputs, type InstanceRecord } from '../src/record/instance.js';
 
 describe('hotplug status: from the record, without Python', function () {
   this.timeout(60_000);

@@ -1,3 +1,4 @@
+/** `hotplug install` / `uninstall`: the udev rule, the systemd units and drop-ins, and exactly their removal. */
 import type { Command } from 'commander';
 import { existsSync, lstatSync, statSync } from 'node:fs';
 import { rename, rm, rmdir, symlink, mkdir } from 'node:fs/promises';
@@ -9,6 +10,7 @@ import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { UserError, oneLine } from '../util/errors.js';
 import { describeChange, flushOwned } from '../routing/reconcile.js';
 import { acquireLock } from '../lock.js';
+import { systemdRunning, usesSystemd } from '../init/index.js';
 import {
   CLOUD_INIT_RULES,
   CLOUD_INIT_SOCKET,
@@ -99,8 +101,9 @@ masks ${CLOUD_INIT_SOCKET}; uninstall restores both).`,
         if (o.replaceCloudInitHook) m.replace_cloud_init_hook = true;
         for (const line of await moveAsideUpstreamRules(root, m)) process.stdout.write(line + '\n');
         await writeOwned(root, m, RULE_PATH, ruleText(o.node));
-        const systemd = existsSync(join(root, 'run/systemd/system')) || existsSync(join(root, 'lib/systemd/system/cloud-init.target'));
-        if (systemd) {
+        // Units are written for a root that boots with systemd; systemctl runs only where it is running now.
+        const running = root === '/' && systemdRunning('/');
+        if (usesSystemd(root)) {
           await writeOwned(root, m, REPLAY_UNIT, replayUnitText(o.node));
           await writeOwned(root, m, DAEMON_UNIT, daemonUnitText(o.node));
           if (existsSync(join(root, 'lib/systemd/systemd-networkd'))) await writeOwned(root, m, NETWORKD_DROPIN, NETWORKD_DROPIN_TEXT);
@@ -113,7 +116,7 @@ masks ${CLOUD_INIT_SOCKET}; uninstall restores both).`,
               process.stdout.write(`masked ${CLOUD_INIT_SOCKET}\n`);
             }
           }
-          if (root === '/' && existsSync('/run/systemd/system')) {
+          if (running) {
             await execa('systemctl', ['daemon-reload'], { reject: false });
             await execa('systemctl', ['enable', 'cloud-hotplug-replay.service'], { reject: false });
             if (o.daemon) {
@@ -122,7 +125,7 @@ masks ${CLOUD_INIT_SOCKET}; uninstall restores both).`,
             }
           }
         }
-        if (o.daemon && !(root === '/' && existsSync('/run/systemd/system'))) {
+        if (o.daemon && !running) {
           process.stdout.write('no running systemd here: start the daemon with "hotplug daemon --supervise" (it restarts the daemon if it dies)\n');
         }
         m.installed_at = new Date().toISOString();
@@ -142,11 +145,12 @@ masks ${CLOUD_INIT_SOCKET}; uninstall restores both).`,
         const root = o.root;
         const m = await readManifest(root);
         if (!m) throw new UserError(`nothing to uninstall: no ${'/' + MANIFEST}`);
-        if (root === '/' && existsSync('/run/systemd/system') && m.files.includes(REPLAY_UNIT)) {
+        const running = root === '/' && systemdRunning('/');
+        if (running && m.files.includes(REPLAY_UNIT)) {
           // --now: RemainAfterExit keeps it loaded and active otherwise (stopping runs nothing).
           await execa('systemctl', ['disable', '--now', 'cloud-hotplug-replay.service'], { reject: false });
         }
-        if (root === '/' && existsSync('/run/systemd/system') && m.files.includes(DAEMON_UNIT)) {
+        if (running && m.files.includes(DAEMON_UNIT)) {
           await execa('systemctl', ['disable', '--now', DAEMON_SERVICE], { reject: false });
         }
         if (root === '/' && !o.keepRouting) {
@@ -174,7 +178,7 @@ masks ${CLOUD_INIT_SOCKET}; uninstall restores both).`,
           await rmdir(join(root, d)).catch(() => {});
         }
         await rm(join(root, MANIFEST), { force: true });
-        if (root === '/' && existsSync('/run/systemd/system')) await execa('systemctl', ['daemon-reload'], { reject: false });
+        if (running) await execa('systemctl', ['daemon-reload'], { reject: false });
         await reloadUdev(root);
       }),
     );

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { action, printJson } from './common.js';
-import { requireRoot, withApplyLock, withSession } from '../core/session.js';
+import { requireRoot, withCommandLock, withSession } from '../core/session.js';
 import { refreshMetadata } from '../core/refresh.js';
 import { paths } from '../paths.js';
 import { log } from '../util/log.js';
@@ -17,7 +17,7 @@ If the crawl fails nothing on disk changes.`,
     .action(
       action(async (opts: { json?: boolean }) => {
         requireRoot('refresh-metadata');
-        const r = await withApplyLock(() => withSession(async ({ bridge }) => refreshMetadata(bridge)));
+        const r = await withCommandLock(() => withSession(async ({ bridge }) => refreshMetadata(bridge)));
         log('info', 'metadata refreshed', { datasource: r.summary.datasource, macs: r.summary.macs.length, duration_ms: r.durationMs });
         if (opts.json) printJson({ summary: r.summary, network_config: r.networkConfig, duration_ms: r.durationMs });
         else process.stdout.write(`refreshed ${r.summary.datasource} ${r.summary.instance_id}: ${r.summary.macs.length} interface(s) in metadata\n`);

@@ -1,12 +1,12 @@
 import type { Command } from 'commander';
 import { action, printJson } from './common.js';
 import { bootState } from '../core/boot.js';
-import { readLastApply } from '../core/last-apply.js';
-import { readInstanceRecord, type StatusSummary } from '../core/instance-record.js';
+import { readLastApply } from '../record/last-apply.js';
+import { readInstanceRecord, type StatusSummary } from '../record/instance.js';
 import { oneLine } from '../util/errors.js';
 import { readAdvert, request } from '../daemon/kick.js';
 import { pendingCount } from '../events/queue.js';
-import { recentEvents } from '../pipeline/history.js';
+import { recentEvents } from '../record/events.js';
 
 /** The running daemon's status (it answers from memory), or why there is none. */
 async function daemonStatus(): Promise<Record<string, any>> {

@@ -1,10 +1,13 @@
 /**
- * One bridge session: start Python, load the cached instance, run, always stop Python
- * (node would otherwise never exit: pythonia keeps the process alive).
+ * One-shot commands' access to cloud-init: a bridge session that is always stopped (node would
+ * otherwise never exit: pythonia keeps the process alive), and the apply lock they share with the
+ * worker and the daemon.
  */
 import { startBridge, type Bridge, type InstanceSummary } from '../../bridge/index.js';
 import { UserError } from '../util/errors.js';
-import { openInstance } from './instance-record.js';
+import { log } from '../util/log.js';
+import { withApplyLock } from '../lock.js';
+import { openInstance } from '../record/instance.js';
 
 export function requireRoot(what: string): void {
   if (typeof process.getuid === 'function' && process.getuid() !== 0) {
@@ -18,7 +21,7 @@ export interface Session {
 }
 
 export async function withSession<T>(fn: (s: Session) => Promise<T>): Promise<T> {
-  const bridge = await startBridge();
+  const bridge = await startBridge({ log });
   try {
     const { summary } = await openInstance(bridge);
     return await fn({ bridge, summary });
@@ -28,18 +31,10 @@ export async function withSession<T>(fn: (s: Session) => Promise<T>): Promise<T>
 }
 
 /**
- * Run `fn` holding the apply lock that the worker and the daemon also take, so a manual
- * apply or refresh never interleaves with event handling (flock: released if we die).
+ * Run `fn` holding the apply lock that the worker and the daemon also take, so a manual apply or
+ * refresh never interleaves with event handling; a hook that found the lock taken meanwhile queued
+ * its event and started no worker, so one is started for it afterwards.
  */
-export async function withApplyLock<T>(fn: () => Promise<T>, timeoutMs = 300_000): Promise<T> {
-  const { acquireLock } = await import('../lock.js');
-  const lock = await acquireLock({ timeoutMs });
-  try {
-    return await fn();
-  } finally {
-    await lock.release();
-    // A hook that found the lock taken meanwhile queued its event and started no worker.
-    const { pendingCount } = await import('../events/queue.js');
-    if ((await pendingCount().catch(() => 0)) > 0) (await import('../hook.js')).ensureWorker();
-  }
+export async function withCommandLock<T>(fn: () => Promise<T>, timeoutMs = 300_000): Promise<T> {
+  return withApplyLock(fn, { timeoutMs, onPending: async () => (await import('../hook.js')).ensureWorker() });
 }

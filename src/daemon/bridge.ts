@@ -18,7 +18,7 @@ import { startBridge, BridgeError, type Bridge, type InstanceSummary } from '../
 import { paths } from '../paths.js';
 import { log } from '../util/log.js';
 import { oneLine } from '../util/errors.js';
-import { openInstance } from '../core/instance-record.js';
+import { openInstance } from '../record/instance.js';
 
 export type BridgeFactory = () => Promise<Bridge>;
 /** The Python child of a started bridge, to watch for its exit (tests inject their own). */

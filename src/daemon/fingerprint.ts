@@ -1,6 +1,7 @@
-/** Pure helpers of the metadata poller and the daemon's link handling. */
+/** Pure helpers of the metadata poller: the fingerprint of the network metadata, a description of a change, the poll delay. */
 import { createHash } from 'node:crypto';
-import type { InstanceSummary, NetworkConfig } from '../../bridge/index.js';
+import type { InstanceSummary } from '../../bridge/index.js';
+import { backoffDelay } from '../util/backoff.js';
 
 function canonical(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(canonical);
@@ -51,30 +52,16 @@ export function describeChange(a: Pick<InstanceSummary, 'nics'> | undefined, b: 
   return out.join(', ') || 'metadata changed';
 }
 
-/** MAC → interface name in a network config (v1 physical entries, v2 ethernets). */
-export function namesByMac(netcfg: NetworkConfig | null | undefined): Map<string, string> {
-  const out = new Map<string, string>();
-  if (!netcfg) return out;
-  if (netcfg.version === 2) {
-    for (const [name, eth] of Object.entries(netcfg.ethernets ?? {}) as [string, { match?: { macaddress?: string }; 'set-name'?: string }][]) {
-      const mac = eth.match?.macaddress?.toLowerCase();
-      if (mac) out.set(mac, eth['set-name'] ?? name);
-    }
-  } else {
-    for (const c of netcfg.config ?? []) {
-      if (c.type === 'physical' && typeof c.mac_address === 'string' && typeof c.name === 'string') out.set(c.mac_address.toLowerCase(), c.name);
-    }
-  }
-  return out;
-}
-
-/** Full jitter around a base: base × (1 ± spread). */
+/** A schedule's jitter around a base: base × (1 ± spread), so that many hosts do not poll in step. */
 export function jittered(baseMs: number, spread = 0.2, rnd: () => number = Math.random): number {
   return Math.round(baseMs * (1 - spread + 2 * spread * rnd()));
 }
 
-/** Poll delay: the interval, doubled per consecutive error up to capMs, jittered ±20%. */
+/**
+ * Poll delay: the interval ±20% while polls succeed; after consecutive errors the project's backoff
+ * (growing from twice the interval, capped at capMs, full jitter) but never sooner than the interval.
+ */
 export function pollDelay(intervalMs: number, errors: number, capMs = 300_000, rnd: () => number = Math.random): number {
-  const base = Math.min(capMs, intervalMs * 2 ** Math.min(errors, 20));
-  return Math.min(capMs, jittered(base, 0.2, rnd));
+  if (errors <= 0) return Math.min(capMs, jittered(intervalMs, 0.2, rnd));
+  return Math.min(capMs, Math.max(intervalMs, backoffDelay(errors, { initialMs: intervalMs * 2, maxMs: capMs }, rnd)));
 }

@@ -1,7 +1,6 @@
 /**
  * The daemon in the foreground: what systemd's ExecStart (Type=notify) or the supervisor runs.
  */
-import { execa } from 'execa';
 import { loadConfig } from '../config.js';
 import { paths } from '../paths.js';
 import { log } from '../util/log.js';
@@ -9,13 +8,6 @@ import { oneLine } from '../util/errors.js';
 import { Daemon, type DaemonOptions } from './daemon.js';
 
 import { EXIT_ALREADY_RUNNING } from './supervise.js';
-
-/** Tell systemd (Type=notify) we are ready; harmless without systemd. */
-async function notifyReady(status: string): Promise<void> {
-  if (!process.env.NOTIFY_SOCKET) return;
-  const r = await execa('systemd-notify', ['--ready', `--pid=${process.pid}`, `--status=${status}`], { reject: false, stdin: 'ignore' });
-  if (r.exitCode !== 0) log('warn', 'systemd-notify --ready failed', { error: String(r.stderr).trim() || `exit ${r.exitCode}` });
-}
 
 export async function runDaemon(opts: DaemonOptions = {}): Promise<number> {
   const t0 = performance.now();
@@ -59,7 +51,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<number> {
     python_rss_mb: mem.python_rss_mb,
   });
   process.stdout.write(`hotplug daemon ready: pid ${process.pid}, socket ${(st.socket as { path: string }).path}\n`);
-  await notifyReady(`ready; poll every ${cfg.daemon.poll_interval_seconds}s`);
+  await d.deps.init.notifyReady(`ready; poll every ${cfg.daemon.poll_interval_seconds}s`);
   await done;
   return 0;
 }

@@ -10,12 +10,12 @@
  * ack leaves the files for the next one; events that arrive meanwhile are not in the snapshot and
  * survive the ack. Handling must therefore be idempotent (an event may be served twice).
  *
- * enqueueSync() is the udev hook's hot path: sync fs only; this module imports no heavy packages.
+ * The udev program (bin/hotplug-udev-hook, sh) writes the same files the same way; this module is
+ * how node code (the daemon's kernel watch, tests) queues and how the pipeline takes and acks.
  */
-import { mkdirSync, openSync, writeSync, fsyncSync, closeSync, renameSync, unlinkSync, lstatSync, constants, type Stats } from 'node:fs';
+import { constants, type Stats } from 'node:fs';
 import { mkdir, readdir, rename, unlink, lstat, open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { paths } from '../paths.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { log } from '../util/log.js';
@@ -43,28 +43,6 @@ function checkDir(dir: string, st: Stats): void {
 
 function serialize(ev: HotplugEvent): string {
   return JSON.stringify(validateEvent(ev)) + '\n';
-}
-
-/** Hot path for the udev hook. Returns the file written. */
-export function enqueueSync(ev: HotplugEvent, dir: string = paths.queueDir): string {
-  const data = serialize(ev);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  checkDir(dir, lstatSync(dir));
-  const name = queueFileName(ev);
-  const tmp = join(dir, `.${name}.${randomBytes(6).toString('hex')}.tmp`);
-  const fd = openSync(tmp, 'wx', 0o600);
-  try {
-    writeSync(fd, data);
-    fsyncSync(fd);
-  } catch (e) {
-    closeSync(fd);
-    try { unlinkSync(tmp); } catch { /* best effort */ }
-    throw e;
-  }
-  closeSync(fd);
-  const file = join(dir, name);
-  renameSync(tmp, file);
-  return file;
 }
 
 export async function enqueue(ev: HotplugEvent, dir: string = paths.queueDir): Promise<string> {

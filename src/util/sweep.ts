@@ -3,7 +3,7 @@
  * and renaming it: swept when a worker or the daemon starts.
  *
  * Only our own names are touched, in our own directories:
- *   .<name>.<12 hex>.tmp      src/util/atomic.ts, src/events/queue.ts (enqueueSync)
+ *   .<name>.<12 hex>.tmp      src/util/atomic.ts (queue files through src/events/queue.ts)
  *   .<name>.<8 [a-z0-9_]>.tmp the bridge's _replace_file (tempfile.mkstemp, suffix .tmp)
  *   .<name>.<pid>.tmp         bin/hotplug-udev-hook ($Q/.NAME.PID.tmp)
  * and only regular files (never a symlink, directory or FIFO with such a name), older than

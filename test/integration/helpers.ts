@@ -105,7 +105,7 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | null | unde
   }
 }
 
-/** One handled event as the worker keeps it in /run/cloud-hotplug/recent-events.json (src/pipeline/history.ts). */
+/** One handled event as the worker keeps it in /run/cloud-hotplug/recent-events.json (src/record/events.ts). */
 export interface EventRec {
   action: string;
   iface: string;

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { paths } from '../paths.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { log } from '../util/log.js';
-import { IFNAME_RE, MAC_RE } from './event.js';
+import { IFNAME_RE, MAC_RE } from '../events/event.js';
 
 export interface KnownInterface {
   mac: string;

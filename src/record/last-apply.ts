@@ -1,4 +1,4 @@
-/** The record of the last apply, for `hotplug status`. */
+/** The record of the last apply (one file, rewritten atomically), for `hotplug status`. */
 import { readFile } from 'node:fs/promises';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { paths } from '../paths.js';

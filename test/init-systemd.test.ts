@@ -1,7 +1,7 @@
 import { expect } from 'chai';
-import { isOurUnit, scopeName, startScopeArgv, unitOfCgroup } from '../src/net/dhcp-home.js';
+import { isOurUnit, scopeName, startScopeArgv, unitOfCgroup } from '../src/init/systemd.js';
 
-describe('DHCP clients get a scope of their own (src/net/dhcp-home.ts)', () => {
+describe('DHCP clients get a scope of their own (src/init/systemd.ts)', () => {
   it('reads the unit from /proc/PID/cgroup (v2 and v1) and moves only clients in our units', () => {
     expect(unitOfCgroup('0::/system.slice/cloud-hotplug-worker.service\n')).to.equal('cloud-hotplug-worker.service');
     expect(unitOfCgroup('12:pids:/x\n1:name=systemd:/system.slice/networking.service\n')).to.equal('networking.service');

@@ -15,7 +15,7 @@
  * Order within one ifname: by udev seqnum when every event of it has one (udev runs events of
  * different devpaths in parallel, so arrival time can lie), else arrival order.
  */
-import type { HotplugEvent } from './event.js';
+import type { HotplugEvent } from '../events/event.js';
 
 export interface Batch {
   adds: Map<string, HotplugEvent>;

@@ -1,16 +1,17 @@
 /**
- * A DHCP client that `ifup` starts during our bring-up is a child of whoever ran it. Under
- * systemd that is the worker's transient unit (or the boot replay, or the daemon), and when that
- * unit ends systemd kills everything in its cgroup, the DHCP client included: the address then
- * lives only until the lease expires. Debian's own ifup@.service avoids this by keeping the client
- * in a unit that outlives ifup. We give each client a scope unit of its own, the way
- * `systemd-run --scope` does (the manager's StartTransientUnit with the client's PID), so it
- * lives as long as the interface's configuration does, whatever happens to us.
+ * Running under systemd: readiness through sd_notify, and DHCP clients rehomed into scopes.
+ *
+ * A DHCP client that `ifup` starts during our bring-up is a child of whoever ran it: the worker's
+ * transient unit (or the boot replay, or the daemon), and when that unit ends systemd kills
+ * everything in its cgroup, the DHCP client included: the address then lives only until the lease
+ * expires. Debian's own ifup@.service avoids this by keeping the client in a unit that outlives
+ * ifup. We give each client a scope of its own, the way `systemd-run --scope` does (the manager's
+ * StartTransientUnit with the client's PID), so it lives as long as the interface's configuration.
  */
 import { readFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
 import { execa } from 'execa';
-import { dhcpClients } from './teardown.js';
+import type { DhcpClient } from '../stack/network-stack.js';
+import type { InitSystem } from './init-system.js';
 import { log } from '../util/log.js';
 import { oneLine } from '../util/errors.js';
 
@@ -44,13 +45,18 @@ export function startScopeArgv(name: string, pid: number, description: string): 
   ];
 }
 
-/** Move the DHCP clients of `ifnames` out of our unit into scopes of their own. Never throws. */
-export async function rehomeDhcpClients(ifnames: string[]): Promise<number> {
-  if (!existsSync('/run/systemd/system') || !ifnames.length) return 0;
-  let moved = 0;
-  const clients = await dhcpClients().catch(() => []);
-  for (const ifname of ifnames) {
-    for (const { pid } of clients.filter((c) => c.args.includes(ifname))) {
+export class Systemd implements InitSystem {
+  readonly name = 'systemd' as const;
+
+  async notifyReady(status: string): Promise<void> {
+    if (!process.env.NOTIFY_SOCKET) return;
+    const r = await execa('systemd-notify', ['--ready', `--pid=${process.pid}`, `--status=${status}`], { reject: false, stdin: 'ignore' });
+    if (r.exitCode !== 0) log('warn', 'systemd-notify --ready failed', { error: String(r.stderr).trim() || `exit ${r.exitCode}` });
+  }
+
+  async rehomeDhcpClients(clients: readonly DhcpClient[]): Promise<number> {
+    let moved = 0;
+    for (const { pid, ifname } of clients) {
       const unit = unitOfCgroup(await readFile(`/proc/${pid}/cgroup`, 'utf8').catch(() => ''));
       if (!isOurUnit(unit)) continue; // networking.service, a login session …: already has a home
       const name = scopeName(ifname, pid);
@@ -62,6 +68,6 @@ export async function rehomeDhcpClients(ifnames: string[]): Promise<number> {
         log('warn', 'DHCP client left in our unit: it will stop when the unit does', { iface: ifname, pid, error: oneLine(r.stderr || r.message) });
       }
     }
+    return moved;
   }
-  return moved;
 }

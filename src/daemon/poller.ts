@@ -1,0 +1,98 @@
+/**
+ * The daemon's metadata poller: every poll_interval_seconds (jittered; backing off on errors) it
+ * re-reads the network subtree of the metadata, compares its fingerprint with the one last acted
+ * on, and hands a change to the pipeline (pipeline/changes.ts metadataChanged) — for changes no
+ * device event announces, such as a secondary IP assigned to a NIC.
+ */
+import type { InstanceSummary } from '../../bridge/index.js';
+import type { PipelineDeps } from '../pipeline/deps.js';
+import { metadataChanged, type Exclusive, type MetadataOutcome } from '../pipeline/changes.js';
+import { describePolicy } from '../pipeline/policies.js';
+import { fingerprint, describeChange, pollDelay } from './fingerprint.js';
+import { log, since } from '../util/log.js';
+import { oneLine } from '../util/errors.js';
+
+export type MetadataChangeRecord = { type: 'metadata_change'; time: string; change: string; policy: string; duration_ms: number } & Omit<MetadataOutcome, 'accepted'>;
+
+export interface PollerHost {
+  deps: PipelineDeps;
+  exclusive: Exclusive;
+  stopping(): boolean;
+  /** Run the poll as a job (the daemon's job queue). */
+  schedule(run: () => Promise<void>): void;
+  /** Events are queued: drain them first; the next poll compares against what they leave. */
+  queued(): Promise<boolean>;
+  drain(): void;
+  emit(rec: MetadataChangeRecord): void;
+}
+
+export class MetadataPoller {
+  readonly stats = { last: null as string | null, lastChange: null as string | null, lastError: null as string | null, errors: 0, nextAt: null as number | null, polls: 0, lastMs: null as number | null };
+  /** The fingerprint of the metadata last acted on, and its summary. */
+  baseline: string | undefined;
+  summary: InstanceSummary | undefined;
+  summaryAt: number | null = null;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly host: PollerHost) {}
+
+  /** The metadata now acted on (after a batch, at start). */
+  accept(s: InstanceSummary): void {
+    this.summary = s;
+    this.summaryAt = Date.now();
+    this.baseline = fingerprint(s);
+  }
+
+  arm(first: boolean): void {
+    clearTimeout(this.timer);
+    if (this.host.stopping()) return;
+    const ms = pollDelay(this.host.deps.config().daemon.poll_interval_seconds * 1000, first ? 0 : this.stats.errors);
+    this.stats.nextAt = Date.now() + ms;
+    this.timer = setTimeout(() => this.host.schedule(() => this.pollOnce().finally(() => this.arm(false))), ms);
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+  }
+
+  /** One poll: re-read the network subtree, compare its fingerprint, act on a change. */
+  async pollOnce(): Promise<void> {
+    const { deps } = this.host;
+    if (!deps.bootFinished()) return;
+    if (await this.host.queued()) {
+      this.host.drain();
+      return;
+    }
+    const t0 = performance.now();
+    let r;
+    try {
+      r = await deps.bridge.withBridge('metadata poll', async (b) => {
+        const net = await b.refreshNetwork(2);
+        return net.supported ? net : await b.refresh({ timeout: 2, maxWait: 5 });
+      });
+      this.stats.errors = 0;
+      this.stats.lastError = null;
+    } catch (e) {
+      this.stats.errors++;
+      this.stats.lastError = oneLine(e);
+      log('warn', 'metadata poll failed; backing off', { error: this.stats.lastError, errors: this.stats.errors });
+      return;
+    } finally {
+      this.stats.polls++;
+      this.stats.last = new Date().toISOString();
+      this.stats.lastMs = since(t0);
+    }
+    if (this.baseline === undefined) return this.accept(r.summary);
+    if (fingerprint(r.summary) === this.baseline) return;
+    const change = describeChange(this.summary, r.summary);
+    const policy = describePolicy(deps.config().events.metadata_change);
+    this.stats.lastChange = new Date().toISOString();
+    log('info', 'metadata changed without a device event', { change, policy });
+    const t1 = performance.now();
+    const { accepted, ...out } = await metadataChanged(deps, this.host.exclusive, r, this.summary, change);
+    if (accepted) this.accept(accepted);
+    const rec: MetadataChangeRecord = { type: 'metadata_change', time: new Date().toISOString(), change, policy, duration_ms: since(t1), ...out };
+    log(out.result === 'failed' ? 'error' : 'info', `metadata change ${out.result}`, { change, policy, duration_ms: rec.duration_ms, reason: out.reason, routing_changes: out.routing_changes, brought_up: out.brought_up?.join(',') });
+    this.host.emit(rec);
+  }
+}
