@@ -9,6 +9,7 @@ import { execa, type ResultPromise } from 'execa';
 import { createInterface } from 'node:readline';
 import { log } from '../util/log.js';
 import { oneLine } from '../util/errors.js';
+import { Backoff } from '../util/backoff.js';
 
 export interface LinkLine {
   deleted: boolean;
@@ -63,7 +64,7 @@ export interface LinkCallbacks {
 
 export interface MonitorOptions {
   ipBin?: string;
-  /** Initial restart delay; doubles up to maxRestartMs. */
+  /** Base of the restart backoff (src/util/backoff.ts), up to maxRestartMs. */
   restartMs?: number;
   /** rtnetlink protocol that marks our rules and routes (for onRouting). */
   routingProto?: number;
@@ -80,14 +81,14 @@ export class LinkMonitor {
   private buffered: string[] = [];
   /** No listing could be read: a first sighting may be an old link, so it is not an add. */
   private blind = false;
-  private delay: number;
+  private readonly backoff: Backoff;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly cb: LinkCallbacks,
     private readonly opts: MonitorOptions = {},
   ) {
-    this.delay = opts.restartMs ?? 1000;
+    this.backoff = new Backoff({ initialMs: opts.restartMs ?? 1000, maxMs: opts.maxRestartMs ?? 30_000 });
   }
 
   get pid(): number | undefined {
@@ -177,13 +178,13 @@ export class LinkMonitor {
       if (this.child !== child || this.stopped) return;
       this.child = undefined;
       const why = r.signal ?? `exit ${r.exitCode}`;
-      if (Date.now() - startedAt > 60_000) this.delay = this.opts.restartMs ?? 1000;
-      log('warn', 'ip monitor exited; restarting', { why, in_ms: this.delay, error: this.lastError });
+      if (Date.now() - startedAt > 60_000) this.backoff.reset(); // it ran fine for a while
+      const delay = Math.round(this.backoff.next());
+      log('warn', 'ip monitor exited; restarting', { why, in_ms: delay, error: this.lastError });
       this.timer = setTimeout(() => {
         this.restarts++;
         void this.spawn().catch((e) => log('error', 'ip monitor restart failed', { error: oneLine(e) }));
-      }, this.delay);
-      this.delay = Math.min(this.delay * 2, this.opts.maxRestartMs ?? 30_000);
+      }, delay);
     });
     try {
       const r = await execa(ip, ['-o', 'link', 'show'], { reject: false, stdin: 'ignore', timeout: 10_000 });

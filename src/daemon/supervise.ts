@@ -2,6 +2,7 @@
  * The small supervisor for hosts without systemd (`hotplug daemon --supervise`): it only spawns
  * and waits, so it imports nothing heavy (its own RSS stays small).
  */
+import { backoffDelay } from '../util/backoff.js';
 import { spawn } from 'node:child_process';
 import { log } from '../util/log.js';
 import { oneLine } from '../util/errors.js';
@@ -50,7 +51,8 @@ export async function supervise(argv: string[], opts: { signals?: boolean; resta
     }
     if (code === EXIT_ALREADY_RUNNING) return code;
     quickDeaths = Date.now() - started < 10_000 ? quickDeaths + 1 : 0;
-    const delay = quickDeaths > 1 ? Math.min(30_000, base * 2 ** (quickDeaths - 1)) : base;
+    // The first restart comes at once (a kill -9 should cost half a second); deaths in a row back off.
+    const delay = quickDeaths > 1 ? Math.round(Math.max(base, backoffDelay(quickDeaths - 1, { initialMs: base * 2, maxMs: 30_000 }))) : base;
     restarts++;
     log('warn', 'supervisor: daemon died; restarting it', { pid: child.pid, why: signal ?? `exit ${code}`, in_ms: delay, restarts });
     await new Promise((r) => setTimeout(r, delay));

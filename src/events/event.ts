@@ -2,10 +2,9 @@
  * The hotplug event as queued by the udev hook and consumed by the worker.
  * This module is on the udev hook's hot path: keep its imports to node builtins and tiny helpers.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { UserError } from '../util/errors.js';
+import { addressOf } from '../util/sysfs.js';
 
 export type HotplugAction = 'add' | 'remove';
 
@@ -115,12 +114,8 @@ function macFromNetNameMac(v: string | undefined): string | undefined {
 
 /** Ethernet-style address from sysfs, or undefined (already gone/renamed, or not 6 octets e.g. InfiniBand). */
 function macFromSysfs(root: string, ifname: string): string | undefined {
-  try {
-    const a = readFileSync(join(root, 'sys/class/net', ifname, 'address'), 'utf8').trim().toLowerCase();
-    return MAC_RE.test(a) ? a : undefined;
-  } catch {
-    return undefined;
-  }
+  const a = addressOf(ifname, root);
+  return a && MAC_RE.test(a) ? a : undefined;
 }
 
 export interface FromEnvOptions {

@@ -29,7 +29,7 @@ export class IfupdownStack implements NetworkStack {
     // ifup creates ifstate.<if> as its lock when it starts and writes the state into it only when
     // done: an empty one is an ifup that was killed (or an ifdown), not an interface that is up.
     const out: string[] = [];
-    for (const n of names) if (existsSync(join(this.root, 'sys/class/net', n)) && !(await this.ifupState(n))) out.push(n);
+    for (const n of names) if (linkExists(n, this.root) && !(await this.ifupState(n))) out.push(n);
     return out;
   }
 
@@ -55,7 +55,7 @@ export class IfupdownStack implements NetworkStack {
         files++;
       }
     }
-    if (linkExists(ifname)) {
+    if (linkExists(ifname, this.root)) {
       await execa('ip', ['addr', 'flush', 'dev', ifname], { reject: false });
       await execa('ip', ['link', 'set', 'dev', ifname, 'down'], { reject: false });
     }
