@@ -106,8 +106,11 @@ class Meter {
     this.wall0 = Date.now();
   }
 
-  /** Stop counting; `ifnames`/`actions` select the uevents of this scenario. */
-  async end(ifnames: string[], actions: string[]) {
+  /**
+   * Stop counting and record the figures in `m`; `ifnames`/`actions` select the uevents of this
+   * scenario. Returns when the first of them reached the kernel (epoch ms), null without one.
+   */
+  async end(m: Measurement, ifnames: string[], actions: string[]): Promise<number | null> {
     const { ctx, contender } = this.env;
     this.rss.stop();
     const cpu1 = ctx.cpuNs();
@@ -130,8 +133,7 @@ class Meter {
         .map((l) => Number(/ duration_ms=([\d.]+)/.exec(l)?.[1]))
         .filter((x) => Number.isFinite(x));
     }
-    return {
-      kernelT0,
+    Object.assign(m, {
       events: kernel.length,
       imdsRequests: st.total,
       tokenPuts: st.tokenPuts,
@@ -141,7 +143,8 @@ class Meter {
       cpuS: this.cpu0 !== null && cpu1 !== null ? round((cpu1 - this.cpu0) / 1e9, 2) : null,
       peakRssMb: round(this.rss.peakKb / 1024),
       peakProcRssMb: round(this.rss.peakProcKb / 1024),
-    };
+    });
+    return kernelT0;
   }
 }
 
@@ -176,6 +179,12 @@ export function emptyMeasurement(h: MeasurementHead): Measurement {
 
 function base(env: Env, scenario: string): Measurement {
   return emptyMeasurement({ mode: env.ctx.mode, scenario, contender: env.contender.id, run: env.run, lab: env.ctx.name, status: 'ok', notes: [] });
+}
+
+function skipped(m: Measurement, why: string): Measurement {
+  m.status = 'skipped';
+  m.notes.push(why);
+  return m;
 }
 
 /** Wait until the contender handled `action` for each interface (or the deadline). */
@@ -216,19 +225,7 @@ async function measureAdd(env: Env, scenario: string, capMs: number, attach: () 
   });
   const handled = await waitHandled(env, names, 'add', meter.wall0, Math.max(deadline, Date.now() + 5000));
   await sleep(200);
-  const r = await meter.end(names, ['add']);
-  const t0 = r.kernelT0 ?? tAttach;
-  Object.assign(m, {
-    events: r.events,
-    imdsRequests: r.imdsRequests,
-    tokenPuts: r.tokenPuts,
-    crawls: r.crawls,
-    udevMs: r.udevMs,
-    hookMs: r.hookMs,
-    cpuS: r.cpuS,
-    peakRssMb: r.peakRssMb,
-    peakProcRssMb: r.peakProcRssMb,
-  });
+  const t0 = (await meter.end(m, names, ['add'])) ?? tAttach;
   const doneTimes = [...handled.values()].map((h) => h.doneMs);
   m.handledMs = handled.size === names.length ? Math.round(Math.max(...doneTimes) - t0) : null;
   // correctness: a fresh look at the addresses, the contender's own verdicts, routes
@@ -280,20 +277,14 @@ export const remove1: Scenario = {
   async run(env) {
     const m = base(env, this.id);
     let nic = env.state.addNic;
-    if (!nic) {
-      m.status = 'skipped';
-      m.notes.push('no NIC from add1');
-      return m;
-    }
+    if (!nic) return skipped(m, 'no NIC from add1');
     const meter = new Meter(env);
     await meter.begin();
     const tDetach = Date.now();
     await lab.detach(nic.ifname, { name: env.ctx.name });
     const handled = await waitHandled(env, [nic.ifname], 'remove', meter.wall0, tDetach + EVENT_CAP_MS);
     await sleep(200);
-    const r = await meter.end([nic.ifname], ['remove']);
-    Object.assign(m, { events: r.events, imdsRequests: r.imdsRequests, tokenPuts: r.tokenPuts, crawls: r.crawls, udevMs: r.udevMs, hookMs: r.hookMs, cpuS: r.cpuS, peakRssMb: r.peakRssMb, peakProcRssMb: r.peakProcRssMb });
-    const t0 = r.kernelT0 ?? tDetach;
+    const t0 = (await meter.end(m, [nic.ifname], ['remove'])) ?? tDetach;
     const h = handled.get(nic.ifname);
     if (!h) {
       m.status = 'failed';
@@ -341,11 +332,7 @@ export const secip: Scenario = {
       // the lag scenario failed (e.g. upstream on the faithful lab): a fresh NIC, not measured
       nic = await lab.attach({ name: env.ctx.name, deviceNumber: 3 });
       const ok = await env.watcher.waitAll(expectOf([nic]), EVENT_CAP_MS);
-      if (ok === null) {
-        m.status = 'skipped';
-        m.notes.push('no configured NIC to add an IP to');
-        return m;
-      }
+      if (ok === null) return skipped(m, 'no configured NIC to add an IP to');
     }
     const meter = new Meter(env);
     await meter.begin();
@@ -355,8 +342,8 @@ export const secip: Scenario = {
     const capMs = env.contender.poller ? 30_000 : 3_000;
     const at = await env.watcher.waitAll(exp, capMs);
     await sleep(200);
-    const r = await meter.end([], []);
-    Object.assign(m, { imdsRequests: r.imdsRequests, tokenPuts: r.tokenPuts, crawls: r.crawls, cpuS: r.cpuS, peakRssMb: r.peakRssMb, peakProcRssMb: r.peakProcRssMb });
+    // no uevents: events, udevMs and hookMs stay 0 / null
+    await meter.end(m, [], []);
     if (at !== null) {
       m.timeMs = Math.round(at - tMeta);
       if (env.contender.routes) m.problems.push(...(await routeProblems(env.ctx, exp)));

@@ -57,6 +57,14 @@ cp -a bridge/python "$LIB/bridge/python"
 # Programs that are not compiled (the udev program is POSIX sh): bin/ as it is in the tree.
 if [ -d bin ]; then cp -a bin "$LIB/bin"; fi
 find "$LIB" \( -name '*.map' -o -name '*.d.ts' \) -type f -delete
+# --no-build ships ./dist as it is, which can still hold the output of sources moved out of src/
+# since (src/validate/ is now test/support/, test-only): a compiled file ships only while its
+# .ts source is in the tree.
+find "$LIB/dist" -name '*.js' -type f | while read -r f; do
+  rel=${f#"$LIB/dist/"}
+  [ -f "${rel%.js}.ts" ] || rm -f "$f"
+done
+find "$LIB/dist" -type d -empty -delete
 find "$LIB" -name __pycache__ -type d -prune -exec rm -rf {} +
 # package.json carries "type": "module" (the .js files are ESM); drop its scripts/devDependencies.
 node -e '

@@ -18,7 +18,7 @@ import { validateEvent, eventFromUdevEnv, validateDevpath, validateIfname } from
 import { enqueue, list } from '../src/events/queue.js';
 import { acquireLock } from '../src/lock.js';
 import { writeFileAtomic } from '../src/util/atomic.js';
-import { recordFigures } from '../src/validate/figures.js';
+import { recordFigures } from './support/figures.js';
 
 const SH_HOOK = join(ROOT, 'bin/hotplug-udev-hook');
 const NODE_HOOK = join(ROOT, 'dist/src/hook.js');

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { expectedEni, type ExpectedNic } from '../src/validate/state.js';
+import { expectedEni, type ExpectedNic } from './support/state.js';
 
 const nic = (d: number, ips: string[]): ExpectedNic => ({ ifname: `eth${d}`, mac: `02:00:00:00:00:1${d}`, deviceNumber: d, ips, prefixlen: 24, cidr: `10.0.${d}.0/24`, gateway: `10.0.${d}.1` });
 

@@ -1,7 +1,7 @@
-/** Allocation of NIC identities: device numbers, MACs, interface names, IPs. Pure functions on state + model. */
+/** Allocation of NIC identities: device numbers, MACs, interface names, IPs, metadata entries. Pure functions on state + model. */
 import { HOST_MIN, HOST_MAX, nameHash, subnetInfo } from './paths.js';
 import type { LabState, Attachment } from './state.js';
-import type { MetadataModel } from './metadata.js';
+import { newInterfaceId, type MetadataModel, type NicModel } from './metadata.js';
 import { UserError } from '../../src/util/errors.js';
 
 export interface Counters {
@@ -77,5 +77,20 @@ export function newAttachment(
     vif: `vif${state.counters.vif++}`,
     inMetadata: o.inMetadata,
     attachedAt: Date.now(),
+  };
+}
+
+/** The metadata entry of a new attachment (visible only from `visibleAt`, epoch ms, when given). */
+export function nicModelOf(a: Attachment, visibleAt?: number): NicModel {
+  const sg = { id: 'sg-0c0ffee0000000001', name: 'default' };
+  return {
+    mac: a.mac,
+    deviceNumber: a.deviceNumber,
+    interfaceId: newInterfaceId(),
+    subnet: a.subnet,
+    ips: [...a.ips],
+    securityGroups: [sg],
+    ifname: a.ifname,
+    ...(visibleAt ? { visibleAt } : {}),
   };
 }

@@ -1,14 +1,16 @@
 /**
  * udev inside the instance: systemd-udevd in the foreground (its PID recorded), a passive
- * `udevadm monitor` logging kernel and udev net events to the lab dir, and a parser for that log.
+ * `udevadm monitor` logging kernel and udev net events to the lab dir, a parser for that log, and
+ * waiting for an event in it.
  */
 import { readFile, readdir, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
-import type { LabPaths } from './paths.js';
+import { labPaths, type LabPaths } from './paths.js';
 import { spawnDaemon, isAlive, type ProcRef } from './proc.js';
 import { nsenterArgv, instanceRoot, instanceRun, INSTANCE_ENV } from './instance.js';
-import { sleep } from './run.js';
+import { sleep, waitFor } from './run.js';
+import type { LabOptions } from './running.js';
 
 export const UDEVD = '/lib/systemd/systemd-udevd';
 
@@ -149,4 +151,36 @@ export function parseMonitorLog(text: string): UdevEvent[] {
 export async function readUdevEvents(p: LabPaths): Promise<UdevEvent[]> {
   const s = await readFile(p.udevMonitorLog, 'utf8').catch(() => '');
   return parseMonitorLog(s);
+}
+
+export async function udevEvents(opts: LabOptions = {}): Promise<UdevEvent[]> {
+  return readUdevEvents(labPaths(opts.name));
+}
+
+/** Now on the clock udevadm monitor stamps events with (CLOCK_MONOTONIC, seconds). */
+export function monotonicNow(): number {
+  return Number(process.hrtime.bigint()) / 1e9;
+}
+
+/**
+ * Wait until udevd (source 'udev', i.e. after its rules ran) or the kernel (source 'kernel')
+ * reported `action` for `ifname`, at or after `since` (monotonicNow() taken before the action;
+ * default: any time). Returns the first such event, or null on timeout.
+ */
+export async function waitForUdevEvent(
+  ifname: string,
+  action: string,
+  opts: LabOptions & { source?: 'udev' | 'kernel'; timeoutMs?: number; since?: number } = {},
+): Promise<UdevEvent | null> {
+  const p = labPaths(opts.name);
+  const src = opts.source ?? 'udev';
+  const since = opts.since ?? 0;
+  return waitFor(
+    async () =>
+      (await readUdevEvents(p)).find(
+        (e) => e.source === src && e.action === action && e.ifname === ifname && e.subsystem === 'net' && e.monotonic >= since,
+      ) ?? null,
+    opts.timeoutMs ?? 10_000,
+    50,
+  );
 }

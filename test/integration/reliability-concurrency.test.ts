@@ -7,9 +7,9 @@
  */
 import { expect } from 'chai';
 import { lab, hotplug, waitFor, labFixture } from './helpers.js';
-import { converge, logLines, relLab } from '../../src/validate/harness.js';
-import { integrity } from '../../src/validate/state.js';
-import { recordFigures } from '../../src/validate/figures.js';
+import { converge, logLines, relLab } from '../support/harness.js';
+import { integrity } from '../support/state.js';
+import { recordFigures } from '../support/figures.js';
 
 const fx = labFixture(relLab('t-rel-conc'), { mode: 'faithful', install: true, config: 'retry:\n  budget_seconds: 20\n' });
 const name = fx.name;

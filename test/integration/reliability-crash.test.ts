@@ -9,10 +9,10 @@
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { lab, waitFor, labFixture } from './helpers.js';
-import { converge, prng, snapshot, relLab } from '../../src/validate/harness.js';
-import { integrity, orphanDhcpClients } from '../../src/validate/state.js';
-import { isPythonBridge, isWorker } from '../../src/validate/collect.js';
-import { recordFigures } from '../../src/validate/figures.js';
+import { converge, prng, snapshot, relLab } from '../support/harness.js';
+import { integrity, orphanDhcpClients } from '../support/state.js';
+import { isPythonBridge, isWorker } from '../support/collect.js';
+import { recordFigures } from '../support/figures.js';
 
 const fx = labFixture(relLab('t-rel-crash'), { mode: 'faithful', install: true, config: 'retry:\n  budget_seconds: 20\n' });
 const name = fx.name;

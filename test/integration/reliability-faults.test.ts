@@ -8,9 +8,9 @@
  */
 import { expect } from 'chai';
 import { lab, hotplug, sha, waitFor, labFixture } from './helpers.js';
-import { converge, snapshot, eventRecords, logLines, type EventRecordLine, relLab } from '../../src/validate/harness.js';
-import { integrity } from '../../src/validate/state.js';
-import { recordFigures } from '../../src/validate/figures.js';
+import { converge, snapshot, eventRecords, logLines, type EventRecordLine, relLab } from '../support/harness.js';
+import { integrity } from '../support/state.js';
+import { recordFigures } from '../support/figures.js';
 
 const BUDGET = 10;
 const fx = labFixture(relLab('t-rel-fault'), { mode: 'faithful', install: true, config: `retry:\n  budget_seconds: ${BUDGET}\n` });

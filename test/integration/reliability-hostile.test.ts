@@ -7,9 +7,9 @@
  */
 import { expect } from 'chai';
 import { lab, hotplug, sha, waitFor, HOOK, labFixture } from './helpers.js';
-import { converge, logLines, snapshot, waitDrained, PATH_ENV, relLab, eventRecords } from '../../src/validate/harness.js';
-import { integrity } from '../../src/validate/state.js';
-import { recordFigures } from '../../src/validate/figures.js';
+import { converge, logLines, snapshot, waitDrained, PATH_ENV, relLab, eventRecords } from '../support/harness.js';
+import { integrity } from '../support/state.js';
+import { recordFigures } from '../support/figures.js';
 import { UDEV_HOOK, CLI_JS } from '../../src/install/files.js';
 
 const fx = labFixture(relLab('t-rel-host'), { mode: 'faithful', install: true, config: 'retry:\n  budget_seconds: 10\n' });

@@ -10,9 +10,9 @@
  */
 import { expect } from 'chai';
 import { lab, labFixture } from './helpers.js';
-import { converge, prng, unhookedEvents, logLines, eventRecords, relLab } from '../../src/validate/harness.js';
-import { integrity, orphanDhcpClients } from '../../src/validate/state.js';
-import { recordFigures } from '../../src/validate/figures.js';
+import { converge, prng, unhookedEvents, logLines, eventRecords, relLab } from '../support/harness.js';
+import { integrity, orphanDhcpClients } from '../support/state.js';
+import { recordFigures } from '../support/figures.js';
 
 const fx = labFixture(relLab('t-rel-storm'), { mode: 'faithful', install: true, config: 'retry:\n  budget_seconds: 20\n' });
 const name = fx.name;

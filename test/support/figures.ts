@@ -1,7 +1,7 @@
 /**
  * Figures of the reliability suite: each area's test file records what it did (events handled,
  * faults injected, crashes survived, inputs rejected, anything lost) into one JSON file, and
- * `node dist/src/validate/figures.js` prints the table for docs/reliability.md from it.
+ * `node dist/test/support/figures.js` prints the table for docs/reliability.md from it.
  * File: $RELIABILITY_FIGURES, default /tmp/cloud-hotplug-reliability.json.
  */
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';

@@ -1,6 +1,6 @@
 /**
  * Lab-side helpers of the reliability suite, written against a structural view of the lab API
- * (scripts/lab/index.ts) so that src/ does not import the lab: tests pass `lab` in.
+ * (scripts/lab/index.ts); tests pass `lab` in.
  */
 import { collect, isWorker, type Runner, type Snapshot } from './collect.js';
 import { compareState, type CompareOptions, type ExpectedNic } from './state.js';

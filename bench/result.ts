@@ -1,0 +1,51 @@
+/** The shape of a bench result, as written to bench/results/*.json (schema 1). */
+import type * as lab from '../scripts/lab/index.js';
+import type { Measurement, Stat } from './scenarios.js';
+
+export interface SummaryRow {
+  mode: lab.LabMode;
+  scenario: string;
+  contender: string;
+  runs: number;
+  status: string;
+  correct: string;
+  timeMs: Stat & { min: number } | null;
+  ratio: number | null;
+  handledMs: Stat | null;
+  afterMetadataMs: Stat | null;
+  triggeredMs: number | null;
+  crawls: Stat | null;
+  imdsRequests: Stat | null;
+  udevMs: Stat | null;
+  hookMs: Stat | null;
+  cpuS: Stat | null;
+  peakRssMb: Stat | null;
+  peakProcRssMb: Stat | null;
+  notes: string[];
+}
+
+export interface Goal {
+  goal: string;
+  contender: string;
+  value: string;
+  met: boolean | null;
+}
+
+export interface BenchResult {
+  schema: 1;
+  tool: 'cloud-hotplug bench';
+  startedAt: string;
+  finishedAt: string;
+  durationS: number;
+  options: { runs: number; quick: boolean; modes: string[]; contenders: string[]; scenarios: string[]; budgetS: number };
+  machine: Record<string, unknown>;
+  contenders: { id: string; label: string; available: boolean; reason?: string }[];
+  labs: { name: string; mode: string; contender: string; run: number; upMs: number; idleRssMb: number | null; error?: string }[];
+  measurements: Measurement[];
+  summary: SummaryRow[];
+  goals: Goal[];
+  /** Quick mode verdict: every result of ours correct and upstream's add correct. */
+  ok: boolean;
+  failures: string[];
+  notes: string[];
+}

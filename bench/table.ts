@@ -1,0 +1,63 @@
+/** The bench's text table: one block per lab mode, then idle RSS and the goals. */
+import type { BenchResult } from './result.js';
+
+/** Seconds with two decimals from milliseconds; '—' for none. */
+export const fmtS = (ms: number | null | undefined) => (ms === null || ms === undefined ? '—' : (ms / 1000).toFixed(2));
+
+function pad(s: string, n: number, right = false): string {
+  return right ? s.padStart(n) : s.padEnd(n);
+}
+
+export function table(res: BenchResult): string {
+  const lines: string[] = [];
+  const cols: [string, number, boolean][] = [
+    ['scenario', 10, false],
+    ['contender', 9, false],
+    ['n', 2, true],
+    ['time s (min–max)', 20, true],
+    ['×upstr', 7, true],
+    ['crawls', 6, true],
+    ['IMDS', 5, true],
+    ['udev ms', 8, true],
+    ['hook ms', 8, true],
+    ['CPU s', 6, true],
+    ['RSS MB sum/1', 12, true],
+    ['correct', 8, true],
+    ['status', 13, false],
+  ];
+  const head = cols.map(([h, w, r]) => pad(h, w, r)).join(' ');
+  for (const mode of [...new Set(res.summary.map((r) => r.mode))]) {
+    lines.push('', `== ${mode} lab ==`, head, '-'.repeat(head.length));
+    for (const r of res.summary.filter((x) => x.mode === mode)) {
+      const t = r.timeMs ? `${fmtS(r.timeMs.median)} (${fmtS(r.timeMs.min)}–${fmtS(r.timeMs.max)})` : '—';
+      const v = [
+        r.scenario,
+        r.contender,
+        String(r.runs),
+        t,
+        r.ratio === null ? (r.contender === 'upstream' && r.timeMs && r.status === 'ok' ? '1' : '—') : r.ratio.toFixed(2),
+        r.crawls ? String(r.crawls.median) : '—',
+        r.imdsRequests ? String(r.imdsRequests.median) : '—',
+        r.udevMs ? String(Math.round(r.udevMs.max)) : '—',
+        r.hookMs ? String(Math.round(r.hookMs.max)) : '—',
+        r.cpuS ? r.cpuS.median.toFixed(2) : '—',
+        r.peakRssMb && r.peakProcRssMb ? `${Math.round(r.peakRssMb.max)}/${Math.round(r.peakProcRssMb.max)}` : '—',
+        r.correct,
+        r.status,
+      ];
+      lines.push(cols.map(([, w, right], i) => pad(v[i]!, w, right)).join(' '));
+      const extra: string[] = [];
+      if (r.afterMetadataMs) extra.push(`after metadata appeared: median ${r.afterMetadataMs.median} ms, max ${r.afterMetadataMs.max} ms`);
+      if (r.triggeredMs !== null) extra.push(`triggered by hand: ${fmtS(r.triggeredMs)} s`);
+      extra.push(...r.notes);
+      for (const e of extra) lines.push(`${' '.repeat(13)}↳ ${e}`);
+    }
+  }
+  const idle = res.labs.filter((l) => l.idleRssMb);
+  if (idle.length) lines.push('', `idle RSS after setup (node+python): ${[...new Set(idle.map((l) => `${l.contender} ${l.idleRssMb} MB`))].join(', ')}`);
+  if (res.goals.length) {
+    lines.push('', 'goals:');
+    for (const g of res.goals) lines.push(`  [${g.met === null ? ' - ' : g.met ? 'met' : 'MISSED'}] ${g.contender}: ${g.goal}: ${g.value}`);
+  }
+  return lines.join('\n');
+}
