@@ -8,6 +8,7 @@
  *
  * The caller provides `run` (argv → stdout) bound to the instance, e.g. the lab's exec.
  */
+import { DHCP_CLIENT_RE } from '../../src/stack/dhcp-clients.js';
 
 export interface ProcInfo {
   pid: number;
@@ -148,6 +149,6 @@ export function dhcpIface(p: ProcInfo): string | undefined {
   return bare[bare.length - 1];
 }
 
-export const isDhcpClient = (p: ProcInfo): boolean => /^(dhclient|dhcpcd|udhcpc)$/.test((p.argv[0] ?? '').split('/').pop() ?? '');
+export const isDhcpClient = (p: ProcInfo): boolean => DHCP_CLIENT_RE.test((p.argv[0] ?? '').split('/').pop() ?? '');
 export const isWorker = (p: ProcInfo): boolean => p.argv.some((a) => a.endsWith('/cli.js')) && p.argv.includes('worker');
 export const isPythonBridge = (p: ProcInfo): boolean => p.argv.some((a) => a.includes('pythonia') && a.endsWith('interface.py'));
