@@ -1,5 +1,6 @@
-"""The network side of cloud-init the bridge drives: rendering a preview into a scratch root, and
-bringing many interfaces up at once.
+"""The network side of cloud-init the bridge drives: which interfaces a config names (by
+cloud-init's own parse), which renderer and activator the distro would use, rendering a preview
+into a scratch root, and bringing many interfaces up at once.
 """
 
 import logging
@@ -11,6 +12,93 @@ from cloudinit.net.network_state import parse_net_config_data
 
 # The same logger as every module of the bridge (see hotplug_bridge.open_instance).
 LOG = logging.getLogger("cloud-hotplug.bridge")
+
+
+def _lower(mac):
+    return str(mac).lower() if mac else None
+
+
+def _raw_interfaces(netcfg):
+    """The config's own physical entries as [{name, mac, id}], without cloud-init's parse (the
+    fallback when that parse fails: v2 names are then set-name or the key, never MAC lookups)."""
+    out = []
+    if netcfg.get("version") == 2:
+        for key, eth in (netcfg.get("ethernets") or {}).items():
+            eth = eth if isinstance(eth, dict) else {}
+            out.append({"name": str(eth.get("set-name") or key), "mac": _lower((eth.get("match") or {}).get("macaddress")), "id": str(key)})
+    else:
+        for item in netcfg.get("config") or []:
+            if isinstance(item, dict) and item.get("type") == "physical" and item.get("name"):
+                out.append({"name": str(item["name"]), "mac": _lower(item.get("mac_address")), "id": str(item["name"])})
+    return out
+
+
+def _v2_ids(ethernets, ifaces):
+    """The ethernets key each parsed interface came from. cloud-init 22.4's handle_ethernets names
+    an entry by its set-name, else the system device that has its match.macaddress, else its key,
+    and gives the interface that entry's macaddress; the same three tests, in the same order, find
+    the entry back (the parsed interface does not keep its key)."""
+    entries = [(str(k), e if isinstance(e, dict) else {}) for k, e in ethernets.items()]
+    used = set()
+    ids = []
+    for iface in ifaces:
+        name, mac = iface.get("name"), _lower(iface.get("mac_address"))
+        found = None
+        for key, e in entries:
+            if key not in used and e.get("set-name") and str(e["set-name"]) == name:
+                found = key
+                break
+        if found is None and mac:
+            for key, e in entries:
+                if key not in used and not e.get("set-name") and _lower((e.get("match") or {}).get("macaddress")) == mac:
+                    found = key
+                    break
+        if found is None:
+            found = name
+        used.add(found)
+        ids.append(found)
+    return ids
+
+
+def net_interfaces(netcfg):
+    """Physical interfaces of a v1 or v2 network config as [{name, mac, id}]: `name` the device
+    name cloud-init resolves (v2 set-name and MAC lookup included), `id` the config's own key
+    (v2) or name (v1), `mac` lowercase or None. From cloud-init's own parse, so TS never
+    re-implements its naming rules."""
+    if not isinstance(netcfg, dict) or not netcfg:
+        return []
+    try:
+        state = parse_net_config_data(netcfg)
+        ifaces = [i for i in state.iter_interfaces() if i.get("type") == "physical" and i.get("name")]
+    except Exception as e:  # a config cloud-init cannot parse fails at render time, not here
+        LOG.warning("cannot parse the network config for its interfaces (%s); using its own names", e)
+        return _raw_interfaces(netcfg)
+    if netcfg.get("version") == 2:
+        ids = _v2_ids(netcfg.get("ethernets") or {}, ifaces)
+    else:
+        ids = [str(i["name"]) for i in ifaces]
+    return [{"name": str(i["name"]), "mac": _lower(i.get("mac_address")), "id": ids[n]} for n, i in enumerate(ifaces)]
+
+
+def network_stack(distro):
+    """{renderer, activator} the distro would use: the renderer's name as cloud-init's renderer
+    list spells it (eni, netplan, networkd, sysconfig, ...) and the activator class name; None when
+    there is none. Both are cloud-init's own selection (a few `which` lookups), nothing runs."""
+    from cloudinit.net import renderers
+
+    renderer = activator = None
+    try:
+        r = distro._get_renderer()  # the distro's choice (Arch overrides it), not renderers.select
+        mod = type(r).__module__.rsplit(".", 1)[-1]
+        renderer = mod if mod in renderers.NAME_TO_RENDERER else type(r).__name__
+    except Exception as e:  # no renderer available: reported as None
+        LOG.info("no network renderer: %s", e)
+    try:
+        a = distro.network_activator
+        activator = a.__name__ if a else None
+    except Exception as e:
+        LOG.info("no network activator: %s", e)
+    return {"renderer": renderer, "activator": activator}
 
 
 def render_preview(distro, netcfg):

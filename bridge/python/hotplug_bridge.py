@@ -33,8 +33,8 @@ from cloudinit import sources, stages  # noqa: E402
 import hb_runtime  # noqa: E402
 from hb_state import S, BridgeError, NoCache, RefreshFailed, UnsafeCache, require_open as _require_open  # noqa: E402,F401
 from hb_files import _atomic_write, _check_target, _read_trusted_pickle, _safe_loads, _store_pickle_atomic  # noqa: E402,F401
-from hb_metadata import _check_complete, _ec2_macs, _hotplug_state, _interfaces, _is_ec2, _network_config, _sanitize_nics, _summary  # noqa: E402
-from hb_network import _brings_up_all_at_once, bring_up_all, render_preview  # noqa: E402,F401
+from hb_metadata import _check_complete, _ec2_macs, _hotplug_state, _is_ec2, _network_config, _sanitize_nics, _summary  # noqa: E402
+from hb_network import _brings_up_all_at_once, bring_up_all, net_interfaces, network_stack, render_preview  # noqa: E402,F401
 
 # (_atomic_write and _brings_up_all_at_once are imported for the tests, which reach them here.)
 
@@ -103,7 +103,8 @@ def open_instance(obj_pkl=None, setup_logging=True):
                 root.removeHandler(h)
         S.logging_ready = True
     S.init, S.ds, S.obj_pkl = init, ds, path
-    return {"obj_pkl": path, "summary": _summary(init, ds)}
+    # cloud-init's own choice of renderer and activator: a few `which` lookups, so every open reports it.
+    return {"obj_pkl": path, "summary": _summary(init, ds), "stack": network_stack(ds.distro)}
 
 
 @_result
@@ -121,7 +122,8 @@ def hotplug_state():
 @_result
 def network_config():
     _require_open()
-    return {"network_config": _network_config(S.init)}
+    cfg = _network_config(S.init)
+    return {"network_config": cfg, "interfaces": net_interfaces(cfg)}
 
 
 @_result
@@ -190,6 +192,7 @@ def refresh(timeout=2, max_wait=10, retries=0):
         "duration_ms": int((time.monotonic() - t0) * 1000),
         "summary": summ,
         "network_config": netcfg,
+        "interfaces": net_interfaces(netcfg),
     }
 
 
@@ -220,7 +223,7 @@ def preview(netcfg_json=None):
     _require_open()
     netcfg = json.loads(netcfg_json) if netcfg_json else _network_config(S.init)
     renderer, files = render_preview(S.ds.distro, netcfg)
-    return {"renderer": renderer, "network_config": netcfg, "files": files}
+    return {"renderer": renderer, "network_config": netcfg, "files": files, "interfaces": net_interfaces(netcfg)}
 
 
 @_result
@@ -236,7 +239,7 @@ def apply_network(netcfg_json=None, bring_up=True):
     return {
         "failed": bool(failed),
         "duration_ms": int((time.monotonic() - t0) * 1000),
-        "interfaces": _interfaces(netcfg),
+        "interfaces": net_interfaces(netcfg),
     }
 
 
@@ -308,7 +311,8 @@ def rederive():
     _require_open()
     if hasattr(S.ds, "_network_config"):
         S.ds._network_config = sources.UNSET
-    return {"network_config": _network_config(S.init), "summary": _summary(S.init, S.ds)}
+    cfg = _network_config(S.init)
+    return {"network_config": cfg, "summary": _summary(S.init, S.ds), "interfaces": net_interfaces(cfg)}
 
 
 @_result
@@ -366,4 +370,5 @@ def refresh_network(timeout=2):
         "duration_ms": int((time.monotonic() - t0) * 1000),
         "summary": _summary(S.init, ds),
         "network_config": netcfg,
+        "interfaces": net_interfaces(netcfg),
     }
