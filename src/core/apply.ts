@@ -42,9 +42,9 @@ async function load(bridge: Bridge, refresh: boolean): Promise<{ netcfg: Network
     const r = await crawl(bridge);
     return { netcfg: r.networkConfig, summary: r.summary };
   }
-  const netcfg = await bridge.networkConfig();
-  if (!netcfg) throw new UserError('the cached datasource has no network config to apply');
-  return { netcfg, summary: await bridge.summary() };
+  const cached = await bridge.networkConfig();
+  if (!cached) throw new UserError('the cached datasource has no network config to apply');
+  return { netcfg: cached.network_config, summary: await bridge.summary() };
 }
 
 export async function applyNetwork(bridge: Bridge, opts: ApplyOptions): Promise<ApplyResult> {

@@ -4,6 +4,7 @@
  */
 import { startBridge, type Bridge, type InstanceSummary } from '../../bridge/index.js';
 import { UserError } from '../util/errors.js';
+import { log } from '../util/log.js';
 import { openInstance } from './instance-record.js';
 
 export function requireRoot(what: string): void {
@@ -18,7 +19,7 @@ export interface Session {
 }
 
 export async function withSession<T>(fn: (s: Session) => Promise<T>): Promise<T> {
-  const bridge = await startBridge();
+  const bridge = await startBridge({ log });
   try {
     const { summary } = await openInstance(bridge);
     return await fn({ bridge, summary });

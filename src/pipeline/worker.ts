@@ -122,7 +122,7 @@ export class Pipeline {
 
   async session(): Promise<Bridge> {
     if (!this.bridge) {
-      const b = await startBridge();
+      const b = await startBridge({ log });
       try {
         await openInstance(b);
       } catch (e) {
