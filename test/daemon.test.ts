@@ -327,7 +327,7 @@ describe('daemon: bridge manager (fake bridge)', () => {
 
   it('starts once (warm), re-opens when obj.pkl changes under it, restarts after the child died', async () => {
     const f = fake();
-    const m = new BridgeManager(f.factory, join(dir, 'obj.pkl'), async (b) => f.procs.find((p) => p.pid === b.pythonPid));
+    const m = new BridgeManager({ factory: f.factory, objPkl: join(dir, 'obj.pkl'), procOf: async (b) => f.procs.find((p) => p.pid === b.pythonPid) });
     const deaths: string[] = [];
     m.onDeath = (w) => deaths.push(w);
     const b1 = await m.get();
