@@ -18,6 +18,7 @@ import { BridgeError, silentLogger, type BridgeLogger, type HotplugState, type I
 import { envelope, replies, ReplyMismatch, type CallName, type Reply } from './schema.js';
 
 export * from './types.js';
+export type { CallName, Reply } from './schema.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** Works from bridge/ (ts-node style) and from dist/bridge/ (tsc output). */
@@ -136,6 +137,22 @@ export async function pythoniaChild(): Promise<ChildProcess | undefined> {
 /** replies (schema.ts) seen per call name, so that a call's checker returns that call's Reply. */
 const checkers: { [N in CallName]: (r: Record<string, unknown>) => Reply<N> } = replies;
 
+/**
+ * A call's raw reply as the API returns it: {ok: false} becomes the BridgeError Python named,
+ * a reply that does not match the call's schema a BridgeError of kind 'BridgeProtocol'.
+ */
+export function checkReply<N extends CallName>(name: N, raw: unknown): Reply<N> {
+  if (raw === null || raw === undefined) throw new BridgeError(`${name}: bridge returned no result`, 'BridgeProtocol');
+  try {
+    const env = envelope(raw);
+    if (!env.ok) throw new BridgeError(env.error ?? `${name} failed`, env.kind ?? 'BridgeError');
+    return checkers[name](env.fields);
+  } catch (e) {
+    if (e instanceof ReplyMismatch) throw new BridgeError(`${name}: malformed reply: ${e.message}`, 'BridgeProtocol');
+    throw e;
+  }
+}
+
 export interface StartOptions {
   /** Default: PYTHON_BIN, else /usr/bin/python3. */
   pythonBin?: string;
@@ -203,15 +220,7 @@ export async function startBridge(opts: StartOptions = {}): Promise<Bridge> {
       onExit = onExit.filter((f) => f !== died);
       death.catch(() => {});
     }
-    if (raw === null || raw === undefined) throw new BridgeError(`${name}: bridge returned no result`, 'BridgeProtocol');
-    try {
-      const env = envelope(raw);
-      if (!env.ok) throw new BridgeError(env.error ?? `${name} failed`, env.kind ?? 'BridgeError');
-      return checkers[name](env.fields);
-    } catch (e) {
-      if (e instanceof ReplyMismatch) throw new BridgeError(`${name}: malformed reply: ${e.message}`, 'BridgeProtocol');
-      throw e;
-    }
+    return checkReply(name, raw);
   }
 
   return {
