@@ -90,7 +90,7 @@ export const silentLogger: BridgeLogger = () => {};
  * for it (the same 1 as the CLI's own expected failures).
  */
 export class BridgeError extends Error {
-  readonly code = 1;
+  readonly code: number = 1;
   constructor(
     message: string,
     readonly kind: string,
