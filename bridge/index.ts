@@ -1,19 +1,24 @@
 /**
- * Typed TS API over the Python bridge (pythonia → bridge/python/hotplug_bridge.py).
+ * Typed TS API over the Python bridge (pythonia → bridge/python/hotplug_bridge.py): the only code
+ * that starts Python and calls cloud-init. It depends on nothing of the CLI (src/): the interpreter
+ * and the logger are options.
  *
  * Each method is one round trip to a coarse Python function that returns plain
- * JSON ({ok: true, …} or {ok: false, kind, error}); no Python proxy escapes this file.
- * pythonia quirks handled here: the interpreter comes from PYTHON_BIN, read when
- * pythonia is first imported (so it is imported dynamically after we set it); a dead
- * Python child only fails pending calls at their timeout (we watch its exit); node
+ * JSON ({ok: true, …} or {ok: false, kind, error}), checked field by field (schema.ts); no
+ * Python proxy escapes pythonHost(). pythonia quirks handled here: the interpreter comes from
+ * PYTHON_BIN, read when pythonia is first imported (so it is imported dynamically after we set
+ * it); a dead Python child only fails pending calls at their timeout (we watch its exit); node
  * does not exit until python.exit() (close()).
  */
 import { accessSync, constants } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { UserError } from '../src/util/errors.js';
-import { log } from '../src/util/log.js';
-import { PYTHON_BIN } from '../src/paths.js';
+import { BridgeError, silentLogger, type BridgeLogger, type HotplugState, type InstanceSummary, type NetInterface, type NetworkConfig, type NetworkStackInfo, type PreviewFile } from './types.js';
+import { envelope, replies, ReplyMismatch, type CallName, type Reply } from './schema.js';
+
+export * from './types.js';
+export type { CallName, Reply } from './schema.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** Works from bridge/ (ts-node style) and from dist/bridge/ (tsc output). */
@@ -28,69 +33,8 @@ export const BRIDGE_PY = [resolve(here, 'python/hotplug_bridge.py'), resolve(her
   },
 ) ?? resolve(here, '../../bridge/python/hotplug_bridge.py');
 
-export type NetworkConfig = { version: number; config?: Array<Record<string, unknown>>; ethernets?: Record<string, unknown> } & Record<
-  string,
-  unknown
->;
-
-export interface NicMeta {
-  mac: string;
-  device_number: string | number | null;
-  network_card: string | number | null;
-  interface_id: string | null;
-  ipv4s: string[];
-  ipv6s: string[];
-  subnet_ipv4_cidr: string | null;
-  subnet_ipv6_cidrs: string[];
-  ipv4_prefixes: string[];
-  ipv6_prefixes: string[];
-}
-
-export interface HotplugState {
-  enabled: boolean;
-  reason: string;
-}
-
-export interface InstanceSummary {
-  datasource: string;
-  dsname: string | null;
-  instance_id: string;
-  platform: string | null;
-  subplatform: string | null;
-  cloud_name: string | null;
-  macs: string[];
-  primary_mac: string | null;
-  nics: Record<string, NicMeta>;
-  hotplug: HotplugState;
-  /** NICs whose metadata the bridge refused at the last crawl (invalid values): MAC → why. */
-  rejected_nics?: Record<string, string>;
-  /** The same entries in detail: whether the key is a MAC at all, and the MAC its `mac` leaf names (if one). */
-  rejected_entries?: Record<string, RejectedEntry>;
-}
-
-export interface RejectedEntry {
-  why: string;
-  key_is_mac: boolean;
-  mac: string | null;
-}
-
-export interface PreviewFile {
-  path: string;
-  content: string;
-  current: string | null;
-  changed: boolean;
-}
-
-/** A failure reported by the Python side or by the bridge itself; one line. */
-export class BridgeError extends UserError {
-  constructor(
-    message: string,
-    readonly kind: string,
-  ) {
-    super(message, 1);
-    this.name = 'BridgeError';
-  }
-}
+/** The interpreter that has cloud-init: PYTHON_BIN, else Debian's python3 (not the first on PATH). */
+export const DEFAULT_PYTHON_BIN = process.env.PYTHON_BIN ?? '/usr/bin/python3';
 
 export interface RefreshOptions {
   /** Seconds per metadata request. */
@@ -101,33 +45,29 @@ export interface RefreshOptions {
 
 export interface Bridge {
   readonly pythonPid: number | undefined;
-  open(objPkl?: string): Promise<{ obj_pkl: string; summary: InstanceSummary }>;
+  open(objPkl?: string): Promise<{ obj_pkl: string; summary: InstanceSummary; stack: NetworkStackInfo }>;
   summary(): Promise<InstanceSummary>;
   hotplugState(): Promise<HotplugState>;
-  networkConfig(): Promise<NetworkConfig | null>;
-  refresh(opts?: RefreshOptions): Promise<{ duration_ms: number; summary: InstanceSummary; network_config: NetworkConfig }>;
+  /** The cached datasource's network config and its physical interfaces; null when it has none. */
+  networkConfig(): Promise<{ network_config: NetworkConfig; interfaces: NetInterface[] } | null>;
+  refresh(opts?: RefreshOptions): Promise<{ duration_ms: number; summary: InstanceSummary; network_config: NetworkConfig; interfaces: NetInterface[] }>;
   /** Persist the datasource; returns the summary of what was stored. */
   store(networkConfigJson?: string): Promise<{ summary: InstanceSummary }>;
-  preview(netcfg?: NetworkConfig): Promise<{ renderer: string; network_config: NetworkConfig; files: PreviewFile[] }>;
-  applyNetwork(netcfg?: NetworkConfig, bringUp?: boolean): Promise<{ failed: boolean; duration_ms: number }>;
+  preview(netcfg?: NetworkConfig): Promise<{ renderer: string; network_config: NetworkConfig; files: PreviewFile[]; interfaces: NetInterface[] }>;
+  applyNetwork(netcfg?: NetworkConfig, bringUp?: boolean): Promise<{ failed: boolean; duration_ms: number; interfaces: NetInterface[] }>;
   bringDown(ifname: string): Promise<{ done: boolean; activator: string }>;
   /** Activator bring-up of each interface; every one is tried. */
   bringUp(ifnames: string[]): Promise<Record<string, boolean>>;
-  /** MACs the metadata service lists now (one cheap request); supported=false outside Ec2. */
   /** Re-crawl only the network subtree (Ec2 family); supported=false elsewhere (use refresh()). */
-  refreshNetwork(timeoutS?: number): Promise<{ supported: false } | { supported: true; duration_ms: number; summary: InstanceSummary; network_config: NetworkConfig }>;
+  refreshNetwork(
+    timeoutS?: number,
+  ): Promise<{ supported: false } | { supported: true; duration_ms: number; summary: InstanceSummary; network_config: NetworkConfig; interfaces: NetInterface[] }>;
   /** Network config recomputed from cached metadata (no crawl); drops NICs no longer present. */
-  rederive(): Promise<{ network_config: NetworkConfig | null; summary: InstanceSummary }>;
-  /** `others`: entries of the listing that are not MACs (no device can ever match them). */
+  rederive(): Promise<{ network_config: NetworkConfig | null; summary: InstanceSummary; interfaces: NetInterface[] }>;
+  /** MACs the metadata service lists now (one cheap request); supported=false outside Ec2.
+   * `others`: entries of the listing that are not MACs (no device can ever match them). */
   probeMacs(timeoutS?: number): Promise<{ supported: boolean; macs: string[]; others: string[] }>;
   close(): Promise<void>;
-}
-
-interface PyResult {
-  ok: boolean;
-  kind?: string;
-  error?: string;
-  [k: string]: unknown;
 }
 
 /** The last line of a Python traceback in pythonia's stack ("ValueError: …"). */
@@ -143,10 +83,22 @@ export function pythonErrorLine(stack: string | undefined): string | undefined {
   return undefined;
 }
 
-let pythoniaMod: any | undefined;
+/** What the bridge needs of pythonia, typed: the rest of this file never sees a proxy. */
+interface PythonHost {
+  /** The Python child (pythonia keeps one per node process). */
+  readonly proc: ChildProcess;
+  /** Import the bridge module from its file. */
+  load(path: string): Promise<void>;
+  /** Call one of its functions; its (JSON) result, unchecked. */
+  invoke(name: string, args: unknown[], timeoutMs: number): Promise<unknown>;
+  exit(): void;
+}
 
-async function loadPythonia(pythonBin: string): Promise<any> {
-  if (pythoniaMod) return pythoniaMod;
+/**
+ * pythonia's module object and its proxies, in the one place that touches them (they are
+ * `any`: pythonia's proxies are dynamic). `name$` is pythonia's call with keyword options.
+ */
+async function pythonHost(pythonBin: string): Promise<PythonHost> {
   try {
     accessSync(pythonBin, constants.X_OK);
   } catch {
@@ -154,23 +106,68 @@ async function loadPythonia(pythonBin: string): Promise<any> {
     throw new BridgeError(`python interpreter ${pythonBin} not found or not executable (set PYTHON_BIN)`, 'NoPython');
   }
   process.env.PYTHON_BIN = pythonBin;
-  const m = await import('pythonia');
-  pythoniaMod = (m as any).default ?? m;
-  return pythoniaMod;
+  const m: any = await import('pythonia');
+  const py: any = m.default ?? m;
+  if (!py.com.proc) py.com.start();
+  pythoniaCom = py.com;
+  let mod: any;
+  return {
+    proc: py.com.proc,
+    async load(path) {
+      mod = await py.python(path);
+    },
+    async invoke(name, args, timeoutMs) {
+      const r: any = await mod[`${name}$`](...args, { $timeout: timeoutMs });
+      return typeof r?.valueOf === 'function' ? await r.valueOf() : r;
+    },
+    exit() {
+      py.python.exit();
+    },
+  };
+}
+
+/** pythonia's channel to its Python child (it replaces `proc` when a child is started again). */
+let pythoniaCom: { proc?: ChildProcess } | undefined;
+
+/** pythonia's current Python child, if a bridge was started (the manager watches it for exits). */
+export async function pythoniaChild(): Promise<ChildProcess | undefined> {
+  return pythoniaCom?.proc;
+}
+
+/** replies (schema.ts) seen per call name, so that a call's checker returns that call's Reply. */
+const checkers: { [N in CallName]: (r: Record<string, unknown>) => Reply<N> } = replies;
+
+/**
+ * A call's raw reply as the API returns it: {ok: false} becomes the BridgeError Python named,
+ * a reply that does not match the call's schema a BridgeError of kind 'BridgeProtocol'.
+ */
+export function checkReply<N extends CallName>(name: N, raw: unknown): Reply<N> {
+  if (raw === null || raw === undefined) throw new BridgeError(`${name}: bridge returned no result`, 'BridgeProtocol');
+  try {
+    const env = envelope(raw);
+    if (!env.ok) throw new BridgeError(env.error ?? `${name} failed`, env.kind ?? 'BridgeError');
+    return checkers[name](env.fields);
+  } catch (e) {
+    if (e instanceof ReplyMismatch) throw new BridgeError(`${name}: malformed reply: ${e.message}`, 'BridgeProtocol');
+    throw e;
+  }
 }
 
 export interface StartOptions {
+  /** Default: PYTHON_BIN, else /usr/bin/python3. */
   pythonBin?: string;
   /** Default per-call timeout (ms). */
   timeoutMs?: number;
+  /** Default: silent. */
+  log?: BridgeLogger;
 }
 
 export async function startBridge(opts: StartOptions = {}): Promise<Bridge> {
-  const pythonBin = opts.pythonBin ?? PYTHON_BIN;
+  const pythonBin = opts.pythonBin ?? DEFAULT_PYTHON_BIN;
   const defaultTimeout = opts.timeoutMs ?? 120_000;
-  const py = await loadPythonia(pythonBin);
-  if (!py.com.proc) py.com.start();
-  const proc = py.com.proc as import('node:child_process').ChildProcess;
+  const log = opts.log ?? silentLogger;
+  const host = await pythonHost(pythonBin);
+  const proc = host.proc;
   let exited: string | undefined;
   let onExit: ((why: string) => void)[] = [];
   proc.on('error', (e: Error) => {
@@ -181,7 +178,6 @@ export async function startBridge(opts: StartOptions = {}): Promise<Bridge> {
     exited = `python bridge process exited (${signal ?? `code ${code}`})`;
     onExit.forEach((f) => f(exited!));
   });
-  let mod: any;
   // A Python child that dies while importing the module would leave this await hanging until
   // pythonia's 100 s request timeout: race it against the child's exit.
   let onLoadDeath!: (why: string) => void;
@@ -192,7 +188,7 @@ export async function startBridge(opts: StartOptions = {}): Promise<Bridge> {
   if (exited) onLoadDeath(exited);
   else onExit.push(onLoadDeath);
   try {
-    mod = await Promise.race([py.python(BRIDGE_PY), loadDeath]);
+    await Promise.race([host.load(BRIDGE_PY), loadDeath]);
   } catch (e) {
     if (e instanceof BridgeError) throw e;
     throw new BridgeError(
@@ -203,22 +199,17 @@ export async function startBridge(opts: StartOptions = {}): Promise<Bridge> {
     onExit = onExit.filter((f) => f !== onLoadDeath);
   }
 
-  async function call(name: string, args: unknown[], timeoutMs = defaultTimeout): Promise<PyResult> {
+  /** One round trip: the reply's envelope and its fields checked against the call's schema. */
+  async function call<N extends CallName>(name: N, args: unknown[], timeoutMs = defaultTimeout): Promise<Reply<N>> {
     if (exited) throw new BridgeError(exited, 'BridgeDead');
     let died!: (why: string) => void;
     const death = new Promise<never>((_, reject) => {
       died = (why) => reject(new BridgeError(`${name}: ${why}`, 'BridgeDead'));
       onExit.push(died);
     });
+    let raw: unknown;
     try {
-      const p = (async () => {
-        const r = await mod[`${name}$`](...args, { $timeout: timeoutMs });
-        return (typeof r?.valueOf === 'function' ? await r.valueOf() : r) as PyResult;
-      })();
-      const res = await Promise.race([p, death]);
-      if (!res || typeof res !== 'object') throw new BridgeError(`${name}: bridge returned no result`, 'BridgeProtocol');
-      if (!res.ok) throw new BridgeError(res.error ?? `${name} failed`, res.kind ?? 'BridgeError');
-      return res;
+      raw = await Promise.race([host.invoke(name, args, timeoutMs), death]);
     } catch (e) {
       if (e instanceof BridgeError) throw e;
       const err = e as Error;
@@ -229,6 +220,7 @@ export async function startBridge(opts: StartOptions = {}): Promise<Bridge> {
       onExit = onExit.filter((f) => f !== died);
       death.catch(() => {});
     }
+    return checkReply(name, raw);
   }
 
   return {
@@ -236,64 +228,52 @@ export async function startBridge(opts: StartOptions = {}): Promise<Bridge> {
       return proc.pid;
     },
     async open(objPkl) {
-      const r = await call('open_instance', [objPkl ?? null]);
-      return { obj_pkl: r.obj_pkl as string, summary: r.summary as InstanceSummary };
+      return call('open_instance', [objPkl ?? null]);
     },
     async summary() {
-      return (await call('summary', [])).summary as InstanceSummary;
+      return call('summary', []);
     },
     async hotplugState() {
-      const r = await call('hotplug_state', []);
-      return { enabled: r.enabled as boolean, reason: r.reason as string };
+      return call('hotplug_state', []);
     },
     async networkConfig() {
-      return ((await call('network_config', [])).network_config ?? null) as NetworkConfig | null;
+      return call('network_config', []);
     },
     async refresh(o = {}) {
       const timeout = o.timeout ?? 2;
       const maxWait = o.maxWait ?? 10;
-      const r = await call('refresh', [timeout, maxWait, 0], (maxWait + timeout * 80 + 30) * 1000);
-      return r as unknown as { duration_ms: number; summary: InstanceSummary; network_config: NetworkConfig };
+      return call('refresh', [timeout, maxWait, 0], (maxWait + timeout * 80 + 30) * 1000);
     },
     async store(networkConfigJson) {
-      const r = await call('store', [networkConfigJson ?? null]);
-      return { summary: r.summary as unknown as InstanceSummary };
+      return call('store', [networkConfigJson ?? null]);
     },
     async preview(netcfg) {
-      const r = await call('preview', [netcfg ? JSON.stringify(netcfg) : null]);
-      return r as unknown as { renderer: string; network_config: NetworkConfig; files: PreviewFile[] };
+      return call('preview', [netcfg ? JSON.stringify(netcfg) : null]);
     },
     async applyNetwork(netcfg, bringUp = true) {
-      const r = await call('apply_network', [netcfg ? JSON.stringify(netcfg) : null, bringUp], 300_000);
-      return { failed: r.failed as boolean, duration_ms: r.duration_ms as number };
+      return call('apply_network', [netcfg ? JSON.stringify(netcfg) : null, bringUp], 300_000);
     },
     async bringDown(ifname) {
-      const r = await call('bring_down', [ifname], 120_000);
-      return { done: r.done as boolean, activator: r.activator as string };
+      return call('bring_down', [ifname], 120_000);
     },
     async bringUp(ifnames) {
       const r = await call('bring_up', [ifnames], 120_000 + ifnames.length * 60_000);
-      const results = r.results as Record<string, boolean>;
       // Per interface, as 'brought down' in the worker (the bridge runs them concurrently).
-      const ms = (r.durations_ms ?? {}) as Record<string, number>;
-      for (const [iface, ok] of Object.entries(results)) log('debug', 'brought up', { iface, ok, duration_ms: ms[iface], activator: r.activator as string });
-      return results;
+      for (const [iface, ok] of Object.entries(r.results)) log('debug', 'brought up', { iface, ok, duration_ms: r.durations_ms[iface], activator: r.activator });
+      return r.results;
     },
     async refreshNetwork(timeoutS = 2) {
-      const r = await call('refresh_network', [timeoutS], 120_000);
-      return r.supported ? (r as any) : { supported: false as const };
+      return call('refresh_network', [timeoutS], 120_000);
     },
     async rederive() {
-      const r = await call('rederive', []);
-      return { network_config: (r.network_config ?? null) as NetworkConfig | null, summary: r.summary as InstanceSummary };
+      return call('rederive', []);
     },
     async probeMacs(timeoutS = 1) {
-      const r = await call('probe_macs', [timeoutS], (timeoutS * 3 + 10) * 1000);
-      return { supported: r.supported as boolean, macs: r.macs as string[], others: (r.others ?? []) as string[] };
+      return call('probe_macs', [timeoutS], (timeoutS * 3 + 10) * 1000);
     },
     async close() {
       try {
-        py.python.exit();
+        host.exit();
       } catch {
         /* already gone */
       }

@@ -18,7 +18,8 @@ import { request } from '../src/daemon/kick.js';
 import { parseLinkLine, LinkMonitor, linkUp } from '../src/daemon/monitor.js';
 import { fingerprint, describeChange, pollDelay, jittered } from '../src/daemon/fingerprint.js';
 import { dispatch, runPolicyCommand, HANDLERS, type PolicyJob } from '../src/pipeline/policies.js';
-import { BridgeManager, isBridgeFailure } from '../src/daemon/bridge.js';
+import { isBridgeFailure } from '../bridge/manager.js';
+import { Bridges as BridgeManager } from '../src/core/bridges.js';
 import { supervise } from '../src/daemon/supervise.js';
 import { BridgeError, type Bridge, type NicMeta } from '../bridge/index.js';
 import { defaultConfig, validateConfig } from '../src/config.js';
@@ -333,7 +334,7 @@ describe('daemon: bridge manager (fake bridge)', () => {
 
   it('starts once (warm), re-opens when obj.pkl changes under it, restarts after the child died', async () => {
     const f = fake();
-    const m = new BridgeManager(f.factory, join(dir, 'obj.pkl'), async (b) => f.procs.find((p) => p.pid === b.pythonPid));
+    const m = new BridgeManager({ factory: f.factory, objPkl: join(dir, 'obj.pkl'), procOf: async (b) => f.procs.find((p) => p.pid === b.pythonPid) });
     const deaths: string[] = [];
     m.onDeath = (w) => deaths.push(w);
     const b1 = await m.get();

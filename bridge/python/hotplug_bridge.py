@@ -1,4 +1,7 @@
-"""Coarse, plain-data functions over upstream cloud-init, called from TypeScript via pythonia.
+"""Entry module of the Python bridge: the coarse, plain-data functions over upstream cloud-init
+that TypeScript calls via pythonia (bridge/index.ts). The work is done by its sibling modules:
+hb_state (state, errors), hb_files (obj.pkl guard, atomic writes), hb_runtime (cloud-init
+repairs), hb_metadata (summary, EC2 metadata checks), hb_network (interfaces, rendering, bring-up).
 
 Every public function returns a JSON-able dict: {"ok": True, ...} or
 {"ok": False, "kind": <error class>, "error": <one line>}. No Python object
@@ -13,148 +16,31 @@ import json
 import logging
 import os
 import pickle
-import stat
 import sys
-import tempfile
 import time
 
 # pythonia inherits node's stdout; anything printed here must not reach our CLI's stdout.
 sys.stdout = sys.stderr
 
+# pythonia (and the tests) load this file by path: its siblings are importable only from here on.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
 from cloudinit import log as ci_log  # noqa: E402
 from cloudinit import sources, stages  # noqa: E402
-from cloudinit.event import EventScope, EventType  # noqa: E402
-from cloudinit.net.network_state import parse_net_config_data  # noqa: E402
+
+import hb_runtime  # noqa: E402
+from hb_state import S, BridgeError, NoCache, RefreshFailed, UnsafeCache, require_open as _require_open  # noqa: E402,F401
+from hb_files import _atomic_write, _check_target, _read_trusted_pickle, _safe_loads, _store_pickle_atomic  # noqa: E402,F401
+from hb_metadata import _check_complete, _ec2_macs, _hotplug_state, _is_ec2, _network_config, _sanitize_nics, _summary  # noqa: E402
+from hb_network import _brings_up_all_at_once, bring_up_all, net_interfaces, network_stack, render_preview  # noqa: E402,F401
+
+# (_atomic_write and _brings_up_all_at_once are imported for the tests, which reach them here.)
 
 LOG = logging.getLogger("cloud-hotplug.bridge")
 
-# cloud-init 22.4's wait_for_url shortens its last attempt's timeout with int(remaining) or None,
-# and its token refresh calls readurl with no timeout at all: against a metadata service that
-# accepts and never answers, one request then blocks forever. Every request gets a bound.
-_URL_TIMEOUT_S = 5.0
-
-
-def _bound_readurl():
-    from cloudinit import url_helper
-
-    orig = url_helper.readurl
-    if getattr(orig, "_hotplug_bounded", False):
-        return
-
-    def readurl(*args, **kwargs):
-        if len(args) < 3 and not kwargs.get("timeout"):
-            kwargs["timeout"] = _URL_TIMEOUT_S
-        return orig(*args, **kwargs)
-
-    readurl._hotplug_bounded = True
-    url_helper.readurl = readurl
-
-
-_bound_readurl()
-
-
-def _replace_file(path, data, mode):
-    """Write a temp file beside `path`, fsync it, rename it over `path`. The temp name,
-    .<name>.<8 random>.tmp, is one the start-up sweep (src/util/sweep.ts) knows as ours."""
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=os.path.dirname(path) or ".")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _atomic_cloudinit_writes():
-    """cloud-init's util.write_file truncates the file in place and then writes it: a bridge
-    killed in between (kill -9, OOM) leaves an empty or half-written 50-cloud-init or
-    instance-data.json. While the bridge runs, whole-file writes go through a temp file and a
-    rename instead, so every file is the old or the new version."""
-    from cloudinit import util
-
-    orig = util.write_file
-    if getattr(orig, "_hotplug_atomic", False):
-        return
-
-    def write_file(filename, content, mode=0o644, omode="wb", preserve_mode=False, *, ensure_dir_exists=True):
-        if omode not in ("wb", "w"):
-            return orig(filename, content, mode, omode, preserve_mode, ensure_dir_exists=ensure_dir_exists)
-        if preserve_mode:
-            try:
-                mode = util.get_permissions(filename)
-            except OSError:
-                pass
-        d = os.path.dirname(filename) or "."
-        if ensure_dir_exists:
-            util.ensure_dir(d)
-        _replace_file(filename, util.encode_text(content), mode)
-
-    write_file._hotplug_atomic = True
-    util.write_file = write_file
-
-
-_atomic_cloudinit_writes()
-
-
-def _die_with_parent():
-    """Die with the node process that drives us. Otherwise a worker killed with -9 leaves this
-    process finishing its current call (an apply, writing files and running ifup) after the
-    kernel dropped the worker's apply lock, concurrently with the next worker."""
-    try:
-        import ctypes
-        import signal
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-    except Exception:  # not Linux, no libc: best effort
-        return
-    if os.getppid() == 1:  # the parent died before prctl
-        os._exit(1)
-
-
-_die_with_parent()
-
-
-class BridgeError(Exception):
-    """An expected failure, reported to TS as one line."""
-
-    kind = "BridgeError"
-
-
-class UnsafeCache(BridgeError):
-    kind = "UnsafeCache"
-
-
-class NoCache(BridgeError):
-    kind = "NoCache"
-
-
-class RefreshFailed(BridgeError):
-    kind = "RefreshFailed"
-
-
-class UnsafePath(BridgeError):
-    """A file we would replace is a symlink or not a regular file: retrying cannot help."""
-
-    kind = "UnsafePath"
-
-
-class _State:
-    init = None  # stages.Init
-    ds = None  # the loaded DataSource
-    obj_pkl = None
-    logging_ready = False
-    rejected = {}  # mac -> why its metadata was refused (last crawl)
-
-
-S = _State()
+hb_runtime.install()
 
 
 def _result(fn):
@@ -175,359 +61,6 @@ def _result(fn):
     wrapper.__name__ = fn.__name__
     wrapper.__doc__ = fn.__doc__
     return wrapper
-
-
-# ---------------------------------------------------------------- obj.pkl I/O
-
-# Ownership and mode checks stop an unprivileged writer; this allow-list also stops
-# a hostile pickle that did get root-owned: unpickling can only reference classes of
-# cloud-init (and the email classes of its user-data) and plain data types, never a function such as os.system or eval.
-_SAFE_GLOBALS = {
-    "builtins": {"set", "frozenset", "object", "bytearray", "bytes", "dict", "list", "tuple", "str", "int", "float", "complex", "bool", "slice", "range"},
-    "collections": {"OrderedDict", "defaultdict", "deque"},
-    "copyreg": {"_reconstructor"},
-    "datetime": {"datetime", "date", "time", "timedelta", "timezone"},
-    "uuid": {"UUID"},
-    "_codecs": {"encode"},
-}
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        if name in _SAFE_GLOBALS.get(module, ()):
-            return super().find_class(module, name)
-        # cloud-init's classes, and the stdlib email classes its processed user-data holds.
-        if module.split(".")[0] in ("cloudinit", "email"):
-            obj = super().find_class(module, name)
-            if isinstance(obj, type):
-                return obj
-        raise UnsafeCache("refusing obj.pkl: it references %s.%s, which is not allowed" % (module, name))
-
-
-def _safe_loads(raw):
-    import io
-
-    return _RestrictedUnpickler(io.BytesIO(raw)).load()
-
-
-
-def _read_trusted_pickle(path):
-    """Read obj.pkl only if it is safe to unpickle (unpickling runs code).
-
-    Opened with O_NOFOLLOW and checked with fstat on the same descriptor, so a
-    file swapped in between the check and the read cannot be loaded.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise NoCache("no cached datasource at %s (has cloud-init run on this instance?)" % path)
-    except OSError as e:
-        if e.errno == 40:  # ELOOP: a symlink
-            raise UnsafeCache("refusing %s: it is a symlink" % path)
-        raise BridgeError("cannot open %s: %s" % (path, e.strerror))
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise UnsafeCache("refusing %s: not a regular file" % path)
-        if st.st_uid != 0:
-            raise UnsafeCache("refusing %s: owned by uid %d, not root" % (path, st.st_uid))
-        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            raise UnsafeCache(
-                "refusing %s: writable by group or others (mode %o)" % (path, stat.S_IMODE(st.st_mode))
-            )
-        chunks = []
-        while True:
-            b = os.read(fd, 1 << 20)
-            if not b:
-                break
-            chunks.append(b)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
-def _check_target(path):
-    """Refuse to replace a planted symlink (it must not redirect a root write) or anything that
-    is not a regular file (a directory, FIFO, device where our file belongs)."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if stat.S_ISLNK(st.st_mode):
-        raise UnsafePath("refusing to write %s: it is a symlink" % path)
-    if not stat.S_ISREG(st.st_mode):
-        raise UnsafePath("refusing to write %s: it is not a regular file" % path)
-
-
-def _atomic_write(path, data, mode):
-    """Readers see the old or the new file, never a mix: temp file in the same
-    directory, fsync, rename, fsync the directory. A planted symlink is refused."""
-    d = os.path.dirname(path)
-    os.makedirs(d, mode=0o755, exist_ok=True)
-    _check_target(path)
-    _replace_file(path, data, mode)
-    dfd = os.open(d, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
-def _store_pickle_atomic(ds, path):
-    # Upstream truncates obj.pkl in place (a crash leaves a corrupt cache); same mode 0400.
-    _atomic_write(path, pickle.dumps(ds), 0o400)
-
-
-# ---------------------------------------------------------------- helpers
-
-
-def _mac_list(netcfg):
-    macs = []
-    for iface in _interfaces(netcfg):
-        mac = iface.get("mac_address")
-        if mac:
-            macs.append(mac.lower())
-    return sorted(set(macs))
-
-
-def _interfaces(netcfg):
-    """Physical interfaces of a v1 or v2 network config as [{name, mac_address}]."""
-    if not netcfg:
-        return []
-    out = []
-    if netcfg.get("version") == 2:
-        for name, eth in (netcfg.get("ethernets") or {}).items():
-            mac = (eth.get("match") or {}).get("macaddress")
-            out.append({"name": eth.get("set-name", name), "mac_address": mac})
-    else:
-        for item in netcfg.get("config") or []:
-            if item.get("type") == "physical":
-                out.append({"name": item.get("name"), "mac_address": item.get("mac_address")})
-    return out
-
-
-def _ec2_nics(ds):
-    """MAC -> {device_number, ipv4s, ...} from the crawled Ec2 metadata, for policy routing."""
-    md = getattr(ds, "metadata", None) or {}
-    macs = ((md.get("network") or {}).get("interfaces") or {}).get("macs") or {}
-    out = {}
-    for mac, m in macs.items():
-        if not isinstance(m, dict):
-            continue
-
-        def lines(v):
-            if v is None:
-                return []
-            if isinstance(v, list):
-                return [str(x) for x in v]
-            return [x for x in str(v).splitlines() if x.strip()]
-
-        out[str(mac).lower()] = {
-            "mac": str(mac).lower(),
-            "device_number": m.get("device-number"),
-            "network_card": m.get("network-card"),
-            "interface_id": m.get("interface-id"),
-            "ipv4s": lines(m.get("local-ipv4s")),
-            "ipv6s": lines(m.get("ipv6s")),
-            "subnet_ipv4_cidr": m.get("subnet-ipv4-cidr-block"),
-            "subnet_ipv6_cidrs": lines(m.get("subnet-ipv6-cidr-blocks")),
-            "ipv4_prefixes": lines(m.get("ipv4-prefix")),
-            "ipv6_prefixes": lines(m.get("ipv6-prefix")),
-        }
-    return out
-
-
-def _summary(init, ds):
-    try:
-        netcfg = _network_config(init)
-    except StaleCache:
-        netcfg = None
-    primary_mac = None
-    md = getattr(ds, "metadata", None) or {}
-    if isinstance(md, dict) and md.get("mac"):
-        primary_mac = str(md.get("mac")).lower()
-    return {
-        "datasource": type(ds).__name__,
-        "dsname": getattr(ds, "dsname", None),
-        "instance_id": ds.get_instance_id(),
-        "platform": getattr(ds, "platform_type", None),
-        "subplatform": getattr(ds, "subplatform", None),
-        "cloud_name": getattr(ds, "cloud_name", None),
-        "macs": _mac_list(netcfg),
-        "primary_mac": primary_mac,
-        "nics": _ec2_nics(ds),
-        "hotplug": _hotplug_state(init, ds),
-        "rejected_nics": dict(S.rejected),
-        "rejected_entries": dict(getattr(S.rejected, "entries", {})),
-    }
-
-
-class StaleCache(BridgeError):
-    kind = "StaleCache"
-
-
-def _network_config(init):
-    ds = init.datasource
-    # cloud-init's Ec2 network_config re-crawls (with ephemeral DHCP) and rewrites obj.pkl in
-    # place when the cached metadata has no "network" key (what a partial crawl leaves): never
-    # let a read of the config write the cache. refresh() repairs such a cache.
-    md = getattr(ds, "metadata", None)
-    if _is_ec2(ds) and getattr(ds, "_network_config", None) == sources.UNSET and not (isinstance(md, dict) and isinstance(md.get("network"), dict)):
-        raise StaleCache("cached datasource has no network metadata (a partial crawl?); run `hotplug refresh-metadata`")
-    cfg, _src = init._find_networking_config()
-    return cfg
-
-
-def _is_ec2(ds):
-    from cloudinit.sources.DataSourceEc2 import DataSourceEc2
-
-    return isinstance(ds, DataSourceEc2)
-
-
-_MAC_KEY_OK = __import__("re").compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
-_INDEX_OK = __import__("re").compile(r"^(0|[1-9][0-9]{0,3})$")
-_ID_OK = __import__("re").compile(r"^[A-Za-z0-9._:-]{1,64}$")
-_MAX_ADDRS = 64
-
-
-def _values(v):
-    """A leaf as cloud-init's materializer hands it on: a list (it split on line breaks) or one string."""
-    if isinstance(v, list):
-        return v
-    return [v]
-
-
-def _nic_problem(mac, m):
-    """Why a NIC's metadata must not reach the renderer (its values end up in ifupdown stanzas,
-    run by /bin/sh, and in `ip` argv), or None."""
-    import ipaddress
-
-    if not isinstance(mac, str) or not _MAC_KEY_OK.match(mac):
-        return "MAC %s is not a MAC address" % json.dumps(str(mac)[:40])
-    if not isinstance(m, dict):
-        return "its entry is not a directory"
-    leaf = m.get("mac")
-    if leaf is not None and (not isinstance(leaf, str) or leaf.lower() != mac.lower()):
-        return "mac %s differs from its key" % json.dumps(str(leaf)[:40])
-    for k in ("device-number", "network-card", "network-card-index"):
-        v = m.get(k)
-        if v is not None and (not isinstance(v, str) or not _INDEX_OK.match(v)):
-            return "%s %s is not an integer 0-9999" % (k, json.dumps(str(v)[:40]))
-    for k, fam, net in (
-        ("local-ipv4s", 4, False),
-        ("ipv6s", 6, False),
-        ("subnet-ipv4-cidr-block", 4, True),
-        ("subnet-ipv6-cidr-blocks", 6, True),
-        ("ipv4-prefix", 4, True),
-        ("ipv6-prefix", 6, True),
-    ):
-        v = m.get(k)
-        if v is None:
-            continue
-        vals = _values(v)
-        if len(vals) > _MAX_ADDRS:
-            return "%s lists %d values (at most %d)" % (k, len(vals), _MAX_ADDRS)
-        for i, x in enumerate(vals):
-            try:
-                if not isinstance(x, str) or len(x) > 64:
-                    raise ValueError
-                a = ipaddress.ip_network(x, strict=True) if net else ipaddress.ip_address(x)
-                if a.version != fam:
-                    raise ValueError
-            except ValueError:
-                return "%s[%d] %s is not an IPv%d %s" % (k, i, json.dumps(str(x)[:40]), fam, "network" if net else "address")
-    iid = m.get("interface-id")
-    if iid is not None and (not isinstance(iid, str) or not _ID_OK.match(iid)):
-        return "interface-id %s is not an id" % json.dumps(str(iid)[:40])
-    return None
-
-
-class _Rejected(dict):
-    """{key: why} of refused NIC entries; .entries says, per key, whether the key is a MAC at all
-    and the MAC its `mac` leaf names (when that is one): what lets the worker tell which attached
-    NIC a refused entry was meant for, when the key cannot match any device."""
-
-    def __init__(self):
-        super().__init__()
-        self.entries = {}
-
-
-def _leaf_mac(m):
-    leaf = m.get("mac") if isinstance(m, dict) else None
-    if isinstance(leaf, str) and _MAC_KEY_OK.match(leaf.strip()):
-        return leaf.strip().lower()
-    return None
-
-
-def _sanitize_nics(macs, old_macs):
-    """Refuse NIC metadata with invalid values, per NIC: a NIC we already knew keeps its previous
-    (valid) entry, a new one is left out. Returns {mac: reason}; each refusal is logged."""
-    rejected = _Rejected()
-    if not isinstance(macs, dict):
-        return rejected
-    old_macs = old_macs if isinstance(old_macs, dict) else {}
-    for mac in list(macs.keys()):
-        why = _nic_problem(mac, macs[mac])
-        if not why:
-            continue
-        key = str(mac).lower()[:40]
-        rejected.entries[key] = {
-            "why": why,
-            "key_is_mac": isinstance(mac, str) and bool(_MAC_KEY_OK.match(mac)),
-            "mac": _leaf_mac(macs[mac]),
-        }
-        prev = old_macs.get(mac)
-        del macs[mac]
-        if prev is not None and not _nic_problem(mac, prev):
-            import copy
-
-            macs[mac] = copy.deepcopy(prev)
-            why += "; it keeps its previous metadata"
-        rejected[key] = why
-        rejected.entries[key]["why"] = why
-        sys.stderr.write("hotplug bridge: warn: refused metadata of NIC %s: %s\n" % (json.dumps(key), why))
-    return rejected
-
-
-def _ec2_macs(md):
-    if not isinstance(md, dict):
-        return None
-    net = md.get("network")
-    ifs = net.get("interfaces") if isinstance(net, dict) else None
-    return ifs.get("macs") if isinstance(ifs, dict) else None
-
-
-def _check_complete(ds, instance_id):
-    """cloud-init accepts a crawl whose every request failed (the Ec2 helpers log and return
-    {}): accept only metadata with the same instance-id and, for Ec2, a network subtree."""
-    md = getattr(ds, "metadata", None)
-    if not isinstance(md, dict) or not md:
-        raise RefreshFailed("metadata crawl of %s failed: the metadata service returned no usable metadata" % type(ds).__name__)
-    if _is_ec2(ds):
-        got = md.get("instance-id")
-        if not isinstance(got, str) or not got:
-            raise RefreshFailed("metadata crawl of %s is incomplete: no instance-id" % type(ds).__name__)
-        macs = ((md.get("network") or {}).get("interfaces") or {}).get("macs") if isinstance(md.get("network"), dict) else None
-        if not isinstance(macs, dict) or not macs:
-            raise RefreshFailed("metadata crawl of %s is incomplete: no network interfaces" % type(ds).__name__)
-        if instance_id and got != instance_id:
-            raise RefreshFailed("metadata crawl returned instance-id %s, cached is %s; refusing to switch instance" % (got, instance_id))
-
-
-def _hotplug_state(init, ds):
-    """The same decision as `cloud-init devel hotplug-hook query`."""
-    if not ds.get_supported_events([EventType.HOTPLUG]):
-        return {"enabled": False, "reason": "datasource %s does not support hotplug" % type(ds).__name__}
-    if not stages.update_event_enabled(
-        datasource=ds, cfg=init.cfg, event_source_type=EventType.HOTPLUG, scope=EventScope.NETWORK
-    ):
-        return {"enabled": False, "reason": "hotplug not in updates.network.when of user/vendor data"}
-    return {"enabled": True, "reason": "datasource supports hotplug and updates.network.when has hotplug"}
-
-
-def _require_open():
-    if S.init is None or S.ds is None:
-        raise BridgeError("bridge: open_instance() was not called")
 
 
 # ---------------------------------------------------------------- entry points
@@ -570,7 +103,8 @@ def open_instance(obj_pkl=None, setup_logging=True):
                 root.removeHandler(h)
         S.logging_ready = True
     S.init, S.ds, S.obj_pkl = init, ds, path
-    return {"obj_pkl": path, "summary": _summary(init, ds)}
+    # cloud-init's own choice of renderer and activator: a few `which` lookups, so every open reports it.
+    return {"obj_pkl": path, "summary": _summary(init, ds), "stack": network_stack(ds.distro)}
 
 
 @_result
@@ -588,7 +122,8 @@ def hotplug_state():
 @_result
 def network_config():
     _require_open()
-    return {"network_config": _network_config(S.init)}
+    cfg = _network_config(S.init)
+    return {"network_config": cfg, "interfaces": net_interfaces(cfg)}
 
 
 @_result
@@ -657,6 +192,7 @@ def refresh(timeout=2, max_wait=10, retries=0):
         "duration_ms": int((time.monotonic() - t0) * 1000),
         "summary": summ,
         "network_config": netcfg,
+        "interfaces": net_interfaces(netcfg),
     }
 
 
@@ -680,33 +216,14 @@ def store(network_config_json=None):
     return {"obj_pkl": S.obj_pkl, "summary": _summary(S.init, ds)}
 
 
-def _renderer():
-    return S.ds.distro._get_renderer()
-
-
 @_result
 def preview(netcfg_json=None):
     """Render the config into a scratch root and return the files it would write
     (path, new content, current content). Changes nothing on the system."""
     _require_open()
     netcfg = json.loads(netcfg_json) if netcfg_json else _network_config(S.init)
-    renderer = _renderer()
-    state = parse_net_config_data(netcfg, renderer=renderer)
-    files = []
-    with tempfile.TemporaryDirectory(prefix="cloud-hotplug-preview.") as root:
-        renderer.render_network_state(state, target=root)
-        for dirpath, _dirs, names in os.walk(root):
-            for n in names:
-                full = os.path.join(dirpath, n)
-                rel = "/" + os.path.relpath(full, root)
-                with open(full, "r", errors="replace") as f:
-                    new = f.read()
-                cur = None
-                if os.path.isfile(rel):
-                    with open(rel, "r", errors="replace") as f:
-                        cur = f.read()
-                files.append({"path": rel, "content": new, "current": cur, "changed": new != cur})
-    return {"renderer": type(renderer).__name__, "network_config": netcfg, "files": sorted(files, key=lambda x: x["path"])}
+    renderer, files = render_preview(S.ds.distro, netcfg)
+    return {"renderer": renderer, "network_config": netcfg, "files": files, "interfaces": net_interfaces(netcfg)}
 
 
 @_result
@@ -722,7 +239,7 @@ def apply_network(netcfg_json=None, bring_up=True):
     return {
         "failed": bool(failed),
         "duration_ms": int((time.monotonic() - t0) * 1000),
-        "interfaces": _interfaces(netcfg),
+        "interfaces": net_interfaces(netcfg),
     }
 
 
@@ -794,86 +311,22 @@ def rederive():
     _require_open()
     if hasattr(S.ds, "_network_config"):
         S.ds._network_config = sources.UNSET
-    return {"network_config": _network_config(S.init), "summary": _summary(S.init, S.ds)}
-
-
-# Bring-up of many interfaces at once (a NIC storm), after reading cloud-init 22.4's
-# cloudinit/net/activators.py:
-# - IfUpDownActivator (`ifup <name>`), NetworkManagerActivator (`nmcli connection load` + `up` of
-#   that name's connection file) and NetworkdActivator (`ip link set up <name>`) act on one
-#   interface per call and inherit NetworkActivator.bring_up_interfaces, a serial loop that stops
-#   at the first failure. Their calls for different interfaces are independent, so they run in a
-#   small thread pool (each call waits on a subprocess -- ifup on its DHCP exchange -- so threads
-#   are enough under the GIL). ifupdown 0.8 (Debian 12: 0.8.41) allows that: each ifup holds an
-#   fcntl lock on /run/network/ifstate.<name> for its whole run and rewrites the aggregate
-#   /run/network/ifstate under /run/network/.ifstate.lock through a temp file and a rename
-#   (main.c lock_interface/update_state; seen with strace on 0.8.41). Debian itself runs one
-#   ifup@<name>.service per hotplugged NIC concurrently.
-# - NetplanActivator runs `netplan apply` (every interface) from each of its bring_up_* methods
-#   and overrides bring_up_interfaces to do it once: N calls would re-apply everything N times,
-#   racing each other. An activator that overrides bring_up_interfaces like that is called once
-#   for the whole list, and its one result is reported for every name.
-_BRING_UP_WORKERS = 8
-
-
-def _brings_up_all_at_once(activator):
-    """True when the activator has its own bring_up_interfaces (netplan's single `netplan
-    apply`) instead of NetworkActivator's loop over bring_up_interface."""
-    from cloudinit.net.activators import NetworkActivator
-
-    own = getattr(activator, "bring_up_interfaces", None)
-    if own is None:
-        return False
-    base = NetworkActivator.bring_up_interfaces
-    return getattr(own, "__func__", own) is not getattr(base, "__func__", base)
-
-
-def _bring_up_one(activator, name):
-    t0 = time.monotonic()
-    try:
-        ok = bool(activator.bring_up_interface(name))
-    except Exception as e:  # one bad interface must not hide the others
-        LOG.warning("bring up %s failed: %s", name, e)
-        ok = False
-    ms = int((time.monotonic() - t0) * 1000)
-    LOG.info("bring up %s: %s in %d ms (%s)", name, "ok" if ok else "failed", ms, activator.__name__)
-    return ok, ms
+    cfg = _network_config(S.init)
+    return {"network_config": cfg, "summary": _summary(S.init, S.ds), "interfaces": net_interfaces(cfg)}
 
 
 @_result
 def bring_up(ifnames):
     """Bring up `ifnames` through the distro's activator; every name is tried and reported
     (cloud-init's bring_up_interfaces stops at the first failure). Per-interface activators
-    run concurrently, at most _BRING_UP_WORKERS at a time; an all-at-once one (netplan) is
-    called once. See the comment above for why."""
+    run concurrently, at most hb_network._BRING_UP_WORKERS at a time; an all-at-once one (netplan)
+    is called once. hb_network says why."""
     _require_open()
     activator = S.ds.distro.network_activator
     if not activator:
         raise BridgeError("no network activator available")
     names = list(dict.fromkeys(ifnames))  # once each, in order: two ifups of one NIC would only queue on its lock
-    results, durations = {}, {}
-    if not names:
-        pass
-    elif _brings_up_all_at_once(activator):
-        t0 = time.monotonic()
-        try:
-            ok = bool(activator.bring_up_interfaces(names))
-        except Exception as e:
-            LOG.warning("bring up %s failed: %s", ",".join(names), e)
-            ok = False
-        ms = int((time.monotonic() - t0) * 1000)
-        LOG.info("bring up %s at once: %s in %d ms (%s)", ",".join(names), "ok" if ok else "failed", ms, activator.__name__)
-        for name in names:
-            results[name], durations[name] = ok, ms
-    elif len(names) == 1:
-        results[names[0]], durations[names[0]] = _bring_up_one(activator, names[0])
-    else:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=min(len(names), _BRING_UP_WORKERS), thread_name_prefix="bring-up") as pool:
-            futures = {name: pool.submit(_bring_up_one, activator, name) for name in names}
-        for name in names:  # the with block waited for all of them; _bring_up_one never raises
-            results[name], durations[name] = futures[name].result()
+    results, durations = bring_up_all(activator, names)
     return {"results": results, "activator": activator.__name__, "durations_ms": durations}
 
 
@@ -917,4 +370,5 @@ def refresh_network(timeout=2):
         "duration_ms": int((time.monotonic() - t0) * 1000),
         "summary": _summary(S.init, ds),
         "network_config": netcfg,
+        "interfaces": net_interfaces(netcfg),
     }

@@ -3,8 +3,7 @@
  * logger, cloud-init's cache opened through openInstance (which records instance.json for a cheap
  * `status`), and the network stack cloud-init reported at open kept for choosing our NetworkStack.
  */
-import { startBridge } from '../../bridge/index.js';
-import { BridgeManager } from '../../bridge/manager.js';
+import { BridgeManager, type BridgeManagerOptions } from '../../bridge/manager.js';
 import type { StackReport } from '../stack/index.js';
 import { openInstance } from '../record/instance.js';
 import { paths } from '../paths.js';
@@ -14,12 +13,16 @@ export class Bridges extends BridgeManager {
   /** Renderer and activator cloud-init reported at the last open (null before one). */
   stackReport: StackReport | null = null;
 
-  constructor() {
+  /** Every option has the CLI's default; tests give a fake factory, obj.pkl and child. */
+  constructor(opts: Partial<Omit<BridgeManagerOptions, 'open'>> = {}) {
     const self: { it?: Bridges } = {};
     super({
-      factory: () => startBridge({ log }),
-      objPkl: paths.objPkl,
-      log,
+      // No factory: the manager starts the real pythonia bridge itself (with `log`), and knows to
+      // repair pythonia's global state when it restarts it.
+      factory: opts.factory,
+      objPkl: opts.objPkl ?? paths.objPkl,
+      procOf: opts.procOf,
+      log: opts.log ?? log,
       open: async (b, objPkl) => {
         const o = await openInstance(b, objPkl);
         if (self.it) self.it.stackReport = o.stack ?? null;

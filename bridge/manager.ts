@@ -1,10 +1,12 @@
 /**
- * The daemon's warm Python bridge: started once, instance (obj.pkl) loaded once, kept.
+ * A warm Python bridge kept for a long-running process (the daemon): started once, instance
+ * (obj.pkl) opened once, kept, and repaired when it fails.
  *
  *  - death: the Python child's exit is watched; pending calls reject with kind 'BridgeDead'
- *    (bridge/index.ts), the manager notes it (onDeath) and the next get() starts a new one.
- *  - stuck: every call has a per-call timeout (bridge/index.ts, kind 'BridgeTimeout'); the daemon
- *    then restarts the bridge (a timed-out Python call is still running in there).
+ *    (index.ts), the manager notes it (onDeath) and the next get() starts a new one.
+ *  - stuck: every call has a per-call timeout (index.ts, kind 'BridgeTimeout'); withBridge()
+ *    then restarts the bridge (a timed-out Python call is still running in there) and runs the
+ *    work again.
  *  - foreign writes: when obj.pkl changes under us (a CLI refresh, a one-shot worker), the
  *    instance is re-opened before the next use, so the daemon never stores stale metadata over it.
  *
@@ -14,11 +16,8 @@
  * of the NEW process (ids restart at 1 in every Python process).
  */
 import { readFileSync, statSync } from 'node:fs';
-import { startBridge, BridgeError, type Bridge, type InstanceSummary } from '../../bridge/index.js';
-import { paths } from '../paths.js';
-import { log } from '../util/log.js';
-import { oneLine } from '../util/errors.js';
-import { openInstance } from '../record/instance.js';
+import { startBridge, pythoniaChild, type Bridge } from './index.js';
+import { BridgeError, silentLogger, type BridgeLogger, type InstanceSummary } from './types.js';
 
 export type BridgeFactory = () => Promise<Bridge>;
 /** The Python child of a started bridge, to watch for its exit (tests inject their own). */
@@ -27,6 +26,27 @@ export interface WatchedProc {
   once(event: 'exit', fn: (code: number | null, signal: NodeJS.Signals | null) => void): unknown;
 }
 export type ProcOf = (b: Bridge) => Promise<WatchedProc | undefined>;
+/** Opens the instance on a fresh bridge (the CLI records what it read while doing so). */
+export type OpenInstance = (bridge: Bridge, objPkl: string) => Promise<{ summary: InstanceSummary }>;
+
+export interface BridgeManagerOptions {
+  /** Default: the real pythonia bridge (startBridge with this manager's logger). */
+  factory?: BridgeFactory;
+  /** cloud-init's cached datasource, watched for foreign writes. */
+  objPkl: string;
+  open: OpenInstance;
+  /** Default: pythonia's Python child. */
+  procOf?: ProcOf;
+  /** Default: silent. */
+  log?: BridgeLogger;
+}
+
+export interface WithBridgeOptions {
+  /** Runs of `fn` in all, restarts included (default 3). */
+  attempts?: number;
+  /** After each restart, before `fn` runs again. */
+  onRestart?: (info: { kind: string; reason: string; attempt: number }) => void;
+}
 
 /** Failures that mean "this Python process is unusable": restart it, then retry. */
 export function isBridgeFailure(e: unknown): e is BridgeError {
@@ -62,9 +82,24 @@ function mtimeOf(p: string): number | null {
   }
 }
 
+function oneLine(err: unknown): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  return (msg.split('\n').find((l) => l.trim() !== '') ?? 'unknown error').trim();
+}
+
+/** The parts of pythonia's process-global bridge (globalThis.__pythonBridge) that resetPythonia repairs. */
+interface PythoniaGlobal {
+  runTasks?: () => void;
+  freeable: unknown[];
+  finalizer: FinalizationRegistry<unknown>;
+  jsi: { m: Record<number, unknown>; onMessage: (...args: unknown[]) => unknown };
+  loop: ReturnType<typeof setInterval>;
+  com: { register(name: string, fn: (...args: unknown[]) => unknown): void };
+}
+
 /** Repairs pythonia's process-global bridge after its Python child was replaced (see above). */
 function resetPythonia(): void {
-  const pb = (globalThis as { __pythonBridge?: any }).__pythonBridge;
+  const pb = (globalThis as { __pythonBridge?: PythoniaGlobal }).__pythonBridge;
   if (!pb || typeof pb.runTasks !== 'function') return;
   pb.freeable = [];
   pb.finalizer = new FinalizationRegistry((ffid: unknown) => {
@@ -85,15 +120,6 @@ function resetPythonia(): void {
   }
 }
 
-async function pythoniaProc(): Promise<import('node:child_process').ChildProcess | undefined> {
-  try {
-    const m = (await import('pythonia')) as any;
-    return (m.default ?? m).com?.proc;
-  } catch {
-    return undefined;
-  }
-}
-
 export class BridgeManager {
   private bridge: Bridge | undefined;
   private starting: Promise<Bridge> | undefined;
@@ -111,15 +137,21 @@ export class BridgeManager {
   /** Called when the Python child dies on its own (not when we stop it). */
   onDeath: ((why: string) => void) | undefined;
 
+  private readonly factory: BridgeFactory;
+  private readonly objPkl: string;
+  private readonly open: OpenInstance;
+  private readonly procOf: ProcOf;
+  private readonly log: BridgeLogger;
   /** The real pythonia bridge (not an injected one): its global state needs repairs on restart. */
   private readonly pythonia: boolean;
 
-  constructor(
-    private readonly factory: BridgeFactory = () => startBridge(),
-    private readonly objPkl: string = paths.objPkl,
-    private readonly procOf: ProcOf = () => pythoniaProc(),
-  ) {
-    this.pythonia = arguments.length === 0 || factory === undefined;
+  constructor(opts: BridgeManagerOptions) {
+    this.log = opts.log ?? silentLogger;
+    this.pythonia = opts.factory === undefined;
+    this.factory = opts.factory ?? (() => startBridge({ log: this.log }));
+    this.objPkl = opts.objPkl;
+    this.open = opts.open;
+    this.procOf = opts.procOf ?? (() => pythoniaChild());
   }
 
   get pid(): number | undefined {
@@ -164,6 +196,29 @@ export class BridgeManager {
     return this.starting;
   }
 
+  /**
+   * `fn` with the warm bridge; our own writes noted after it succeeded. A dead or stuck bridge
+   * (isBridgeFailure) is restarted and `fn` run again, up to `attempts` runs in all; any other
+   * error, and the last failure, is rethrown unchanged.
+   */
+  async withBridge<T>(what: string, fn: (b: Bridge) => Promise<T>, opts: WithBridgeOptions = {}): Promise<T> {
+    const attempts = opts.attempts ?? 3;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const b = await this.get();
+        const r = await fn(b);
+        this.noteOwnWrites();
+        return r;
+      } catch (e) {
+        if (!isBridgeFailure(e) || attempt >= attempts) throw e;
+        const reason = oneLine(e);
+        this.log('error', `python bridge failed during ${what}; restarting it and running it again`, { kind: e.kind, error: reason, attempt });
+        await this.restart(reason);
+        opts.onRestart?.({ kind: e.kind, reason, attempt });
+      }
+    }
+  }
+
   /** After our own writes (store): remember obj.pkl's mtime so they do not look foreign. */
   noteOwnWrites(): void {
     this.loadedMtime = mtimeOf(this.objPkl);
@@ -173,7 +228,7 @@ export class BridgeManager {
     this.restarts++;
     this.lastRestart = new Date().toISOString();
     this.lastError = reason;
-    log('warn', 'restarting the python bridge', { reason, restarts: this.restarts });
+    this.log('warn', 'restarting the python bridge', { reason, restarts: this.restarts });
     await this.stop();
   }
 
@@ -190,7 +245,7 @@ export class BridgeManager {
     this.everStarted = true;
     let opened: { summary: InstanceSummary };
     try {
-      opened = await openInstance(b, this.objPkl);
+      opened = await this.open(b, this.objPkl);
     } catch (e) {
       await b.close().catch(() => {});
       this.lastError = oneLine(e);
@@ -212,18 +267,18 @@ export class BridgeManager {
         this.onDeath?.(why);
       });
     }
-    log('info', 'python bridge ready', { pid: b.pythonPid, restarts: this.restarts });
+    this.log('info', 'python bridge ready', { pid: b.pythonPid, restarts: this.restarts });
     return b;
   }
 
   private async reopenIfChanged(b: Bridge): Promise<void> {
     const m = mtimeOf(this.objPkl);
     if (m === null || m === this.loadedMtime) return;
-    const r = await openInstance(b, this.objPkl);
+    const r = await this.open(b, this.objPkl);
     this.summary = r.summary;
     this.summaryAt = Date.now();
     this.loadedMtime = m;
     this.reopens++;
-    log('info', 'obj.pkl changed by another process; instance re-opened', { reopens: this.reopens });
+    this.log('info', 'obj.pkl changed by another process; instance re-opened', { reopens: this.reopens });
   }
 }

@@ -1,0 +1,79 @@
+"""Process-wide repairs of cloud-init 22.4 that the bridge installs once, when it is loaded:
+bounded metadata requests, atomic whole-file writes, and dying with the node process.
+"""
+
+import os
+
+from hb_files import _replace_file
+
+# cloud-init 22.4's wait_for_url shortens its last attempt's timeout with int(remaining) or None,
+# and its token refresh calls readurl with no timeout at all: against a metadata service that
+# accepts and never answers, one request then blocks forever. Every request gets a bound.
+_URL_TIMEOUT_S = 5.0
+
+
+def _bound_readurl():
+    from cloudinit import url_helper
+
+    orig = url_helper.readurl
+    if getattr(orig, "_hotplug_bounded", False):
+        return
+
+    def readurl(*args, **kwargs):
+        if len(args) < 3 and not kwargs.get("timeout"):
+            kwargs["timeout"] = _URL_TIMEOUT_S
+        return orig(*args, **kwargs)
+
+    readurl._hotplug_bounded = True
+    url_helper.readurl = readurl
+
+
+def _atomic_cloudinit_writes():
+    """cloud-init's util.write_file truncates the file in place and then writes it: a bridge
+    killed in between (kill -9, OOM) leaves an empty or half-written 50-cloud-init or
+    instance-data.json. While the bridge runs, whole-file writes go through a temp file and a
+    rename instead, so every file is the old or the new version."""
+    from cloudinit import util
+
+    orig = util.write_file
+    if getattr(orig, "_hotplug_atomic", False):
+        return
+
+    def write_file(filename, content, mode=0o644, omode="wb", preserve_mode=False, *, ensure_dir_exists=True):
+        if omode not in ("wb", "w"):
+            return orig(filename, content, mode, omode, preserve_mode, ensure_dir_exists=ensure_dir_exists)
+        if preserve_mode:
+            try:
+                mode = util.get_permissions(filename)
+            except OSError:
+                pass
+        d = os.path.dirname(filename) or "."
+        if ensure_dir_exists:
+            util.ensure_dir(d)
+        _replace_file(filename, util.encode_text(content), mode)
+
+    write_file._hotplug_atomic = True
+    util.write_file = write_file
+
+
+def _die_with_parent():
+    """Die with the node process that drives us. Otherwise a worker killed with -9 leaves this
+    process finishing its current call (an apply, writing files and running ifup) after the
+    kernel dropped the worker's apply lock, concurrently with the next worker."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:  # not Linux, no libc: best effort
+        return
+    if os.getppid() == 1:  # the parent died before prctl
+        os._exit(1)
+
+
+def install():
+    """All three, in the order the bridge always applied them."""
+    _bound_readurl()
+    _atomic_cloudinit_writes()
+    _die_with_parent()
