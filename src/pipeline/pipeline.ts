@@ -35,6 +35,8 @@ export class Pipeline {
    * keeps failing throws, and the events stay queued.
    */
   async drainOnce(onClaim?: (events: HotplugEvent[]) => void): Promise<DrainOutcome> {
+    // Nothing queued: no bridge needed (a one-shot worker then never starts Python).
+    if ((await this.deps.queue.pending()) === 0) return 'empty';
     return this.deps.bridge.withBridge(
       'batch',
       async (b) => {
