@@ -1,6 +1,8 @@
 /**
- * Every path cloud-hotplug reads or writes. The root prefix (HOTPLUG_ROOT) exists for tests
- * and for `install --root`; in production it is empty.
+ * Where cloud-hotplug's files live: the directories, and the files more than one module uses. A
+ * file only one module uses (recent-events.json, known-interfaces.json, daemon.json, the routing
+ * state) is named in that module, under one of these directories; sysfs is read through
+ * util/sysfs.ts. The root prefix (HOTPLUG_ROOT) exists for tests and for `install --root`.
  */
 import { join } from 'node:path';
 

@@ -120,9 +120,9 @@ describe('pipeline (fake bridge and stack)', () => {
     const e = ev('add', 'eth1', 1);
     f.queue.events.push(e);
     const restarts: string[] = [];
-    f.deps.onBridgeRestart = (i) => restarts.push(`${i.what}: ${i.kind}`);
+    f.deps.onBridgeRestart = (i) => restarts.push(`${i.what}: ${i.kind}, queued ${f.queue.events.length}`);
     expect(await new Pipeline(f.deps).drainOnce()).to.equal('ok');
-    expect(restarts).to.deep.equal(['batch: BridgeDead']);
+    expect(restarts, 'the event was still queued when the bridge died').to.deep.equal(['batch: BridgeDead, queued 1']);
     expect(f.access.starts).to.equal(2);
     expect(f.cloud.calls.filter((c) => c === 'applyNetwork')).to.have.length(2);
     expect(f.records.events.map((r) => r.result)).to.deep.equal(['configured']);

@@ -154,7 +154,7 @@ describe('queue', () => {
 
   it('removes stale temp files from killed writers but not fresh ones, nor names no writer of ours makes', async () => {
     mkdirSync(dir, { recursive: true });
-    // .NAME.<12 hex>.tmp (enqueueSync, writeFileAtomic) and .NAME.<pid>.tmp (the sh program)
+    // .NAME.<12 hex>.tmp (writeFileAtomic, used by enqueue) and .NAME.<pid>.tmp (the sh program)
     writeFileSync(join(dir, '.old.json.0123456789ab.tmp'), 'x');
     writeFileSync(join(dir, '.old2.json.4242.tmp'), 'x');
     writeFileSync(join(dir, '.new.json.bbbbbbbbbbbb.tmp'), 'x');
