@@ -16,7 +16,9 @@ import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { NicMeta } from '../../bridge/index.js';
-import { reconcile, removeInterface, flushOwned, type RoutingEnv } from '../../src/routing/reconcile.js';
+import { reconcile } from '../../src/routing/reconcile.js';
+import { removeInterface, flushOwned } from '../../src/routing/cleanup.js';
+import type { RoutingEnv } from '../../src/routing/env.js';
 import { systemIp } from '../../src/routing/run.js';
 import { setQuiet } from '../../src/util/log.js';
 
