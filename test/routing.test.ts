@@ -5,13 +5,14 @@ import { join } from 'node:path';
 import type { NicMeta } from '../bridge/index.js';
 import { parseIp, parsePrefix, formatIPv6, notUnicast } from '../src/routing/addr.js';
 import { desiredState, allRules, allRoutes, allAddresses, type DesiredInput, type LinkInfo } from '../src/routing/desired.js';
-import { parseRules, parseRoutes, parseAddresses, parseLinks, leaseRouter, mainDefaultVia, type ActualState } from '../src/routing/actual.js';
+import { parseRules, parseRoutes, parseAddresses, parseLinks, mainDefaultVia, type ActualState } from '../src/routing/actual.js';
 import { plan, planDetailed } from '../src/routing/plan.js';
 import { changeArgv, type Change } from '../src/routing/change.js';
 import { applyPlan } from '../src/routing/apply.js';
 import { nextState } from '../src/routing/next-state.js';
 import { reconcile, snapshot } from '../src/routing/reconcile.js';
 import { removeInterface } from '../src/routing/cleanup.js';
+import { leaseRouter, dhclientLeaseGateway } from '../src/stack/dhclient-lease.js';
 import { emptyState, validateState, ROUTING_PROTO, type OwnedState } from '../src/routing/state.js';
 import { compareRows } from '../src/routing/report.js';
 import type { IpRunner } from '../src/routing/run.js';
@@ -630,7 +631,7 @@ describe('routing/reconcile() with an injected ip runner', () => {
   let sys: FakeSys;
   const summary = () => ({ nics: baseNics(), primary_mac: MAC0 });
   const config = { enabled: true, table_base: 10000, primary: null };
-  const env = () => ({ ip: fakeIp(sys), statePath: join(dir, 'routing-state.json'), leaseDir: dir });
+  const env = () => ({ ip: fakeIp(sys), statePath: join(dir, 'routing-state.json'), leaseGateway: (n: string) => dhclientLeaseGateway(n, { leaseDir: dir }) });
 
   before(() => setQuiet(true));
   after(() => setQuiet(false));

@@ -8,6 +8,7 @@ import { withSession } from '../core/session.js';
 import { loadConfig } from '../config.js';
 import { snapshot, type Snapshot } from '../routing/reconcile.js';
 import { describeChange } from '../routing/change.js';
+import { dhclientLeaseGateway } from '../stack/dhclient-lease.js';
 export { previewRoutes, type RoutesPreview } from '../routing/preview.js';
 import { compareRows, type Row } from '../routing/report.js';
 import { ROUTING_PROTO } from '../routing/state.js';
@@ -76,7 +77,7 @@ export function register(program: Command): void {
       action(async (opts: { json?: boolean }) => {
         const config = await loadConfig();
         const summary = await withSession(async ({ summary }) => summary);
-        const s = await snapshot({ summary, config, metadataComplete: true });
+        const s = await snapshot({ summary, config, metadataComplete: true, env: { leaseGateway: (n) => dhclientLeaseGateway(n) } });
         const v = routesView(s, config.routing.enabled);
         if (opts.json) printJson(v.json);
         else process.stdout.write(v.text);

@@ -6,6 +6,7 @@ import type { Bridge, InstanceSummary, NetworkConfig, PreviewFile } from '../../
 import { loadConfig } from '../config.js';
 import { reconcile } from '../routing/reconcile.js';
 import { previewRoutes } from '../routing/preview.js';
+import { dhclientLeaseGateway } from '../stack/dhclient-lease.js';
 import { crawl, persist } from './refresh.js';
 import { recordApply } from './last-apply.js';
 import { log, since } from '../util/log.js';
@@ -53,7 +54,7 @@ export async function applyNetwork(bridge: Bridge, opts: ApplyOptions): Promise<
   if (opts.dryRun) {
     const { netcfg, summary } = await load(bridge, opts.refresh);
     const p = await bridge.preview(netcfg);
-    const routes = await previewRoutes(summary, cfg);
+    const routes = await previewRoutes(summary, cfg, { leaseGateway: (n) => dhclientLeaseGateway(n) });
     return { networkConfig: netcfg, refreshed: opts.refresh, durationMs: since(t0), files: p.files, routeLines: routes.lines };
   }
   try {
@@ -66,7 +67,7 @@ export async function applyNetwork(bridge: Bridge, opts: ApplyOptions): Promise<
     const failed = Object.entries(up).filter(([, ok]) => !ok).map(([n]) => n);
     if (failed.length) throw new UserError(`the network activator failed to bring up ${failed.join(', ')}`);
     // A crawl that failed threw above, so the metadata here is complete.
-    const rt = await reconcile({ summary, config: cfg, metadataComplete: true });
+    const rt = await reconcile({ summary, config: cfg, metadataComplete: true, env: { leaseGateway: (n) => dhclientLeaseGateway(n) } });
     if (rt.failed.length) throw new UserError(`policy routing: ${rt.failed.length} change(s) failed`);
     const durationMs = since(t0);
     await recordApply({ time: new Date().toISOString(), result: 'ok', duration_ms: durationMs, refreshed: opts.refresh, interfaces: names });

@@ -38,6 +38,7 @@ import { bootFinished } from '../core/boot.js';
 import { applyNetwork } from '../core/apply.js';
 import { refreshMetadata } from '../core/refresh.js';
 import { reconcile } from '../routing/reconcile.js';
+import { dhclientLeaseGateway } from '../stack/dhclient-lease.js';
 import { ROUTING_PROTO } from '../routing/state.js';
 import { isCandidate } from '../filter.js';
 import { writeJsonAtomic } from '../util/atomic.js';
@@ -569,7 +570,7 @@ export class Daemon {
     try {
       await this.locked(() =>
         this.withBridge(ROUTING_REPAIR, async (b) => {
-          const r = await reconcile({ summary: await b.summary(), config: this.cfg, metadataComplete: false });
+          const r = await reconcile({ summary: await b.summary(), config: this.cfg, metadataComplete: false, env: { leaseGateway: (n) => dhclientLeaseGateway(n) } });
           if (r.changes.length || r.failed.length) {
             this.emit({ type: 'routing', time: now(), result: r.failed.length ? 'failed' : 'repaired', changes: r.changes.length, failed: r.failed.length });
           }
@@ -610,7 +611,7 @@ export class Daemon {
           }
           // reconcile: cached metadata, never complete enough to delete for a present NIC.
           const summary = await b.summary();
-          const r = await reconcile({ summary, config: this.cfg, metadataComplete: false });
+          const r = await reconcile({ summary, config: this.cfg, metadataComplete: false, env: { leaseGateway: (n) => dhclientLeaseGateway(n) } });
           for (const [ifname, c] of changes) rec(ifname, c.up, r.failed.length ? 'failed' : 'reconciled', r.failed.length ? `${r.failed.length} routing change(s) failed` : undefined, r.changes.length);
         }),
       );
@@ -720,7 +721,7 @@ export class Daemon {
             }
             if (failed.length) throw new Error(`the network activator failed to bring up ${failed.join(', ')}`);
           }
-          const rt = await reconcile({ summary: cur.summary, config: this.cfg, metadataComplete: true });
+          const rt = await reconcile({ summary: cur.summary, config: this.cfg, metadataComplete: true, env: { leaseGateway: (n) => dhclientLeaseGateway(n) } });
           if (rt.failed.length) throw new Error(`policy routing: ${rt.failed.length} change(s) failed`);
           this.summary = cur.summary;
           this.baseline = fingerprint(cur.summary);

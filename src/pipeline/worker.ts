@@ -28,6 +28,7 @@ import { enabledGate, waitForBoot } from './gate.js';
 import { scrubInterface, linkExists } from '../net/teardown.js';
 import { reconcile } from '../routing/reconcile.js';
 import { removeInterface } from '../routing/cleanup.js';
+import { dhclientLeaseGateway } from '../stack/dhclient-lease.js';
 import { rehomeDhcpClients } from '../net/dhcp-home.js';
 import { recordApply } from '../core/last-apply.js';
 import { openInstance } from '../core/instance-record.js';
@@ -180,7 +181,7 @@ export class Pipeline {
   async routes(summary: InstanceSummary, metadataComplete: boolean): Promise<void> {
     try {
       // reconcile() logs what it changed; only failures need saying again, louder.
-      const r = await reconcile({ summary, config: this.cfg, metadataComplete });
+      const r = await reconcile({ summary, config: this.cfg, metadataComplete, env: { leaseGateway: (n) => dhclientLeaseGateway(n) } });
       if (r.failed.length) log('warn', 'policy routing: some changes failed', { changes: r.changes.length, failed: r.failed.length });
     } catch (e) {
       log('warn', 'policy routing reconcile failed', { error: oneLine(e) });

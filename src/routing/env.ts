@@ -2,8 +2,7 @@
  * Everything the routing code touches on the host, injectable (tests use a fake `ip` and a temp
  * state file; the netns suite a namespace), with the defaults filled in in one place.
  */
-import { join } from 'node:path';
-import { readActual, type ActualState } from './actual.js';
+import { readActual, type ActualState, type LeaseGateway } from './actual.js';
 import { type IpRunner, type FileReader, systemIp, systemReadFile } from './run.js';
 import { type OwnedState, readState, defaultStatePath } from './state.js';
 
@@ -14,18 +13,20 @@ export interface RoutingEnv {
   readFile?: FileReader;
   /** Default /run/cloud-hotplug/routing-state.json. */
   statePath?: string;
-  /** Where dhclient keeps dhclient.<if>.leases (default /var/lib/dhcp under HOTPLUG_ROOT). */
-  leaseDir?: string;
+  /**
+   * The IPv4 router of an interface's DHCP lease, from the host's network stack (its DHCP client
+   * knows; routing does not). Absent: no lease is consulted, and a main-table default route
+   * through the interface is the only gateway source besides the subnet's first host.
+   */
+  leaseGateway?: LeaseGateway;
   now?: () => Date;
 }
-
-export const defaultLeaseDir = (): string => join(process.env.HOTPLUG_ROOT ?? '/', 'var/lib/dhcp');
 
 export interface ResolvedEnv {
   ip: IpRunner;
   readFile: FileReader;
   statePath: string;
-  leaseDir: string;
+  leaseGateway?: LeaseGateway;
   now: () => Date;
 }
 
@@ -34,7 +35,7 @@ export function resolveEnv(env: RoutingEnv = {}): ResolvedEnv {
     ip: env.ip ?? systemIp(),
     readFile: env.readFile ?? systemReadFile,
     statePath: env.statePath ?? defaultStatePath(),
-    leaseDir: env.leaseDir ?? defaultLeaseDir(),
+    leaseGateway: env.leaseGateway,
     now: env.now ?? (() => new Date()),
   };
 }

@@ -51,7 +51,7 @@ export async function snapshot(input: Omit<ReconcileInput, 'dryRun'>): Promise<S
   const { actual, owned } = await readCurrent(env);
   const metaMacs = new Set(Object.keys(input.summary.nics ?? {}).map((m) => m.toLowerCase()));
   const ifnames = actual.links.filter((l) => metaMacs.has(l.mac)).map((l) => l.ifname);
-  const { gateways, gateways6 } = await readGateways(ifnames, actual, env.readFile, env.leaseDir);
+  const { gateways, gateways6 } = await readGateways(ifnames, actual, env.leaseGateway);
   const desired = desiredState({
     nics: input.summary.nics ?? {},
     primaryMac: input.summary.primary_mac,
