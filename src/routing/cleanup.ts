@@ -28,8 +28,9 @@ interface DeleteSelection {
 }
 
 /**
- * Deletes for the rules and routes that are ours (protocol 199 and nothing but from/lookup, or a
- * plain route through a device) and that `sel` picks: rules first, then routes, in `ip`'s order.
+ * Deletes for the rules and routes that are ours (protocol 199: a rule with nothing but
+ * from/lookup/priority, a plain route through a device) and that `sel` picks, in the order `ip`
+ * listed them (runDeletes sorts).
  */
 function ownedDeletes(actual: ActualState, sel: DeleteSelection): Change[] {
   const changes: Change[] = [];
