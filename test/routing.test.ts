@@ -5,12 +5,17 @@ import { join } from 'node:path';
 import type { NicMeta } from '../bridge/index.js';
 import { parseIp, parsePrefix, formatIPv6, notUnicast } from '../src/routing/addr.js';
 import { desiredState, allRules, allRoutes, allAddresses, type DesiredInput, type LinkInfo } from '../src/routing/desired.js';
-import { parseRules, parseRoutes, parseAddresses, parseLinks, leaseRouter, mainDefaultVia, type ActualState } from '../src/routing/actual.js';
-import { plan, planDetailed, changeArgv, applyPlan, reconcile, removeInterface, nextState, type Change } from '../src/routing/reconcile.js';
+import { parseRules, parseRoutes, parseAddresses, parseLinks, mainDefaultVia, readGateways, type ActualState } from '../src/routing/actual.js';
+import { plan, planDetailed } from '../src/routing/plan.js';
+import { changeArgv, type Change } from '../src/routing/change.js';
+import { applyPlan } from '../src/routing/apply.js';
+import { nextState } from '../src/routing/next-state.js';
+import { reconcile, snapshot } from '../src/routing/reconcile.js';
+import { removeInterface, flushOwned } from '../src/routing/cleanup.js';
+import { leaseRouter, dhclientLeaseGateway, defaultLeaseDir } from '../src/stack/dhclient-lease.js';
 import { emptyState, validateState, ROUTING_PROTO, type OwnedState } from '../src/routing/state.js';
 import { compareRows } from '../src/routing/report.js';
 import type { IpRunner } from '../src/routing/run.js';
-import { snapshot } from '../src/routing/reconcile.js';
 import { routesView, previewRoutes } from '../src/commands/routes.js';
 import { defaultConfig } from '../src/config.js';
 import { setQuiet } from '../src/util/log.js';
@@ -315,11 +320,71 @@ describe('routing/actual parsing (captured ip -N -json output)', () => {
     expect(parseRoutes([null, 1, { dst: 'bogus' }, { dst: '10.0.0.0/8', gateway: 'x' }], 4)).to.deep.equal([]);
     expect(parseAddresses([{ ifname: 'x', addr_info: [{ family: 'inet', local: '1.2.3', prefixlen: 8 }] }])).to.deep.equal([]);
   });
+  it('gateways: the lease first, then a main-table default route through the interface; IPv6 from main', async () => {
+    const actual: ActualState = {
+      ...dhcpActual(),
+      routes: [
+        ...dhcpActual().routes,
+        { family: 4, table: 254, dst: 'default', gateway: '10.0.1.9', dev: 'eth1', protocol: 16, plain: true },
+        { family: 4, table: 254, dst: 'default', gateway: '10.0.2.9', dev: 'eth2', protocol: 16, plain: true },
+        { family: 6, table: 254, dst: 'default', gateway: 'fe80::1', dev: 'eth1', protocol: 9, plain: true },
+        { family: 4, table: 254, dst: 'default', gateway: '10.0.3.9', dev: 'bad/x', protocol: 16, plain: true },
+      ],
+    };
+    const asked: string[] = [];
+    const lease = async (n: string) => {
+      asked.push(n);
+      if (n === 'eth2') throw new Error('unreadable');
+      return n === 'eth1' ? '10.0.1.1' : undefined;
+    };
+    expect(await readGateways(['eth1', 'eth2', 'eth0', 'bad/x'], actual, lease)).to.deep.equal({
+      gateways: { eth1: '10.0.1.1', eth2: '10.0.2.9', eth0: '10.0.0.1' },
+      gateways6: { eth1: 'fe80::1' },
+    });
+    // A name outside [A-Za-z0-9_.:@-]{1,15} gets nothing and is never asked about (as when routing read leases itself).
+    expect(asked).to.deep.equal(['eth1', 'eth2', 'eth0']);
+    // No lease source: the main table alone.
+    expect(await readGateways(['eth1', 'eth2'], actual)).to.deep.equal({ gateways: { eth1: '10.0.1.9', eth2: '10.0.2.9' }, gateways6: { eth1: 'fe80::1' } });
+  });
+});
+
+describe('stack/dhclient-lease', () => {
+  const reader = (files: Record<string, string>, asked: string[]) => async (p: string) => {
+    asked.push(p);
+    if (p.includes('eth3')) throw new Error('EACCES');
+    return files[p] ?? null;
+  };
   it('dhclient lease: the last lease’s router', () => {
     const text = 'lease {\n  interface "eth1";\n  option routers 10.0.1.254;\n}\nlease {\n  interface "eth1";\n  fixed-address 10.0.1.10;\n  option routers 10.0.1.1, 10.0.1.2;\n  renew 4 2024/01/01 00:00:00;\n}\n';
     expect(leaseRouter(text)).to.equal('10.0.1.1');
     expect(leaseRouter('lease {\n option routers 10.0.1.01;\n}\n')).to.equal(undefined);
     expect(leaseRouter(null)).to.equal(undefined);
+  });
+  it('reads <leaseDir>/dhclient.<if>.leases; nothing for a missing or unreadable file', async () => {
+    const asked: string[] = [];
+    const readFile = reader({ '/l/dhclient.eth1.leases': 'lease {\n  option routers 10.0.1.1;\n}\n' }, asked);
+    expect(await dhclientLeaseGateway('eth1', { leaseDir: '/l', readFile })).to.equal('10.0.1.1');
+    expect(await dhclientLeaseGateway('eth2', { leaseDir: '/l', readFile })).to.equal(undefined);
+    expect(await dhclientLeaseGateway('eth3', { leaseDir: '/l', readFile })).to.equal(undefined);
+    expect(asked).to.deep.equal(['/l/dhclient.eth1.leases', '/l/dhclient.eth2.leases', '/l/dhclient.eth3.leases']);
+  });
+  it('never reads a path built from a name unfit for one', async () => {
+    const asked: string[] = [];
+    for (const n of ['', '.', '..', 'a/b', '../x', 'eth0 x', 'abcdefghijklmnop']) expect(await dhclientLeaseGateway(n, { leaseDir: '/l', readFile: reader({}, asked) })).to.equal(undefined);
+    expect(asked).to.deep.equal([]);
+  });
+  it('default directory: /var/lib/dhcp under HOTPLUG_ROOT, read when called', async () => {
+    const prev = process.env.HOTPLUG_ROOT;
+    process.env.HOTPLUG_ROOT = '/tmp/chr-root';
+    try {
+      const asked: string[] = [];
+      expect(defaultLeaseDir()).to.equal('/tmp/chr-root/var/lib/dhcp');
+      await dhclientLeaseGateway('eth1', { readFile: reader({}, asked) });
+      expect(asked).to.deep.equal(['/tmp/chr-root/var/lib/dhcp/dhclient.eth1.leases']);
+    } finally {
+      if (prev === undefined) delete process.env.HOTPLUG_ROOT;
+      else process.env.HOTPLUG_ROOT = prev;
+    }
   });
 });
 
@@ -626,7 +691,7 @@ describe('routing/reconcile() with an injected ip runner', () => {
   let sys: FakeSys;
   const summary = () => ({ nics: baseNics(), primary_mac: MAC0 });
   const config = { enabled: true, table_base: 10000, primary: null };
-  const env = () => ({ ip: fakeIp(sys), statePath: join(dir, 'routing-state.json'), leaseDir: dir });
+  const env = () => ({ ip: fakeIp(sys), statePath: join(dir, 'routing-state.json'), leaseGateway: (n: string) => dhclientLeaseGateway(n, { leaseDir: dir }) });
 
   before(() => setQuiet(true));
   after(() => setQuiet(false));
@@ -677,6 +742,61 @@ describe('routing/reconcile() with an injected ip runner', () => {
     expect(sys.rules.filter((x) => x.table === 10001).length).to.equal(4);
     const st = JSON.parse(await readFile(join(dir, 'routing-state.json'), 'utf8'));
     expect(Object.keys(st.nics)).to.deep.equal([MAC1]);
+  });
+
+  it('without a lease source: a main-table default route through the NIC, else the subnet’s first host', async () => {
+    sys.routes.push({ family: 4, table: 254, dst: 'default', gateway: '10.0.1.9', dev: 'eth1', protocol: 16 });
+    const r = await reconcile({ summary: summary(), config, metadataComplete: true, env: { ...env(), leaseGateway: undefined } });
+    expect(r.failed).to.deep.equal([]);
+    expect(sys.routes.find((x) => x.table === 10001 && x.dst === 'default')?.gateway).to.equal('10.0.1.9');
+    expect(sys.routes.find((x) => x.table === 10002 && x.dst === 'default')?.gateway).to.equal('10.0.2.1');
+  });
+
+  it('removeInterface with a table number reused by another present NIC: only the removed NIC’s recorded sources and device go', async () => {
+    await reconcile({ summary: summary(), config, metadataComplete: true, env: env() });
+    const MAC3 = '02:00:00:00:00:13';
+    sys.links.push({ ifname: 'eth3', mac: MAC3, up: true });
+    sys.rules.push({ family: 4, priority: 10002, from: '10.0.3.10/32', table: 10002, protocol: ROUTING_PROTO });
+    sys.routes.push({ family: 4, table: 10002, dst: '10.0.3.0/24', dev: 'eth3', protocol: ROUTING_PROTO });
+    const path = join(dir, 'routing-state.json');
+    const st = JSON.parse(await readFile(path, 'utf8'));
+    st.nics[MAC3] = { ifname: 'eth3', table: 10002, rules: ['4 10.0.3.10/32'], addresses: [], updated: st.nics[MAC2].updated };
+    await writeFile(path, JSON.stringify(st));
+    const n = sys.log.length;
+    const dry = await removeInterface('eth2', { env: env(), dryRun: true });
+    expect(sys.log.length).to.equal(n);
+    expect(dry.changes.filter((c) => c.kind === 'rule').map((c) => c.kind === 'rule' && c.rule.from)).to.deep.equal(['10.0.2.10/32', '10.0.2.11/32', '10.0.2.12/32']);
+    expect(dry.changes.every((c) => c.mac === MAC2 && c.reason === 'interface removed')).to.equal(true);
+    const r = await removeInterface('eth2', { env: env() });
+    expect(r.failed).to.deep.equal([]);
+    expect(r.changes).to.deep.equal(dry.changes);
+    expect(sys.rules.filter((x) => x.table === 10002)).to.deep.equal([{ family: 4, priority: 10002, from: '10.0.3.10/32', table: 10002, protocol: ROUTING_PROTO }]);
+    expect(sys.routes.filter((x) => x.table === 10002)).to.deep.equal([{ family: 4, table: 10002, dst: '10.0.3.0/24', dev: 'eth3', protocol: ROUTING_PROTO }]);
+    expect(Object.keys(JSON.parse(await readFile(path, 'utf8')).nics).sort()).to.deep.equal([MAC1, MAC3]);
+  });
+
+  it('flushOwned removes every rule and route of ours (attributed by table), rules first; addresses and foreign rules stay', async () => {
+    await reconcile({ summary: summary(), config, metadataComplete: true, env: env() });
+    const addrs = JSON.stringify(sys.addrs);
+    const ours = { rules: sys.rules.filter((x) => x.protocol === ROUTING_PROTO).length, routes: sys.routes.filter((x) => x.protocol === ROUTING_PROTO).length };
+    const n = sys.log.length;
+    const dry = await flushOwned({ env: env(), dryRun: true });
+    expect(sys.log.length).to.equal(n);
+    const kinds = dry.changes.map((c) => c.kind);
+    expect({ rules: kinds.filter((k) => k === 'rule').length, routes: kinds.filter((k) => k === 'route').length }).to.deep.equal(ours);
+    expect(kinds.lastIndexOf('rule')).to.be.lessThan(kinds.indexOf('route'));
+    expect(dry.changes.every((c) => c.op === 'del' && c.reason === 'policy routing removed')).to.equal(true);
+    expect(dry.changes.map((c) => (c.kind === 'rule' ? [c.rule.table, c.mac] : c.kind === 'route' ? [c.route.table, c.mac] : []))).to.deep.include.members([
+      [10001, MAC1],
+      [10002, MAC2],
+    ]);
+    const r = await flushOwned({ env: env() });
+    expect(r.failed).to.deep.equal([]);
+    expect(r.changes).to.deep.equal(dry.changes);
+    expect(sys.rules).to.deep.equal([{ family: 4, priority: 500, from: '10.0.2.11/32', table: 100, protocol: 0 }]);
+    expect(sys.routes).to.deep.equal([{ family: 4, table: 254, dst: 'default', gateway: '10.0.0.1', dev: 'eth0', protocol: 16 }]);
+    expect(JSON.stringify(sys.addrs)).to.equal(addrs);
+    expect(JSON.parse(await readFile(join(dir, 'routing-state.json'), 'utf8')).nics).to.deep.equal({});
   });
 
   it('routes view and the apply --dry-run preview', async () => {

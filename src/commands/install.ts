@@ -8,7 +8,8 @@ import { action } from './common.js';
 import { requireRoot } from '../core/session.js';
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { UserError, oneLine } from '../util/errors.js';
-import { describeChange, flushOwned } from '../routing/reconcile.js';
+import { describeChange } from '../routing/change.js';
+import { flushOwned } from '../routing/cleanup.js';
 import { acquireLock } from '../lock.js';
 import { systemdRunning, usesSystemd } from '../init/index.js';
 import {

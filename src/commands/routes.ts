@@ -6,7 +6,9 @@ import type { Command } from 'commander';
 import { action, printJson } from './common.js';
 import { withSession } from '../core/session.js';
 import { loadConfig } from '../config.js';
-import { snapshot, describeChange, type Snapshot } from '../routing/reconcile.js';
+import { snapshot, type Snapshot } from '../routing/reconcile.js';
+import { describeChange } from '../routing/change.js';
+import { chooseStack } from '../stack/index.js';
 export { previewRoutes, type RoutesPreview } from '../routing/preview.js';
 import { compareRows, type Row } from '../routing/report.js';
 import { ROUTING_PROTO } from '../routing/state.js';
@@ -74,8 +76,8 @@ export function register(program: Command): void {
     .action(
       action(async (opts: { json?: boolean }) => {
         const config = await loadConfig();
-        const summary = await withSession(async ({ summary }) => summary);
-        const s = await snapshot({ summary, config, metadataComplete: true });
+        const { summary, stack } = await withSession(async ({ summary, stack }) => ({ summary, stack: chooseStack(stack) }));
+        const s = await snapshot({ summary, config, metadataComplete: true, env: { leaseGateway: (n) => stack.leaseGateway(n) } });
         const v = routesView(s, config.routing.enabled);
         if (opts.json) printJson(v.json);
         else process.stdout.write(v.text);

@@ -3,7 +3,7 @@
  * otherwise never exit: pythonia keeps the process alive), and the apply lock they share with the
  * worker and the daemon.
  */
-import { startBridge, type Bridge, type InstanceSummary } from '../../bridge/index.js';
+import { startBridge, type Bridge, type InstanceSummary, type NetworkStackInfo } from '../../bridge/index.js';
 import { UserError } from '../util/errors.js';
 import { log } from '../util/log.js';
 import { withApplyLock } from '../lock.js';
@@ -18,13 +18,15 @@ export function requireRoot(what: string): void {
 export interface Session {
   bridge: Bridge;
   summary: InstanceSummary;
+  /** The renderer and activator cloud-init reported (what chooses our NetworkStack). */
+  stack: NetworkStackInfo;
 }
 
 export async function withSession<T>(fn: (s: Session) => Promise<T>): Promise<T> {
   const bridge = await startBridge({ log });
   try {
-    const { summary } = await openInstance(bridge);
-    return await fn({ bridge, summary });
+    const { summary, stack } = await openInstance(bridge);
+    return await fn({ bridge, summary, stack });
   } finally {
     await bridge.close();
   }

@@ -42,7 +42,7 @@ export async function applyAll(deps: PipelineDeps, b: Bridge, opts: ApplyOptions
   if (opts.dryRun) {
     const { view, summary } = await load(b, opts.refresh);
     const p = await b.preview(view.network_config);
-    const routes = await previewRoutes(summary, cfg);
+    const routes = await previewRoutes(summary, cfg, { leaseGateway: (n) => deps.stack.leaseGateway(n) });
     return { view, refreshed: opts.refresh, durationMs: since(t0), files: p.files, routeLines: routes.lines };
   }
   const ctx = newContext(deps, { works: true });

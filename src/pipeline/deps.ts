@@ -11,7 +11,8 @@ import type { NetworkStack } from '../stack/network-stack.js';
 import { chooseStack, type StackReport } from '../stack/index.js';
 import { initSystem, type InitSystem } from '../init/index.js';
 import { fileRecorder, type Recorder, type EventRecord } from '../record/index.js';
-import { reconcile, removeInterface } from '../routing/reconcile.js';
+import { reconcile } from '../routing/reconcile.js';
+import { removeInterface } from '../routing/cleanup.js';
 import { linkExists, presentLinks } from '../util/sysfs.js';
 import { bootFinished } from '../core/boot.js';
 
@@ -62,10 +63,10 @@ export interface PipelineDeps {
 export const fileQueue: EventQueue = { take: () => take(), list: () => list(), ack: (ids) => ack(ids), pending: () => pendingCount() };
 
 /** Routing through src/routing with the stack's DHCP lease gateways. */
-export function systemRouting(config: () => Config, _stack: () => NetworkStack): RoutingStage {
+export function systemRouting(config: () => Config, stack: () => NetworkStack): RoutingStage {
   return {
     reconcile: async (summary, metadataComplete) => {
-      const r = await reconcile({ summary, config: config(), metadataComplete });
+      const r = await reconcile({ summary, config: config(), metadataComplete, env: { leaseGateway: (n) => stack().leaseGateway(n) } });
       return { changes: r.changes.length, failed: r.failed.length };
     },
     removeInterface: async (ifname) => {

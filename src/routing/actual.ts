@@ -5,7 +5,7 @@
  */
 import { type Family, parseIp, parsePrefix, bits } from './addr.js';
 import type { LinkInfo } from './desired.js';
-import { type IpRunner, type FileReader, ipJson, IpError } from './run.js';
+import { type IpRunner, ipJson, IpError } from './run.js';
 import { oneLine } from '../util/errors.js';
 
 export interface ActualRule {
@@ -166,15 +166,6 @@ export async function readActual(ip: IpRunner): Promise<ActualState> {
   };
 }
 
-/** Router of the last lease in a dhclient leases file (`option routers A[, B];`). */
-export function leaseRouter(text: string | null): string | undefined {
-  if (!text) return undefined;
-  const all = [...text.matchAll(/^\s*option\s+routers\s+([^;]+);/gm)];
-  const last = all.at(-1)?.[1];
-  if (!last) return undefined;
-  return parseIp(last.split(',')[0]!.trim(), 4)?.text;
-}
-
 /** The gateway of a main-table default route through `ifname` (what dhclient or RA installed). */
 export function mainDefaultVia(routes: ActualRoute[], family: Family, ifname: string): string | undefined {
   const r = routes
@@ -183,27 +174,29 @@ export function mainDefaultVia(routes: ActualRoute[], family: Family, ifname: st
   return r?.gateway;
 }
 
+/** The IPv4 router of an interface's DHCP lease, as the host's network stack knows it. */
+export type LeaseGateway = (ifname: string) => Promise<string | undefined>;
+
+// Interfaces with names outside this set get no gateway at all (as before the lease lookup
+// moved to the network stack), so the plan for such a NIC does not depend on who reads leases.
+const IFNAME_RE = /^[A-Za-z0-9_.:@-]{1,15}$/;
+
 /**
- * Per-interface gateways: IPv4 from the dhclient lease (then a main-table default route
- * through the interface), IPv6 from the RA default route in main.
+ * Per-interface gateways: IPv4 from the DHCP lease (then a main-table default route
+ * through the interface), IPv6 from the RA default route in main. Without `leaseGateway`
+ * only the main table is consulted; a lease that cannot be read counts as none.
  */
 export async function readGateways(
   ifnames: string[],
   actual: ActualState,
-  readFile: FileReader,
-  leaseDir: string,
+  leaseGateway?: LeaseGateway,
 ): Promise<{ gateways: Record<string, string | undefined>; gateways6: Record<string, string | undefined> }> {
   const gateways: Record<string, string | undefined> = {};
   const gateways6: Record<string, string | undefined> = {};
   for (const ifname of ifnames) {
-    if (!/^[A-Za-z0-9_.:@-]{1,15}$/.test(ifname) || ifname === '.' || ifname === '..') continue;
-    let lease: string | null = null;
-    try {
-      lease = await readFile(`${leaseDir}/dhclient.${ifname}.leases`);
-    } catch {
-      lease = null;
-    }
-    const gw = leaseRouter(lease) ?? mainDefaultVia(actual.routes, 4, ifname);
+    if (!IFNAME_RE.test(ifname) || ifname === '.' || ifname === '..') continue;
+    const lease = leaseGateway ? await leaseGateway(ifname).catch(() => undefined) : undefined;
+    const gw = lease ?? mainDefaultVia(actual.routes, 4, ifname);
     if (gw) gateways[ifname] = gw;
     const gw6 = mainDefaultVia(actual.routes, 6, ifname);
     if (gw6) gateways6[ifname] = gw6;

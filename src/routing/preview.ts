@@ -1,7 +1,9 @@
 /** What a reconcile would do now, changing nothing (for `apply --dry-run`). */
 import type { Config } from '../config.js';
 import type { InstanceSummary } from '../../bridge/index.js';
-import { snapshot, describeChange, type Change, type RoutingEnv } from './reconcile.js';
+import { snapshot } from './reconcile.js';
+import { describeChange, type Change } from './change.js';
+import type { RoutingEnv } from './env.js';
 
 export interface RoutesPreview {
   enabled: boolean;

@@ -1,6 +1,6 @@
 /** Desired versus actual, row by row, for `hotplug routes` (pure). */
 import type { Snapshot } from './reconcile.js';
-import { ruleText, routeText, addressText, type Change } from './reconcile.js';
+import { ruleText, routeText, addressText, type Change } from './change.js';
 import { ROUTING_PROTO } from './state.js';
 import { addressPlans } from './desired.js';
 import { parseIp, parsePrefix, contains } from './addr.js';

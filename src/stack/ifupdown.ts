@@ -7,13 +7,11 @@ import { existsSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { leaseRouter } from '../routing/actual.js';
+import { dhclientLeaseGateway } from './dhclient-lease.js';
 import { linkExists } from '../util/sysfs.js';
 import { log } from '../util/log.js';
 import type { DhcpClient, NetworkStack } from './network-stack.js';
 import { dhcpClientsOf, stopDhcpClients } from './dhcp-clients.js';
-
-const IFNAME_SAFE = /^[A-Za-z0-9_.:@-]{1,15}$/;
 
 export class IfupdownStack implements NetworkStack {
   readonly name: string = 'ifupdown';
@@ -63,10 +61,8 @@ export class IfupdownStack implements NetworkStack {
     return { killed, files };
   }
 
-  async leaseGateway(ifname: string): Promise<string | undefined> {
-    if (!IFNAME_SAFE.test(ifname) || ifname === '.' || ifname === '..') return undefined;
-    const lease = await readFile(join(this.root, 'var/lib/dhcp', `dhclient.${ifname}.leases`), 'utf8').catch(() => null);
-    return leaseRouter(lease);
+  leaseGateway(ifname: string): Promise<string | undefined> {
+    return dhclientLeaseGateway(ifname, { leaseDir: join(this.root, 'var/lib/dhcp') });
   }
 
   dhcpClients(ifnames: readonly string[]): Promise<DhcpClient[]> {

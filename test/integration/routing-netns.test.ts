@@ -16,7 +16,10 @@ import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { NicMeta } from '../../bridge/index.js';
-import { reconcile, removeInterface, flushOwned, type RoutingEnv } from '../../src/routing/reconcile.js';
+import { reconcile } from '../../src/routing/reconcile.js';
+import { removeInterface, flushOwned } from '../../src/routing/cleanup.js';
+import type { RoutingEnv } from '../../src/routing/env.js';
+import { dhclientLeaseGateway } from '../../src/stack/dhclient-lease.js';
 import { systemIp } from '../../src/routing/run.js';
 import { setQuiet } from '../../src/util/log.js';
 
@@ -150,7 +153,7 @@ describe('routing against real namespaces (chr-*-host / chr-*-rtr)', function ()
     );
     // eth1 has a dhclient lease naming its router; eth2 has none (the subnet's first host is used).
     await writeFile(join(dir, 'dhclient.eth1.leases'), 'lease {\n  interface "eth1";\n  fixed-address 10.0.1.10;\n  option routers 10.0.1.1;\n}\n');
-    env = { ip: systemIp({ netns: HOST }), statePath: join(dir, 'routing-state.json'), leaseDir: dir };
+    env = { ip: systemIp({ netns: HOST }), statePath: join(dir, 'routing-state.json'), leaseGateway: (n) => dhclientLeaseGateway(n, { leaseDir: dir }) };
     // A user's own policy, which must survive everything below.
     await ipH('rule', 'add', 'from', '10.0.1.11', 'lookup', '100', 'priority', '500');
     await ipH('route', 'add', '192.168.99.0/24', 'via', '10.0.1.1', 'dev', 'eth1', 'table', '100');

@@ -1,0 +1,122 @@
+/**
+ * Removal without metadata: one NIC's rules, routes and recorded addresses at hot-unplug
+ * (removeInterface), or all the rules and routes we own at uninstall or when routing is
+ * disabled (flushOwned). Only protocol-199 rules and routes and recorded addresses are touched.
+ */
+import type { ActualState, ActualRule, ActualRoute } from './actual.js';
+import { ROUTING_PROTO, writeState, ruleKey } from './state.js';
+import { type Change, sortChanges } from './change.js';
+import { applyPlan, type ApplyResult } from './apply.js';
+import { type RoutingEnv, type ResolvedEnv, resolveEnv, readCurrent } from './env.js';
+import { log } from '../util/log.js';
+
+export interface CleanupResult {
+  changes: Change[];
+  applied: ApplyResult[];
+  failed: ApplyResult[];
+}
+
+type Owner = { mac: string | null; ifname: string | null };
+
+/** Which of our rules and routes to delete, whose they are, and why. */
+interface DeleteSelection {
+  rule(r: ActualRule): boolean;
+  route(r: ActualRoute): boolean;
+  ruleOwner(r: ActualRule): Owner;
+  routeOwner(r: ActualRoute): Owner;
+  reason: string;
+}
+
+/**
+ * Deletes for the rules and routes that are ours (protocol 199: a rule with nothing but
+ * from/lookup/priority, a plain route through a device) and that `sel` picks, in the order `ip`
+ * listed them (runDeletes sorts).
+ */
+function ownedDeletes(actual: ActualState, sel: DeleteSelection): Change[] {
+  const changes: Change[] = [];
+  for (const r of actual.rules) {
+    if (r.protocol !== ROUTING_PROTO || r.extra || r.table === null || !sel.rule(r)) continue;
+    changes.push({ kind: 'rule', op: 'del', rule: { family: r.family, from: r.from, table: r.table, priority: r.priority }, ...sel.ruleOwner(r), reason: sel.reason });
+  }
+  for (const r of actual.routes) {
+    if (r.protocol !== ROUTING_PROTO || !r.plain || !r.dev || !sel.route(r)) continue;
+    changes.push({ kind: 'route', op: 'del', route: { family: r.family, table: r.table, dst: r.dst, gateway: r.gateway, dev: r.dev }, ...sel.routeOwner(r), reason: sel.reason });
+  }
+  return changes;
+}
+
+/** Sorts and (unless dryRun) runs the deletes. */
+async function runDeletes(changes: Change[], env: ResolvedEnv, dryRun: boolean | undefined): Promise<CleanupResult> {
+  const sorted = sortChanges(changes);
+  if (dryRun) return { changes: sorted, applied: [], failed: [] };
+  const results = await applyPlan(sorted, env.ip);
+  return { changes: sorted, applied: results.filter((r) => r.status !== 'failed'), failed: results.filter((r) => r.status === 'failed') };
+}
+
+/**
+ * Removes everything we own for one NIC (by interface name as recorded, or MAC): its rules
+ * (by recorded sources in its table), its table's routes through it, its recorded addresses.
+ * For hot-unplug, after the device is gone (routes and addresses usually went with it).
+ */
+export async function removeInterface(ifnameOrMac: string, opts: { env?: RoutingEnv; dryRun?: boolean } = {}): Promise<CleanupResult> {
+  const env = resolveEnv(opts.env);
+  const { actual, owned } = await readCurrent(env);
+  const key = ifnameOrMac.toLowerCase();
+  const entries = Object.entries(owned.nics).filter(([mac, n]) => mac === key || n.ifname === ifnameOrMac);
+  const changes: Change[] = [];
+  for (const [mac, n] of entries) {
+    const link = actual.links.find((l) => l.mac === mac && !l.stacked) ?? actual.links.find((l) => l.mac === mac);
+    const dev = link?.ifname ?? null;
+    // Another present NIC recorded with the same table (number reused): only our recorded sources go.
+    const shared = Object.entries(owned.nics).some(([m, o]) => m !== mac && o.table === n.table && actual.links.some((l) => l.mac === m));
+    // Routes through the device (gone with it, usually). If its old name now belongs to another
+    // device, routes through that name are the other device's.
+    const routeDev = dev ?? (actual.links.some((l) => l.ifname === n.ifname) ? null : n.ifname);
+    changes.push(
+      ...ownedDeletes(actual, {
+        rule: (r) => r.table === n.table && r.from !== 'all' && (!shared || n.rules.includes(ruleKey(r.family, r.from))),
+        route: (r) => r.table === n.table && routeDev !== null && r.dev === routeDev,
+        ruleOwner: () => ({ mac, ifname: n.ifname }),
+        routeOwner: (r) => ({ mac, ifname: r.dev ?? null }),
+        reason: 'interface removed',
+      }),
+    );
+    if (dev) {
+      for (const a of n.addresses) {
+        if (!actual.addresses.some((x) => x.dev === dev && x.address === a.address && x.prefixlen === a.prefixlen)) continue;
+        changes.push({ kind: 'address', op: 'del', address: { ...a, dev }, mac, ifname: dev, reason: 'interface removed' });
+      }
+    }
+  }
+  const r = await runDeletes(changes, env, opts.dryRun);
+  if (opts.dryRun) return r;
+  if (entries.length) {
+    const nics = { ...owned.nics };
+    // Keep an entry only if something of it could not be removed.
+    for (const [mac] of entries) if (!r.failed.some((f) => f.change.mac === mac)) delete nics[mac];
+    await writeState({ ...owned, nics }, env.statePath);
+  }
+  return r;
+}
+
+/**
+ * Removes all the policy routing we own: every rule and route marked with our protocol, and the
+ * state file. Addresses stay: they are the instance's own (metadata assigned them and cloud-init's
+ * rendered config carries them), and taking them away would cut live traffic. For `hotplug
+ * uninstall` and for routing.enabled turning false.
+ */
+export async function flushOwned(opts: { env?: RoutingEnv; dryRun?: boolean } = {}): Promise<CleanupResult> {
+  const env = resolveEnv(opts.env);
+  const { actual, owned } = await readCurrent(env);
+  const who = (table: number | null): Owner => {
+    const e = Object.entries(owned.nics).find(([, n]) => n.table === table);
+    return { mac: e?.[0] ?? null, ifname: e?.[1].ifname ?? null };
+  };
+  const changes = ownedDeletes(actual, { rule: () => true, route: () => true, ruleOwner: (r) => who(r.table), routeOwner: (r) => who(r.table), reason: 'policy routing removed' });
+  const r = await runDeletes(changes, env, opts.dryRun);
+  if (opts.dryRun) return r;
+  // The state goes only when everything it describes went: a failure keeps it for the next try.
+  if (!r.failed.length && Object.keys(owned.nics).length) await writeState({ ...owned, nics: {} }, env.statePath);
+  if (r.changes.length) log('info', 'policy routing removed', { changes: r.changes.length, failed: r.failed.length });
+  return r;
+}
