@@ -23,10 +23,8 @@
  *  - The Python bridge stays warm; its death or a stuck call restarts it and the job is re-run.
  */
 import { mkdir, unlink } from 'node:fs/promises';
-import { existsSync, mkdirSync, openSync, closeSync, watch, type FSWatcher } from 'node:fs';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { dirname, join } from 'node:path';
+import { existsSync, watch, type FSWatcher } from 'node:fs';
+import { join } from 'node:path';
 import type { Bridge } from '../../bridge/index.js';
 import { loadConfig, type Config } from '../config.js';
 import { paths } from '../paths.js';
@@ -37,9 +35,7 @@ import type { EventRecord } from '../record/index.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import { defaultDeps, type PipelineDeps } from '../pipeline/deps.js';
 import { linksChanged, repairRouting, type LinkResult } from '../pipeline/changes.js';
-import { applyAll } from '../pipeline/apply-all.js';
 import { describePolicy } from '../pipeline/policies.js';
-import { refreshMetadata } from '../core/refresh.js';
 import { Bridges } from '../core/bridges.js';
 import { ROUTING_PROTO } from '../routing/state.js';
 import { writeJsonAtomic } from '../util/atomic.js';
@@ -48,7 +44,7 @@ import { Backoff } from '../util/backoff.js';
 import { log, since } from '../util/log.js';
 import { oneLine, UserError } from '../util/errors.js';
 import { SocketServer, type Reply } from './server.js';
-import type { Request } from './protocol.js';
+import { handleRequest, startWorker } from './requests.js';
 import { advertFile, readAdvert } from './kick.js';
 import { LinkMonitor } from './monitor.js';
 import { JobQueue, type JobKind } from './jobs.js';
@@ -63,7 +59,6 @@ const SWEEP_MS = 15_000;
 
 /** Held by the running daemon; the udev program starts no worker while it is held. */
 export const daemonLockFile = (): string => join(paths.runDir, 'daemon.lock');
-const CLI_JS = fileURLToPath(new URL('../cli.js', import.meta.url));
 
 export interface DaemonOptions {
   configPath?: string;
@@ -217,27 +212,13 @@ export class Daemon {
     if (this.daemonLock) {
       const lock = this.daemonLock;
       this.daemonLock = null;
-      await releaseThenRecheck(lock, (left) => this.startWorker(left));
+      await releaseThenRecheck(lock, (left) => startWorker(left));
     }
     log('info', 'daemon stopped');
   }
 
-  /** A one-shot worker for what is still queued when the daemon leaves. */
-  private startWorker(queued: number): void {
-    try {
-      mkdirSync(dirname(paths.logFile), { recursive: true });
-      const fd = openSync(paths.logFile, 'a', 0o640);
-      const child = spawn(process.execPath, [CLI_JS, 'worker'], { detached: true, stdio: ['ignore', fd, fd] });
-      closeSync(fd);
-      child.unref();
-      log('info', 'events still queued; started a worker for them', { queued, worker_pid: child.pid });
-    } catch (e) {
-      log('warn', 'events stay queued for the next worker or daemon', { queued, error: oneLine(e) });
-    }
-  }
-
   private newServer(path: string): SocketServer {
-    return new SocketServer(path, { handle: (r) => this.handle(r), subscribe: (send) => this.subscribe(send) });
+    return new SocketServer(path, { handle: (r) => handleRequest(this, r), subscribe: (send) => this.subscribe(send) });
   }
 
   private advertise(): Promise<void> {
@@ -285,12 +266,12 @@ export class Daemon {
 
   // ------------------------------------------------------------------------------ jobs
 
-  private scheduleDrain(what = 'drain queue'): void {
+  scheduleDrain(what = 'drain queue'): void {
     this.jobs.schedule('drain', what, () => this.drain());
   }
 
   /** Run `fn` under the apply lock, then release and look at the queue (see the invariants above). */
-  private async locked<T>(fn: () => Promise<T>): Promise<T> {
+  async locked<T>(fn: () => Promise<T>): Promise<T> {
     const lock = await acquireLock({ timeoutMs: LOCK_WAIT_MS });
     try {
       return await fn();
@@ -306,11 +287,11 @@ export class Daemon {
   }
 
   /** `fn` with the warm bridge; a dead or stuck bridge is restarted and `fn` run once more. */
-  private withBridge<T>(what: string, fn: (b: Bridge) => Promise<T>): Promise<T> {
+  withBridge<T>(what: string, fn: (b: Bridge) => Promise<T>): Promise<T> {
     return this.bridges.withBridge(what, fn, { onRestart: (i) => this.bridgeRestarted(i.kind, i.reason, what, i.attempt) });
   }
 
-  private async acceptSummary(b: Bridge): Promise<void> {
+  async acceptSummary(b: Bridge): Promise<void> {
     this.poller.accept(await b.summary());
   }
 
@@ -388,33 +369,6 @@ export class Daemon {
     this.ring.push(rec);
     if (this.ring.length > RING) this.ring.splice(0, this.ring.length - RING);
     for (const s of this.subscribers) s(rec as unknown as Reply);
-  }
-
-  private async handle(req: Exclude<Request, { op: 'subscribe' }>): Promise<Reply> {
-    switch (req.op) {
-      case 'ping':
-        return { pid: process.pid };
-      case 'kick':
-        this.stats.kicks++;
-        this.scheduleDrain();
-        return { queued: await pendingCount() };
-      case 'status':
-        return { status: await this.status() };
-      case 'refresh': {
-        const r = await this.jobs.request('refresh (socket)', () => this.locked(() => this.withBridge('refresh', (b) => refreshMetadata(b))));
-        return { result: { duration_ms: r.durationMs, macs: r.summary.macs, datasource: r.summary.datasource, instance_id: r.summary.instance_id } };
-      }
-      case 'apply': {
-        const run = () =>
-          this.withBridge('apply', async (b) => {
-            const r = await applyAll(this.deps, b, { refresh: req.refresh, dryRun: req.dryRun });
-            if (!req.dryRun) await this.acceptSummary(b).catch(() => {});
-            return r;
-          });
-        const r = await this.jobs.request(`apply (socket${req.dryRun ? ', dry run' : ''})`, () => (req.dryRun ? run() : this.locked(run)));
-        return { result: { dry_run: req.dryRun, refreshed: r.refreshed, duration_ms: r.durationMs, network_config: r.view.network_config, files: r.files, routes: r.routeLines } };
-      }
-    }
   }
 
   status(): Promise<Record<string, unknown>> {
