@@ -33,7 +33,7 @@ import { pendingCount } from '../events/queue.js';
 import type { HotplugEvent } from '../events/event.js';
 import type { EventRecord } from '../record/index.js';
 import { Pipeline } from '../pipeline/pipeline.js';
-import { defaultDeps, type PipelineDeps } from '../pipeline/deps.js';
+import { defaultDeps, withBridge, type PipelineDeps } from '../pipeline/deps.js';
 import { linksChanged, repairRouting, type LinkResult } from '../pipeline/changes.js';
 import { describePolicy } from '../pipeline/policies.js';
 import { Bridges } from '../core/bridges.js';
@@ -288,7 +288,7 @@ export class Daemon {
 
   /** `fn` with the warm bridge; a dead or stuck bridge is restarted and `fn` run once more. */
   withBridge<T>(what: string, fn: (b: Bridge) => Promise<T>): Promise<T> {
-    return this.bridges.withBridge(what, fn, { onRestart: (i) => this.bridgeRestarted(i.kind, i.reason, what, i.attempt) });
+    return withBridge(this.deps, what, fn);
   }
 
   async acceptSummary(b: Bridge): Promise<void> {

@@ -5,7 +5,7 @@
  * device event announces, such as a secondary IP assigned to a NIC.
  */
 import type { InstanceSummary } from '../../bridge/index.js';
-import type { PipelineDeps } from '../pipeline/deps.js';
+import { withBridge, type PipelineDeps } from '../pipeline/deps.js';
 import { metadataChanged, type Exclusive, type MetadataOutcome } from '../pipeline/changes.js';
 import { describePolicy } from '../pipeline/policies.js';
 import { fingerprint, describeChange, pollDelay } from './fingerprint.js';
@@ -66,7 +66,7 @@ export class MetadataPoller {
     const t0 = performance.now();
     let r;
     try {
-      r = await deps.bridge.withBridge('metadata poll', async (b) => {
+      r = await withBridge(deps, 'metadata poll', async (b) => {
         const net = await b.refreshNetwork(2);
         return net.supported ? net : await b.refresh({ timeout: 2, maxWait: 5 });
       });

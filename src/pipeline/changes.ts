@@ -5,7 +5,7 @@
  * lock (deps.exclusive) only when it is about to change the system.
  */
 import type { InstanceSummary } from '../../bridge/index.js';
-import type { PipelineDeps } from './deps.js';
+import { withBridge, type PipelineDeps } from './deps.js';
 import { dispatch, type PolicyOutcome } from './policies.js';
 import { enabledGate } from './gate.js';
 import { newContext } from './context.js';
@@ -42,7 +42,7 @@ export async function metadataChanged(
   const policy = deps.config().events.metadata_change;
   const act = (apply: boolean) => async (): Promise<Omit<PolicyOutcome, 'handler'> & { broughtUp: string[]; summary: InstanceSummary }> =>
     exclusive(() =>
-      deps.bridge.withBridge('metadata change', async (b) => {
+      withBridge(deps, 'metadata change', async (b) => {
         // Re-read under the lock: a worker or the CLI may have changed things meanwhile.
         const net = await b.refreshNetwork(2);
         const cur = net.supported ? net : r;
@@ -94,7 +94,7 @@ export async function linksChanged(
     vars: { HOTPLUG_EVENT: 'link_down' },
     apply: () =>
       exclusive(() =>
-        deps.bridge.withBridge('link reconcile', async (b) => {
+        withBridge(deps, 'link reconcile', async (b) => {
           await applyAll(deps, b, { refresh: false, dryRun: false });
           return { ok: true };
         }),
@@ -102,7 +102,7 @@ export async function linksChanged(
     // Cached metadata, never complete enough to delete for a present NIC.
     reconcile: () =>
       exclusive(() =>
-        deps.bridge.withBridge('link reconcile', async (b) => {
+        withBridge(deps, 'link reconcile', async (b) => {
           const r = await deps.routing.reconcile(await b.summary(), false);
           return { ok: !r.failed, reason: r.failed ? `${r.failed} routing change(s) failed` : undefined, routingChanges: r.changes };
         }),
@@ -128,5 +128,5 @@ export async function linksChanged(
 
 /** Policy routing lost without a link event: reconcile from cached metadata (deletes nothing for a present NIC). */
 export async function repairRouting(deps: PipelineDeps, exclusive: Exclusive): Promise<{ changes: number; failed: number }> {
-  return exclusive(() => deps.bridge.withBridge('policy routing repair', async (b) => deps.routing.reconcile(await b.summary(), false)));
+  return exclusive(() => withBridge(deps, 'policy routing repair', async (b) => deps.routing.reconcile(await b.summary(), false)));
 }

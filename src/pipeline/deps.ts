@@ -60,6 +60,11 @@ export interface PipelineDeps {
   onBridgeRestart?: (info: { kind: string; reason: string; attempt: number; what: string }) => void;
 }
 
+/** deps.bridge.withBridge, with every restart it makes reported through deps.onBridgeRestart. */
+export function withBridge<T>(deps: Pick<PipelineDeps, 'bridge' | 'onBridgeRestart'>, what: string, fn: (b: Bridge) => Promise<T>): Promise<T> {
+  return deps.bridge.withBridge(what, fn, { onRestart: (i) => deps.onBridgeRestart?.({ ...i, what }) });
+}
+
 export const fileQueue: EventQueue = { take: () => take(), list: () => list(), ack: (ids) => ack(ids), pending: () => pendingCount() };
 
 /** Routing through src/routing with the stack's DHCP lease gateways. */

@@ -16,7 +16,7 @@ import { isCandidate } from './filter.js';
 import { enabledGate } from './gate.js';
 import { dispatch, eventVars } from './policies.js';
 import { newContext, recordEvent, type BatchContext } from './context.js';
-import type { PipelineDeps } from './deps.js';
+import { withBridge, type PipelineDeps } from './deps.js';
 import { removeStage } from './remove.js';
 import { addStage } from './await-metadata.js';
 import { routesStage } from './routes.js';
@@ -37,16 +37,12 @@ export class Pipeline {
   async drainOnce(onClaim?: (events: HotplugEvent[]) => void): Promise<DrainOutcome> {
     // Nothing queued: no bridge needed (a one-shot worker then never starts Python).
     if ((await this.deps.queue.pending()) === 0) return 'empty';
-    return this.deps.bridge.withBridge(
-      'batch',
-      async (b) => {
-        const claim = await this.deps.queue.take();
-        if (!claim.events.length) return 'empty';
-        onClaim?.(claim.events);
-        return (await this.batch(b, claim.events)) ? 'ok' : 'failed';
-      },
-      { onRestart: (i) => this.deps.onBridgeRestart?.({ ...i, what: 'batch' }) },
-    );
+    return withBridge(this.deps, 'batch', async (b) => {
+      const claim = await this.deps.queue.take();
+      if (!claim.events.length) return 'empty';
+      onClaim?.(claim.events);
+      return (await this.batch(b, claim.events)) ? 'ok' : 'failed';
+    });
   }
 
   /** Handle one snapshot of the queue. Returns false if something failed. */
