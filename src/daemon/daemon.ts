@@ -119,7 +119,7 @@ export class Daemon {
     this.bridges = opts.bridges ?? new Bridges();
     this.deps = defaultDeps(() => this.cfg, this.bridges, {
       onRecord: (rec) => this.emit({ type: 'event', ...rec }),
-      onBridgeRestart: (i) => this.bridgeRestarted(i.kind, i.reason, i.what, i.attempt),
+      onBridgeRestart: (i) => this.bridgeRestarted(i.kind, i.reason),
     });
     this.pipeline = new Pipeline(this.deps);
     this.jobs.onState = (busy) => {
@@ -280,9 +280,9 @@ export class Daemon {
     }
   }
 
-  private bridgeRestarted(kind: string, reason: string, what: string, attempt: number): void {
+  private bridgeRestarted(kind: string, reason: string): void {
+    // The manager logged it; count it and tell subscribers.
     this.stats.bridgeFailures++;
-    log('error', `python bridge failed during ${what}; restarted it and running it again`, { kind, error: reason, attempt });
     this.emit({ type: 'bridge', time: now(), what: kind === 'BridgeTimeout' ? 'timeout' : 'restarted', reason, restarts: this.bridges.restarts });
   }
 
