@@ -47,7 +47,7 @@ import { SocketServer, type Reply } from './server.js';
 import { handleRequest, startWorker } from './requests.js';
 import { advertFile, readAdvert } from './kick.js';
 import { LinkMonitor } from './monitor.js';
-import { JobQueue, type JobKind } from './jobs.js';
+import { JobQueue } from './jobs.js';
 import { KernelEvents, type KernelEventRecord } from './kernel-events.js';
 import { MetadataPoller, type MetadataChangeRecord } from './poller.js';
 import { daemonStatus } from './status.js';

@@ -141,11 +141,6 @@ export function contains(p: Prefix, ip: Ip): boolean {
   return p.family === ip.family && (ip.value & mask(p.family, p.len)) === p.network;
 }
 
-/** The prefix as `ip` prints a rule's or route's selector: bare address for a host prefix. */
-export function prefixSelector(p: Prefix): string {
-  return p.len === bits(p.family) ? formatIp(p.family, p.network) : p.text;
-}
-
 const inRange = (ip: Ip, cidr: string): boolean => {
   const p = parsePrefix(cidr);
   return typeof p !== 'string' && contains(p, ip);
