@@ -4,7 +4,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "setup: run as root" >&2; exit 1; }
 
-pkgs=(cloud-init udev ifupdown isc-dhcp-client dnsmasq-base iproute2 nftables tcpdump util-linux procps psmisc)
+# librsvg2-bin: the unit tests render the bench's SVG figures with rsvg-convert; man-db: they
+# render the manual page with man -l.
+pkgs=(cloud-init udev ifupdown isc-dhcp-client dnsmasq-base iproute2 nftables tcpdump util-linux procps psmisc librsvg2-bin man-db)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
