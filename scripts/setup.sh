@@ -17,7 +17,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+# A node_modules that is a symlink is shared with another checkout (a git worktree): npm ci
+# would empty the directory it points to under that checkout's feet, so it is left alone.
+if [ -L node_modules ]; then
+  echo "setup: node_modules is a symlink to $(readlink node_modules) (shared): not running npm ci" >&2
+elif [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: npm ci" >&2
   npm ci --no-audit --no-fund --loglevel=error >&2
 fi
