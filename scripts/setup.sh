@@ -7,15 +7,7 @@ cd "$(dirname "$0")/.."
 # librsvg2-bin: the unit tests render the bench's SVG figures with rsvg-convert; man-db: they
 # render the manual page with man -l.
 pkgs=(cloud-init udev ifupdown isc-dhcp-client dnsmasq-base iproute2 nftables tcpdump util-linux procps psmisc librsvg2-bin man-db)
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "setup: installing ${missing[*]}" >&2
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-fi
+bash scripts/apt-ensure.sh "${pkgs[@]}"
 
 # A node_modules that is a symlink is shared with another checkout (a git worktree): npm ci
 # would empty the directory it points to under that checkout's feet, so it is left alone.
