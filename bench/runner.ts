@@ -14,6 +14,7 @@ import { emptyMeasurement, type Measurement, type Env } from './scenarios.js';
 import { GROUPS, SCENARIO_IDS, plan } from './plan.js';
 import { summarize, goals } from './summary.js';
 import { fmtS } from './table.js';
+import { writeFigures } from './plot/figures.js';
 import type { BenchResult } from './result.js';
 
 export interface BenchOptions {
@@ -200,6 +201,8 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
     writeFileSync(file, text);
     if (!quick) writeFileSync(join(dir, 'latest.json'), text);
     log(`results: ${file}`);
+    // The README's pictures: latest-time.svg and latest-requests.svg (quick runs have no storms).
+    if (!quick) log(`figures: ${writeFigures(res, join(dir, 'latest.json')).join(', ')}`);
   }
   return res;
 }

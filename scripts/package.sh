@@ -7,6 +7,7 @@
 #   /usr/lib/cloud-hotplug/{dist/src,dist/bridge,bridge/python,bin,package.json,node_modules}
 #   /usr/bin/hotplug                 wrapper: exec /usr/bin/node …/dist/src/cli.js "$@"
 #   /usr/share/doc/cloud-hotplug/    copyright, changelog.gz
+#   /usr/share/man/man8/hotplug.8.gz generated from the commander definitions (scripts/man/)
 # Maintainer scripts (scripts/package/maint/): postinst runs `hotplug install
 # --replace-cloud-init-hook`, prerm `hotplug uninstall`, postrm purge removes the state.
 #
@@ -49,7 +50,7 @@ for f in "$DIST/src/cli.js" "$DIST/bridge/index.js" bridge/python/{hotplug_bridg
 done
 PKG=$WORK/root
 LIB=$PKG/usr/lib/$NAME
-mkdir -p "$LIB/dist" "$LIB/bridge" "$PKG/usr/bin" "$PKG/usr/share/doc/$NAME" "$PKG/DEBIAN"
+mkdir -p "$LIB/dist" "$LIB/bridge" "$PKG/usr/bin" "$PKG/usr/share/doc/$NAME" "$PKG/usr/share/man/man8" "$PKG/DEBIAN"
 
 # --- the program ------------------------------------------------------------------------
 cp -a "$DIST/src" "$LIB/dist/src"
@@ -103,6 +104,14 @@ done
 for dev in $(node -p "Object.keys(require('./package.json').devDependencies||{}).join(' ')"); do
   [ ! -e "$LIB/node_modules/$dev" ] || { say "devDependency $dev leaked into the package"; exit 1; }
 done
+
+# --- manual page ----------------------------------------------------------------------------
+# hotplug(8) from the commander tree of the build being packaged (its generator imports that
+# build's src/program.js, whose imports resolve from the staged production node_modules).
+[ -f "$DIST/scripts/man/cli.js" ] || { say "$DIST/scripts/man/cli.js missing: build first (npm run build)"; exit 1; }
+[ "$DIST" = "$ROOT/dist" ] || ln -sfn "$LIB/node_modules" "$DIST/node_modules"
+SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)} node "$DIST/scripts/man/cli.js" "$WORK/hotplug.8"
+gzip -9n <"$WORK/hotplug.8" >"$PKG/usr/share/man/man8/hotplug.8.gz"
 
 # --- wrapper, docs ------------------------------------------------------------------------
 cat >"$PKG/usr/bin/hotplug" <<'EOF'

@@ -77,7 +77,7 @@ echo "== dpkg -i"
 dpkg -i /tmp/cloud-hotplug.deb
 snap >/tmp/installed
 echo "== what the install added or changed (besides the package's own files under /usr):"
-diff /tmp/before /tmp/installed | grep '^[<>]' | grep -v -E '^> /usr/(lib/cloud-hotplug|share/doc/cloud-hotplug|bin/hotplug)' | grep -v ' /var/lib/dpkg/info/' || true
+diff /tmp/before /tmp/installed | grep '^[<>]' | grep -v -E '^> /usr/(lib/cloud-hotplug|share/doc/cloud-hotplug|share/man/man8/hotplug\.8\.gz|bin/hotplug)' | grep -v ' /var/lib/dpkg/info/' || true
 echo "== the udev rule's programs exist and are executable:"
 for f in $(sed -n 's/^RUN+="\(.*\)"$/\1/p' /etc/udev/rules.d/90-cloud-hotplug.rules); do
   case "$f" in /*) if [ -x "$f" ] || [ -f "$f" ]; then echo "  ok $f"; else echo "  MISSING $f"; exit 4; fi ;; esac

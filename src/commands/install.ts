@@ -1,5 +1,5 @@
 /** `hotplug install` / `uninstall`: the udev rule, the systemd units and drop-ins, and exactly their removal. */
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { existsSync, lstatSync, statSync } from 'node:fs';
 import { rename, rm, rmdir, symlink, mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -86,7 +86,8 @@ masks ${CLOUD_INIT_SOCKET}; uninstall restores both).`,
     )
     .option('--root <dir>', 'install into this root directory instead of /', '/')
     .option('--replace-cloud-init-hook', "disable cloud-init's own hotplug hook so events are not handled twice")
-    .option('--node <path>', 'node binary the rule runs', process.execPath)
+    // Described, not printed: the build machine's node path must not end up in the manual page.
+    .addOption(new Option('--node <path>', 'node binary the rule runs').default(process.execPath, 'the node running this command'))
     .option('--daemon', `enable and start ${DAEMON_SERVICE} (systemd hosts; its unit is written either way)`)
     .action(
       action(async (o: { root: string; replaceCloudInitHook?: boolean; node: string; daemon?: boolean }) => {
