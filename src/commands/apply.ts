@@ -1,3 +1,4 @@
+/** `hotplug apply`: a full apply of the instance's network config through the pipeline (apply-all.ts), or what it would do. */
 import type { Command } from 'commander';
 import YAML from 'yaml';
 import { action, printJson } from './common.js';

@@ -1,3 +1,4 @@
+/** `hotplug daemon`: run the warm daemon in the foreground (or supervised). */
 import type { Command } from 'commander';
 import { action } from './common.js';
 import { requireRoot } from '../core/session.js';

@@ -1,3 +1,4 @@
+/** `hotplug enable` / `disable`: the local switch the pipeline's gate reads. */
 import type { Command } from 'commander';
 import { action } from './common.js';
 import { requireRoot } from '../core/session.js';

@@ -1,3 +1,4 @@
+/** `hotplug handle`: queue one event from udev's environment (or flags) through the udev program. */
 import type { Command } from 'commander';
 import { runHook } from '../hook.js';
 import { UserError } from '../util/errors.js';

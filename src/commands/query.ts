@@ -1,3 +1,4 @@
+/** `hotplug query`: whether cloud-init would handle network hotplug on this instance. */
 import type { Command } from 'commander';
 import { action } from './common.js';
 import { requireRoot, withSession } from '../core/session.js';

@@ -1,3 +1,4 @@
+/** `hotplug refresh-metadata`: re-crawl the cached datasource and store it whole, or change nothing. */
 import type { Command } from 'commander';
 import { action, printJson } from './common.js';
 import { requireRoot, withCommandLock, withSession } from '../core/session.js';

@@ -1,3 +1,4 @@
+/** `hotplug status`: boot state, instance, queue, last apply and recent events, without starting Python when it can. */
 import type { Command } from 'commander';
 import { action, printJson } from './common.js';
 import { bootState } from '../core/boot.js';

@@ -1,3 +1,4 @@
+/** `hotplug worker`: the one-shot queue drain (pipeline/worker.ts) the udev program starts. */
 import type { Command } from 'commander';
 import { action } from './common.js';
 import { requireRoot } from '../core/session.js';

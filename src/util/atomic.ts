@@ -1,3 +1,7 @@
+/**
+ * Atomic file writes (temp file in the same directory, fsync, rename): a reader sees the old file
+ * or the new one, never half of either; a planted symlink or non-regular target is refused.
+ */
 import { open, rename, unlink, mkdir, lstat } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -5,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 /**
  * A file we would replace is a symlink (or a directory; the bridge also refuses any other
  * non-regular file). Retrying cannot help; the event
- * that needed the write fails at once (src/pipeline/worker.ts). The bridge's equivalent is the
+ * that needed the write fails at once (src/pipeline/await-metadata.ts). The bridge's equivalent is the
  * BridgeError of kind 'UnsafePath'.
  */
 export class UnsafePathError extends Error {
