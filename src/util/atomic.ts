@@ -1,6 +1,6 @@
 /**
  * Atomic file writes (temp file in the same directory, fsync, rename): a reader sees the old file
- * or the new one, never half of either; a planted symlink or non-regular target is refused.
+ * or the new one, never half of either; a target that is a symlink (or a directory) is refused.
  */
 import { open, rename, unlink, mkdir, lstat } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
