@@ -35,9 +35,9 @@ export interface RunInfo {
 
 const load = () => loadavg().map((x) => Math.round(x * 100) / 100);
 
-function git(args: string[]): string | null {
+function git(repo: string, args: string[]): string | null {
   try {
-    return execFileSync('git', ['-C', REPO, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trimEnd();
+    return execFileSync('git', ['-C', repo, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trimEnd();
   } catch {
     return null;
   }
@@ -48,13 +48,13 @@ function git(args: string[]): string | null {
  * bench/results) are left out: a previous run's latest.json about to be replaced does not make
  * the code dirty.
  */
-export function startRun(ignoreDirs: string[] = []): RunInfo {
-  const porcelain = git(['status', '--porcelain', '--untracked-files=all']);
-  const ign = ignoreDirs.map((d) => relative(REPO, resolve(REPO, d)).replace(/\/?$/, '/'));
+export function startRun(ignoreDirs: string[] = [], repo = REPO): RunInfo {
+  const porcelain = git(repo, ['status', '--porcelain', '--untracked-files=all']);
+  const ign = ignoreDirs.map((d) => relative(repo, resolve(repo, d)).replace(/\/?$/, '/'));
   const lines = (porcelain ?? '?? (git status failed)').split('\n').filter((l) => l && !ign.some((d) => l.slice(3).startsWith(d)));
   const cpu = cpus();
   return {
-    commit: git(['rev-parse', 'HEAD']) ?? 'unknown',
+    commit: git(repo, ['rev-parse', 'HEAD']) ?? 'unknown',
     clean: porcelain !== null && lines.length === 0,
     dirty: lines.slice(0, 20),
     startedAt: new Date().toISOString(),
