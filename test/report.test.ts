@@ -13,7 +13,13 @@ import { REPO } from '../scripts/results/record.js';
 
 describe('generated tables (npm run report)', () => {
   it('README.md and docs hold exactly what npm run report writes from the latest results files', () => {
-    const stale = rendered().filter((d) => d.current !== d.wanted).map((d) => d.file);
+    const stale = rendered()
+      .filter((d) => d.current !== d.wanted)
+      .map((d) => {
+        const [a, b] = [d.current.split('\n'), d.wanted.split('\n')];
+        const i = a.findIndex((l, k) => l !== b[k]);
+        return `${d.file}:${i + 1}: has ${JSON.stringify(a[i])}, the results say ${JSON.stringify(b[i])}`;
+      });
     expect(stale, 'run `npm run report` and commit (never edit a generated table by hand)').to.deep.equal([]);
   });
 

@@ -59,19 +59,19 @@ export function goalsOf(all: Record<string, AreaResult>): Verdict[] {
   return out;
 }
 
-function save(): void {
+function save(say: boolean): void {
   const dir = resultsDir();
   if (!dir) return;
   const body: ReliabilityResults = { schema: 1, kind: 'reliability', run: finishRun(run0), areas, goals: goalsOf(areas) };
   const file = writeResults(dir, `reliability-${stamp(run0.startedAt)}.json`, body, 'reliability-latest.json');
-  process.stderr.write(`      results: ${file}${run0.clean ? '' : ' (DIRTY tree)'}\n`);
+  if (say) process.stderr.write(`      results: ${file}${run0.clean ? '' : ' (DIRTY tree)'}\n`);
 }
 
 /** One area's figures (replacing what it reported before in this run). */
 export function recordFigures(area: string, f: AreaFigures): void {
   areas[area] = { ...f, at: new Date().toISOString(), checks: areas[area]?.checks ?? [] };
   process.stderr.write(`      figures ${area}: events ${f.events}, faults ${f.faults}, crashes ${f.crashes}, rejected ${f.rejected}, lost ${f.lost ?? 'not measured'}\n`);
-  save();
+  save(false);
 }
 
 /** From an `after` hook: the outcome of every test of the suite, recorded with the area's figures. */
@@ -87,5 +87,5 @@ export function recordChecks(area: string, suite: Mocha.Suite | undefined): void
   if (!a) {
     areas[area] = { what: '(no figures: the area stopped before reporting them)', events: 0, faults: 0, crashes: 0, rejected: 0, lost: null, seconds: 0, at: new Date().toISOString(), checks };
   } else a.checks = checks;
-  save();
+  save(true);
 }
