@@ -61,7 +61,7 @@ export function performanceTable(file: string, r: BenchResult): string {
     line('crawls (IMDS requests) for 16 NICs', (c) => cell(row('generic', 'nics16', c), (x) => (x.crawls ? `${x.crawls.median} (${x.imdsRequests?.median ?? '?'})` : null))),
     line('CPU s for 16 NICs', (c) => cell(row('generic', 'nics16', c), (x) => (x.cpuS ? String(x.cpuS.median) : null))),
     line('16 NICs × 8 IPs', (c) => cell(row('generic', 'nics16x8', c))),
-    line('secondary IP, no device event', (c) => cell(row('generic', 'secip', c))),
+    line('secondary IP, no device event (the daemon: its metadata poller)', (c) => cell(row('generic', 'secip', c))),
     line('EC2-faithful lab: one NIC add', (c) => cell(row('faithful', 'add1', c))),
   ];
   const idle = (c: string) => {

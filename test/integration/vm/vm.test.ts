@@ -1,5 +1,6 @@
 /**
- * The real-VM tier (slow: ~5-8 min under TCG; not in the default test globs).
+ * The real-VM tier (slow under TCG: its timings are in test/results/vm-<flavour>-latest.json and
+ * docs/vm.md; not in the default test globs).
  *
  * Debian 12 with Debian's own cloud-init 22.4.2, nodejs 18, ifupdown + dhclient, and the
  * project's .deb installed, boots under QEMU with an Ec2 SMBIOS identity against the lab's
