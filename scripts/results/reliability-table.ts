@@ -47,7 +47,7 @@ export function reliabilityTable(file: string, r: ReliabilityResults): string {
     if (a.lost === null) lostUnknown++;
     else tot.lost += a.lost;
   }
-  const lost = `**${tot.lost}**${lostUnknown ? ` (${lostUnknown} area${lostUnknown === 1 ? "" : "s"} ${NM})` : ''}`;
+  const lost = `**${tot.lost}**${lostUnknown ? ` (${lostUnknown} area${lostUnknown === 1 ? '' : 's'} ${NM})` : ''}`;
   lines.push(`| **total** | | ${tot.events} | ${tot.faults} | ${tot.crashes} | ${tot.rejected} | ${lost} | ${tot.passed}/${tot.checks} | ${Math.round(tot.seconds)} |`);
   const failing = Object.entries(r.areas).flatMap(([area, a]) => a.checks.filter((c) => c.state !== 'passed').map((c) => `${area}: ${c.state}: ${c.title}`));
   return [provenance(fromRun(file, r.run)), '', ...lines, ...(failing.length ? ['', `Not passed in this run: ${failing.join('; ')}.`] : [])].join('\n');
