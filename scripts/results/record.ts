@@ -11,7 +11,8 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The repository root (this file is scripts/results/record.ts, built to dist/scripts/results/). */
-export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), fileURLToPath(import.meta.url).includes('/dist/') ? '../../..' : '../..');
+const HERE = dirname(fileURLToPath(import.meta.url));
+export const REPO = resolve(HERE, HERE.endsWith('/dist/scripts/results') ? '../../..' : '../..');
 
 /** One goal's verdict as the run computed it (met: null = could not be measured). */
 export interface Verdict {
