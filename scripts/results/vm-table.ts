@@ -14,7 +14,7 @@ const ROWS: [string, string][] = [
   ['early_nic_configured_after_boot_end_s', 'NIC from boot: configured after cloud-init finished (s)'],
   ['attach_to_configured_s', '`device_add` → DHCP address, no daemon: udev → sh hook → worker unit (s)'],
   ['daemon_attach_to_configured_s', 'the same with the daemon running (s)'],
-  ['detach_to_removed_s', '`device_del` → unplug handled, nothing left (s)'],
+  ['detach_to_removed_s', '`device_del` → the remove recorded (s)'],
   ['purge_s', '`dpkg --purge cloud-hotplug` (s)'],
 ];
 
