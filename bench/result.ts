@@ -1,6 +1,7 @@
 /** The shape of a bench result, as written to bench/results/*.json (schema 1). */
 import type * as lab from '../scripts/lab/index.js';
 import type { Measurement, Stat } from './scenarios.js';
+import type { RunInfo } from '../scripts/results/record.js';
 
 export interface SummaryRow {
   mode: lab.LabMode;
@@ -34,6 +35,8 @@ export interface Goal {
 export interface BenchResult {
   schema: 1;
   tool: 'cloud-hotplug bench';
+  /** Commit, clean tree, cores, load before/after (scripts/results/record.ts); absent in runs before it existed. */
+  run?: RunInfo;
   startedAt: string;
   finishedAt: string;
   durationS: number;

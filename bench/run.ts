@@ -97,7 +97,9 @@ function printReport(file: string): void {
   const saved = JSON.parse(readFileSync(file, 'utf8')) as BenchResult;
   saved.summary = summarize(saved.measurements);
   saved.goals = goals(saved.summary, saved.labs, saved.contenders);
-  process.stdout.write(`${file}: ${saved.startedAt}, ${saved.durationS} s, commit ${String(saved.machine.gitCommit).slice(0, 12)}\n`);
+  const commit = saved.run?.commit ?? String(saved.machine.gitCommit);
+  const clean = saved.run ? saved.run.clean : saved.machine.gitDirty === false;
+  process.stdout.write(`${file}: ${saved.startedAt}, ${saved.durationS} s, commit ${commit.slice(0, 12)}${clean ? '' : ' (DIRTY tree)'}\n`);
   process.stdout.write(table(saved) + '\n');
 }
 
@@ -122,6 +124,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   if (res.failures.length) {
     process.stdout.write(`\nwrong results:\n${res.failures.map((f) => `  ${f}`).join('\n')}\n`);
   }
-  process.stdout.write(`\n${res.ok ? 'ok' : 'FAILED'}: ${res.measurements.length} measurements in ${res.durationS} s\n`);
+  const tree = res.run?.clean ? `clean tree at ${res.run.commit.slice(0, 12)}` : `DIRTY tree at ${res.run?.commit.slice(0, 12)}`;
+  process.stdout.write(`\n${res.ok ? 'ok' : 'FAILED'}: ${res.measurements.length} measurements in ${res.durationS} s (${tree})\n`);
   process.exit(res.ok ? 0 : 1);
 }

@@ -3,7 +3,6 @@
  * scenarios measured, the lab taken down; then the summary, goals and verdict, saved as JSON.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem, loadavg, release, hostname } from 'node:os';
 import { join } from 'node:path';
 import * as lab from '../scripts/lab/index.js';
@@ -16,6 +15,7 @@ import { summarize, goals } from './summary.js';
 import { fmtS } from './table.js';
 import { writeFigures } from './plot/figures.js';
 import type { BenchResult } from './result.js';
+import { startRun, finishRun, writeResults, stamp } from '../scripts/results/record.js';
 
 export interface BenchOptions {
   runs?: number;
@@ -57,8 +57,6 @@ function machine(): Record<string, unknown> {
     python: sh('/usr/bin/python3', ['-c', 'import sys; print(sys.version.split()[0])']),
     cloudInit: sh('/usr/bin/python3', ['-c', 'from cloudinit import version; print(version.version_string())']),
     iproute2: sh('ip', ['-V']),
-    gitCommit: sh('git', ['-C', ROOT, 'rev-parse', 'HEAD']),
-    gitDirty: sh('git', ['-C', ROOT, 'status', '--porcelain']) !== '',
     loadavgAtStart: loadavg().map((x) => Math.round(x * 100) / 100),
   };
 }
@@ -82,7 +80,9 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
     if (!opts.quiet) process.stderr.write(`bench ${String(Math.round((Date.now() - t0) / 1000)).padStart(4)}s: ${s}\n`);
   };
   const startedAt = new Date().toISOString();
-  const mach = machine();
+  // the tree's state before anything is written (bench/results itself not counted)
+  const run0 = startRun(['bench/results']);
+  const mach = { ...machine(), gitCommit: run0.commit, gitDirty: !run0.clean };
   const others0 = await otherLabs(prefix);
   const all = CONTENDERS.filter((c) => !opts.contenders || opts.contenders.includes(c.id));
   const cinfo = all.map((c) => {
@@ -171,8 +171,10 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
     if (mustBeRight && m.correct !== true) failures.push(`${m.mode} ${m.scenario} ${m.contender} run ${m.run}: ${m.status} ${[...m.problems, ...m.notes].join('; ')}`);
   }
   const others1 = await otherLabs(prefix);
+  const run = finishRun(run0);
   const res: BenchResult = {
     schema: 1,
+    run,
     tool: 'cloud-hotplug bench',
     startedAt,
     finishedAt: new Date().toISOString(),
@@ -195,12 +197,8 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
   };
   if (opts.save ?? true) {
     const dir = opts.resultsDir ?? join(ROOT, 'bench/results');
-    mkdirSync(dir, { recursive: true });
-    const file = join(dir, `${startedAt.replace(/[:.]/g, '-')}${quick ? '-quick' : ''}.json`);
-    const text = JSON.stringify(res, null, 2) + '\n';
-    writeFileSync(file, text);
-    if (!quick) writeFileSync(join(dir, 'latest.json'), text);
-    log(`results: ${file}`);
+    const file = writeResults(dir, `${stamp(startedAt)}${quick ? '-quick' : ''}.json`, res, quick ? null : 'latest.json');
+    log(`results: ${file}${run.clean ? '' : ' (DIRTY tree: labelled so in every table)'}`);
     // The README's pictures: latest-time.svg and latest-requests.svg (quick runs have no storms).
     if (!quick) log(`figures: ${writeFigures(res, join(dir, 'latest.json')).join(', ')}`);
   }

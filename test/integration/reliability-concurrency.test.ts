@@ -9,7 +9,8 @@ import { expect } from 'chai';
 import { lab, hotplug, waitFor, labFixture } from './helpers.js';
 import { converge, logLines, relLab } from '../support/harness.js';
 import { integrity } from '../support/state.js';
-import { recordFigures } from '../support/figures.js';
+import { recordFigures, recordChecks } from '../support/figures.js';
+import { Tally } from '../support/tally.js';
 
 const fx = labFixture(relLab('t-rel-conc'), { mode: 'faithful', install: true, config: 'retry:\n  budget_seconds: 20\n' });
 const name = fx.name;
@@ -43,6 +44,9 @@ function heldIntervals(lines: string[]): { held: Held[]; open: string[] } {
 describe('reliability: concurrent applies and events', function () {
   this.timeout(600_000);
   fx.hooks();
+  after(function () {
+    recordChecks('concurrency', this.test?.parent);
+  });
 
   it(`${APPLIES} hotplug apply at once plus udev events → serialized, all succeed or report the lock clearly, nothing stuck, final state correct`, async () => {
     const before = (await logLines(lab, name)).length;
@@ -71,13 +75,17 @@ describe('reliability: concurrent applies and events', function () {
     process.stderr.write(
       `      ${ok}/${APPLIES} applies succeeded; lock held ${held.length} times (${held.filter((h) => h.cmd === 'apply').length} by apply, ${held.filter((h) => h.cmd === 'worker').length} by workers)\n`,
     );
+    // every NIC attached is an event whose effect the convergence check looks for
+    const fig = new Tally();
+    for (const n of nics) fig.event(n.ifname);
+    fig.settle(c);
     recordFigures('concurrency', {
       what: `${APPLIES} concurrent hotplug apply + ${nics.length} udev events; lock intervals disjoint`,
       events: nics.length + APPLIES,
       faults: 0,
       crashes: 0,
       rejected: 0,
-      lost: c.diffs.length ? nics.length : 0,
+      lost: fig.lost,
       seconds: (Date.now() - fx.bootedAt) / 1000,
     });
     expect(bad, 'applies that failed without a clear lock report').to.deep.equal([]);

@@ -10,7 +10,8 @@ import { expect } from 'chai';
 import { lab, hotplug, sha, waitFor, labFixture } from './helpers.js';
 import { converge, snapshot, eventRecords, logLines, type EventRecordLine, relLab } from '../support/harness.js';
 import { integrity } from '../support/state.js';
-import { recordFigures } from '../support/figures.js';
+import { recordFigures, recordChecks } from '../support/figures.js';
+import { Tally } from '../support/tally.js';
 
 const BUDGET = 10;
 const fx = labFixture(relLab('t-rel-fault'), { mode: 'faithful', install: true, config: `retry:\n  budget_seconds: ${BUDGET}\n` });
@@ -44,7 +45,7 @@ const waitRecord = (pred: (r: EventRecordLine) => boolean, timeoutMs = 90_000) =
 describe('reliability: metadata faults and invalid metadata', function () {
   this.timeout(600_000);
   let t0 = Date.now();
-  const fig = { events: 0, faults: 0, rejected: 0, lost: 0 };
+  const fig = new Tally();
 
   before(async function () {
     t0 = Date.now();
@@ -63,7 +64,9 @@ describe('reliability: metadata faults and invalid metadata', function () {
       rejected: fig.rejected,
       lost: fig.lost,
       seconds: (Date.now() - t0) / 1000,
+      ...(fig.unchecked ? { notes: `${fig.unchecked} events never checked` } : {}),
     });
+    recordChecks('faults', this.test?.parent);
     await fx.teardown();
   });
 
@@ -86,7 +89,7 @@ describe('reliability: metadata faults and invalid metadata', function () {
       await lab.setFault(f, { name });
       const r = await hotplug(name, ['refresh-metadata']);
       const injected = (await lab.clearFault({ name })).faultsInjected - injected0;
-      fig.faults++;
+      fig.fault(injected);
       const line = errorLine(r.stderr);
       process.stderr.write(`      ${f.mode}: exit ${r.exitCode}, ${injected} faulted requests: ${line}\n`);
       if (r.exitCode === 0 || r.exitCode === 124) bad.push(`${f.mode}: exit ${r.exitCode} (want a failure, within the bound)`);
@@ -105,14 +108,15 @@ describe('reliability: metadata faults and invalid metadata', function () {
     // Events for the new NIC are skipped while disabled: only the manual apply acts.
     expect((await hotplug(name, ['disable'])).exitCode).to.equal(0);
     const nic = await lab.attach({ name });
+    fig.event(nic.ifname);
     try {
       const bad: string[] = [];
       for (const f of [{ mode: 'http500' }, { mode: 'reset' }] as lab.Fault[]) {
         const before = await fingerprint();
+        const injected0 = (await lab.imdsStats({ name })).faultsInjected;
         await lab.setFault({ ...f, pathPrefix: 'meta-data/network/interfaces/macs/' }, { name });
         const r = await hotplug(name, ['apply']);
-        await lab.clearFault({ name });
-        fig.faults++;
+        fig.fault((await lab.clearFault({ name })).faultsInjected - injected0);
         const line = errorLine(r.stderr);
         process.stderr.write(`      apply, ${f.mode} mid-crawl: exit ${r.exitCode}: ${line}\n`);
         if (r.exitCode === 0 || r.exitCode === 124) bad.push(`${f.mode}: exit ${r.exitCode}`);
@@ -123,11 +127,14 @@ describe('reliability: metadata faults and invalid metadata', function () {
       expect(bad).to.deep.equal([]);
       const r = await hotplug(name, ['apply']);
       expect(r.exitCode, r.stderr).to.equal(0);
-      expect((await converge(lab, name, { known: false })).diffs).to.deep.equal([]);
+      const c = await converge(lab, name, { known: false });
+      fig.settle(c);
+      expect(c.diffs).to.deep.equal([]);
     } finally {
       expect((await hotplug(name, ['enable'])).exitCode).to.equal(0);
       await lab.detach(nic.ifname, { name });
-      await converge(lab, name);
+      fig.event(nic.ifname);
+      fig.settle(await converge(lab, name));
     }
   });
 
@@ -137,40 +144,40 @@ describe('reliability: metadata faults and invalid metadata', function () {
     const st0 = (await lab.imdsStats({ name })).faultsInjected;
     await lab.setFault({ mode: 'http500' }, { name });
     const nic = await lab.attach({ name });
-    fig.events++;
-    fig.faults++;
+    fig.event(nic.ifname);
     // The worker is retrying against the failing service ...
     await waitFor('faulted requests', async () => (await lab.imdsStats({ name })).faultsInjected >= st0 + 3, 30_000, 100);
     expect(await sha(name, OBJ), 'obj.pkl while the fault lasts').to.equal(obj0);
     expect(await sha(name, ENI), 'ENI while the fault lasts').to.equal(eni0);
-    await lab.clearFault({ name });
+    fig.fault((await lab.clearFault({ name })).faultsInjected - st0);
     const rec = await waitRecord((r) => r.mac === nic.mac && r.action === 'add');
     expect(rec.result, JSON.stringify(rec)).to.equal('configured');
     const c = await converge(lab, name);
+    fig.settle(c);
     expect(c.diffs).to.deep.equal([]);
   });
 
   it('udev path: an IMDS that hangs past the budget → the add is reported with a clear reason, nothing written; after it clears the next event converges, that NIC included', async () => {
     const obj0 = await sha(name, OBJ);
     const eni0 = await sha(name, ENI);
+    const st0 = (await lab.imdsStats({ name })).faultsInjected;
     await lab.setFault({ mode: 'hang' }, { name });
     const nic = await lab.attach({ name });
-    fig.events++;
-    fig.faults++;
+    fig.event(nic.ifname);
     let rec: EventRecordLine;
     try {
       rec = await waitRecord((r) => r.mac === nic.mac && r.action === 'add', (BUDGET + 60) * 1000);
       expect(await sha(name, OBJ), 'obj.pkl while the fault lasts').to.equal(obj0);
       expect(await sha(name, ENI), 'ENI while the fault lasts').to.equal(eni0);
     } finally {
-      await lab.clearFault({ name });
+      fig.fault((await lab.clearFault({ name })).faultsInjected - st0);
     }
     expect(rec.result, JSON.stringify(rec)).to.be.oneOf(['ignored', 'failed']);
     expect(rec.reason ?? '', 'a clear reason').to.match(/not in metadata after \d+s|metadata/);
     // The next event converges the whole instance, the NIC whose add gave up included.
-    await lab.attach({ name });
-    fig.events++;
+    fig.event((await lab.attach({ name })).ifname);
     const c = await converge(lab, name);
+    fig.settle(c);
     expect(c.diffs).to.deep.equal([]);
   });
 
@@ -190,12 +197,13 @@ describe('reliability: metadata faults and invalid metadata', function () {
       ] as const) {
         expect((await sh(plant)).exitCode, label).to.equal(0);
         const nic = await lab.attach({ name });
-        fig.events++;
-        fig.rejected++;
+        fig.event(nic.ifname);
         const rec = await waitRecord((r) => r.mac === nic.mac && r.action === 'add', (BUDGET + 60) * 1000);
         process.stderr.write(`      ${label}: ${rec.result} after ${rec.duration_ms} ms: ${rec.reason}\n`);
+        const refused = new RegExp(`^refusing to write ${NETJSON.replace(/[.]/g, '\\.')}: ${why}$`).test(rec.reason ?? '');
+        fig.reject(rec.result === 'failed' && refused);
         if (rec.result !== 'failed') bad.push(`${label}: result ${rec.result}`);
-        if (!new RegExp(`^refusing to write ${NETJSON.replace(/[.]/g, '\\.')}: ${why}$`).test(rec.reason ?? '')) bad.push(`${label}: reason ${JSON.stringify(rec.reason)}`);
+        if (!refused) bad.push(`${label}: reason ${JSON.stringify(rec.reason)}`);
         // At once: the retry budget (from the kernel event) was not spent on it.
         if (!(typeof rec.duration_ms === 'number' && rec.duration_ms < BUDGET * 1000)) bad.push(`${label}: after ${rec.duration_ms} ms (budget ${BUDGET} s)`);
         // Nothing stored: every target is checked before obj.pkl is written; nothing rendered.
@@ -208,9 +216,9 @@ describe('reliability: metadata faults and invalid metadata', function () {
     }
     expect(bad).to.deep.equal([]);
     // The next event configures everything, the NICs whose adds failed included.
-    await lab.attach({ name });
-    fig.events++;
+    fig.event((await lab.attach({ name })).ifname);
     const c = await converge(lab, name);
+    fig.settle(c);
     expect(c.diffs).to.deep.equal([]);
   });
 
@@ -231,20 +239,22 @@ describe('reliability: metadata faults and invalid metadata', function () {
     await lab.setNicMetadata(badMac.mac, { mac: 'not-a-mac' }, { name });
     for (const n of nics.slice(0, cases.length)) await lab.setLag(n.mac, 0, { name });
     await lab.setLag('not-a-mac', 0, { name });
-    fig.events += nics.length;
+    for (const n of nics) fig.event(n.ifname);
     const bad: string[] = [];
     for (let i = 0; i < cases.length; i++) {
       const rec = await waitRecord((r) => r.mac === nics[i]!.mac && r.action === 'add');
-      fig.rejected++;
-      if (rec.result !== 'failed' || !/metadata refused/.test(rec.reason ?? '') || !cases[i]!.reason.test(rec.reason ?? '')) bad.push(`${cases[i]!.label}: ${JSON.stringify(rec)}`);
+      const refused = rec.result === 'failed' && /metadata refused/.test(rec.reason ?? '') && cases[i]!.reason.test(rec.reason ?? '');
+      fig.reject(refused);
+      if (!refused) bad.push(`${cases[i]!.label}: ${JSON.stringify(rec)}`);
     }
     // The NIC whose MAC is garbage cannot match any device, and metadata lists nothing else for
     // it: its add fails at once with the refusal (it used to wait out the budget and end
     // "ignored: not in metadata").
     const recMac = await waitRecord((r) => r.mac === badMac.mac && r.action === 'add', (BUDGET + 60) * 1000);
-    fig.rejected++;
     process.stderr.write(`      bad MAC: ${recMac.result} after ${recMac.duration_ms} ms: ${recMac.reason}\n`);
-    if (recMac.result !== 'failed' || !/^metadata refused: .*"not-a-mac": MAC "not-a-mac" is not a MAC address/.test(recMac.reason ?? '')) bad.push(`bad MAC: ${JSON.stringify(recMac)}`);
+    const macRefused = recMac.result === 'failed' && /^metadata refused: .*"not-a-mac": MAC "not-a-mac" is not a MAC address/.test(recMac.reason ?? '');
+    fig.reject(macRefused);
+    if (!macRefused) bad.push(`bad MAC: ${JSON.stringify(recMac)}`);
     const log = (await logLines(lab, name)).join('\n');
     if (!/refused metadata of NIC "not-a-mac": MAC "not-a-mac" is not a MAC address/.test(log)) bad.push('no log line for the bad MAC');
     for (const c of cases) if (!new RegExp(`refused metadata of NIC .*${c.reason.source}`).test(log)) bad.push(`no log line for ${c.label}`);
@@ -265,13 +275,18 @@ describe('reliability: metadata faults and invalid metadata', function () {
     const prevIps = [...good.ips];
     await lab.setNicMetadata(good.mac, { ips: [...prevIps, '10.0.2.300'] }, { name });
     const r = await hotplug(name, ['apply']);
-    fig.rejected++;
+    const KEPT = /refused metadata of NIC .*local-ipv4s\[\d\] "10\.0\.2\.300" is not an IPv4 address; it keeps its previous metadata/;
+    fig.reject(r.exitCode === 0 && KEPT.test(r.stderr));
     expect(r.exitCode, r.stderr).to.equal(0);
-    expect(r.stderr).to.match(/refused metadata of NIC .*local-ipv4s\[\d\] "10\.0\.2\.300" is not an IPv4 address; it keeps its previous metadata/);
+    expect(r.stderr).to.match(KEPT);
     await lab.setNicMetadata(good.mac, { ips: prevIps }, { name });
-    for (const n of nics) await lab.detach(n.ifname, { name });
+    for (const n of nics) {
+      await lab.detach(n.ifname, { name });
+      fig.event(n.ifname);
+    }
     await lab.removeNicMetadata('not-a-mac', { name });
     const c = await converge(lab, name);
+    fig.settle(c);
     expect(c.diffs).to.deep.equal([]);
   });
 });

@@ -9,7 +9,8 @@ import { expect } from 'chai';
 import { lab, hotplug, sha, waitFor, HOOK, labFixture } from './helpers.js';
 import { converge, logLines, snapshot, waitDrained, PATH_ENV, relLab, eventRecords } from '../support/harness.js';
 import { integrity } from '../support/state.js';
-import { recordFigures } from '../support/figures.js';
+import { recordFigures, recordChecks } from '../support/figures.js';
+import { Tally } from '../support/tally.js';
 import { UDEV_HOOK, CLI_JS } from '../../src/install/files.js';
 
 const fx = labFixture(relLab('t-rel-host'), { mode: 'faithful', install: true, config: 'retry:\n  budget_seconds: 10\n' });
@@ -22,26 +23,28 @@ const sh = (argv: string[], env: Record<string, string> = {}) => lab.exec(argv, 
 describe('reliability: hostile input in a real instance', function () {
   this.timeout(600_000);
   let t0 = Date.now();
-  let rejected = 0;
-  let events = 0;
+  const fig = new Tally();
 
   before(async function () {
     t0 = Date.now();
     await fx.boot();
-    await lab.attach({ name });
-    events++;
-    expect((await converge(lab, name)).diffs).to.deep.equal([]);
+    fig.event((await lab.attach({ name })).ifname);
+    const c = await converge(lab, name);
+    fig.settle(c);
+    expect(c.diffs).to.deep.equal([]);
   });
   after(async function () {
     recordFigures('hostile', {
       what: 'hostile events via udev sh program, hook.js, handle; planted symlinks; unsafe obj.pkl (in the lab)',
-      events,
+      events: fig.events,
       faults: 0,
       crashes: 0,
-      rejected,
-      lost: 0,
+      rejected: fig.rejected,
+      lost: fig.lost,
       seconds: (Date.now() - t0) / 1000,
+      ...(fig.unchecked ? { notes: `${fig.unchecked} events never checked` } : {}),
     });
+    recordChecks('hostile', this.test?.parent);
     await fx.teardown();
   });
 
@@ -67,7 +70,7 @@ describe('reliability: hostile input in a real instance', function () {
         ['handle', await hotplug(name, ['handle', '--action', 'add', '--iface', c.iface, '--devpath', c.devpath])],
       ] as const;
       for (const [via, r] of runs) {
-        rejected++;
+        fig.reject(r.exitCode !== 0 && /hook rejected event: /.test(r.stderr));
         if (r.exitCode === 0) bad.push(`${via} ${JSON.stringify(c)}: exit 0`);
         if (!/hook rejected event: /.test(r.stderr)) bad.push(`${via} ${JSON.stringify(c)}: no rejection line: ${r.stderr.trim().slice(0, 200)}`);
       }
@@ -102,21 +105,27 @@ describe('reliability: hostile input in a real instance', function () {
     await sh(['ln', '-sfn', '/etc/rel-target-event', `/run/cloud-hotplug/queue/${evName}`]);
     // Attach: the worker refuses to write through the planted links.
     const nic = await lab.attach({ name });
-    events++;
+    fig.event(nic.ifname);
     await waitFor('the worker to give up or finish', async () => {
       const l = await logLines(lab, name);
       return l.some((x) => x.includes(nic.mac) && /"result":"(configured|failed|ignored)"/.test(x)) ? l : null;
     }, 120_000, 250);
     const log = (await logLines(lab, name)).join('\n');
-    expect(log, 'the queue symlink quarantined').to.match(new RegExp(`quarantined unreadable queue file file=${evName} error="it is a symlink"`));
+    const quarantined = new RegExp(`quarantined unreadable queue file file=${evName} error="it is a symlink"`);
+    fig.reject(quarantined.test(log));
+    expect(log, 'the queue symlink quarantined').to.match(quarantined);
     expect(log, 'a refusal logged').to.match(/refusing to write \S+: it is a symlink/);
     // The add fails at once on the first refused write (the config store), not after the retry budget.
     const rec = eventRecords(log.split('\n')).find((x) => x.mac === nic.mac && x.action === 'add');
     expect(rec?.result, JSON.stringify(rec)).to.equal('failed');
     expect(rec?.reason ?? '').to.match(/^refusing to write \/run\/cloud-hotplug\/network-config\.json: it is a symlink$/);
     expect(rec?.duration_ms ?? Infinity, 'within the budget').to.be.below(10_000);
-    rejected += Object.keys(plants).length + 1;
-    for (const target of Object.values(plants)) expect((await lab.readFileInInstance(target, { name })).toString(), target).to.equal('precious\n');
+    // each planted state file left intact is one refusal
+    for (const target of Object.values(plants)) {
+      const intact = (await lab.readFileInInstance(target, { name })).toString() === 'precious\n';
+      fig.reject(intact);
+      expect(intact, `${target} written through its link`).to.equal(true);
+    }
     expect(log, 'the linked event was never acted on').to.not.match(/eth7/);
     // The lock: a planted link refused by the udev program, the hook and the worker alike
     // (replaced only once no worker holds the real one).
@@ -124,19 +133,20 @@ describe('reliability: hostile input in a real instance', function () {
     await sh(['rm', '-f', '/run/cloud-hotplug/apply.lock']);
     await sh(['ln', '-sfn', '/etc/rel-lock-target', '/run/cloud-hotplug/apply.lock']);
     const r = await sh(['/bin/sh', UDEV_HOOK, process.execPath, CLI_JS], { ACTION: 'add', INTERFACE: nic.ifname, DEVPATH: `/devices/virtual/net/${nic.ifname}` });
+    fig.reject(r.exitCode === 1 && /refusing \/run\/cloud-hotplug\/apply\.lock: it is a symlink/.test(r.stderr));
     expect(r.exitCode).to.equal(1);
     expect(r.stderr).to.match(/refusing \/run\/cloud-hotplug\/apply\.lock: it is a symlink/);
     const w = await hotplug(name, ['worker']);
+    fig.reject(w.exitCode !== 0 && /ELOOP|symlink/.test(w.stderr));
     expect(w.exitCode).to.not.equal(0);
     expect(w.stderr).to.match(/ELOOP|symlink/);
     expect((await sh(['sh', '-c', 'ls /etc/rel-lock-target 2>/dev/null; true'])).stdout.trim(), 'flock created the target').to.equal('');
-    rejected += 2;
     // Remove the plants: the next event converges (the NIC above included).
     await sh(['rm', '-f', '/run/cloud-hotplug/apply.lock', ...Object.keys(plants)]);
     for (const link of Object.keys(plants)) await sh(['sh', '-c', 'test ! -e "$1.rel-bak" || mv "$1.rel-bak" "$1"', 'sh', link]);
-    await lab.attach({ name });
-    events++;
+    fig.event((await lab.attach({ name })).ifname);
     const c = await converge(lab, name);
+    fig.settle(c);
     expect(c.diffs).to.deep.equal([]);
     expect(integrity(c.snap)).to.deep.equal([]);
   });
@@ -157,13 +167,12 @@ describe('reliability: hostile input in a real instance', function () {
       for (const [label, prep, re] of variants) {
         for (const argv of prep) await sh(argv);
         const before = (await logLines(lab, name)).length;
-        await lab.attach({ name });
-        events++;
-        rejected++;
+        fig.event((await lab.attach({ name })).ifname);
         const lines = await waitFor(`refusal of ${label}`, async () => {
           const l = (await logLines(lab, name)).slice(before);
           return l.some((x) => re.test(x)) ? l : null;
         }, 60_000, 250).catch(() => null);
+        fig.reject(lines !== null);
         expect(lines, `${label}: refusal logged`).to.not.equal(null);
         expect((await sh(['sh', '-c', 'ls /tmp/rel-pickle-pwned 2>/dev/null; true'])).stdout.trim(), `${label}: executed`).to.equal('');
         expect(await sha(name, ENI), `${label}: ENI`).to.equal(eni0);
@@ -173,9 +182,9 @@ describe('reliability: hostile input in a real instance', function () {
       await sh(['cp', '-p', '/root/rel-obj.pkl.orig', OBJ]);
     }
     // Restored: the events queued meanwhile and the next one converge.
-    await lab.attach({ name });
-    events++;
+    fig.event((await lab.attach({ name })).ifname);
     const c = await converge(lab, name);
+    fig.settle(c);
     expect(c.diffs).to.deep.equal([]);
     expect(integrity(c.snap)).to.deep.equal([]);
   });

@@ -12,7 +12,7 @@ import { expect } from 'chai';
 import { lab, labFixture } from './helpers.js';
 import { converge, prng, unhookedEvents, logLines, eventRecords, relLab } from '../support/harness.js';
 import { integrity, orphanDhcpClients } from '../support/state.js';
-import { recordFigures } from '../support/figures.js';
+import { recordFigures, recordChecks } from '../support/figures.js';
 
 const fx = labFixture(relLab('t-rel-storm'), { mode: 'faithful', install: true, config: 'retry:\n  budget_seconds: 20\n' });
 const name = fx.name;
@@ -24,6 +24,9 @@ describe('reliability: randomized attach/detach storm', function () {
   this.timeout(900_000);
   // REL_KEEP_LAB=1 leaves the lab up to look at a failed storm (take it down with `lab down`).
   fx.hooks({ keep: () => !!process.env.REL_KEEP_LAB });
+  after(function () {
+    recordChecks('storm', this.test?.parent);
+  });
 
   it(`${EVENTS} attach/detach events over ${SLOTS} slots with random timing and 0-1.5 s metadata lag → state equals metadata`, async () => {
     expect(Number.isInteger(EVENTS) && EVENTS > 0, 'STORM_EVENTS').to.equal(true);

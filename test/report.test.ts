@@ -1,0 +1,68 @@
+/**
+ * The generated tables: README.md, docs/reliability.md and docs/vm.md must hold exactly what
+ * `npm run report` writes from the committed results files (a hand edit fails here), and the
+ * generators say where every figure came from, dirty trees and missing files included.
+ */
+import { expect } from 'chai';
+import { mkdtemp, mkdir, rm, writeFile, cp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { rendered, blocks, DOCS } from '../scripts/results/report.js';
+import { fillBlocks, blockNames } from '../scripts/results/markers.js';
+import { REPO } from '../scripts/results/record.js';
+
+describe('generated tables (npm run report)', () => {
+  it('README.md and docs hold exactly what npm run report writes from the latest results files', () => {
+    const stale = rendered()
+      .filter((d) => d.current !== d.wanted)
+      .map((d) => {
+        const [a, b] = [d.current.split('\n'), d.wanted.split('\n')];
+        const i = a.findIndex((l, k) => l !== b[k]);
+        return `${d.file}:${i + 1}: has ${JSON.stringify(a[i])}, the results say ${JSON.stringify(b[i])}`;
+      });
+    expect(stale, 'run `npm run report` and commit (never edit a generated table by hand)').to.deep.equal([]);
+  });
+
+  it('every generated block is present: performance and reliability in the README, reliability in docs/reliability.md, vm in docs/vm.md', () => {
+    const names = Object.fromEntries(rendered().map((d) => [d.file, blockNames(d.current)]));
+    expect(names).to.deep.equal({ 'README.md': ['performance', 'reliability'], 'docs/reliability.md': ['reliability'], 'docs/vm.md': ['vm'] });
+  });
+
+  it('a marker without a generator or without its end is an error, not stale text kept', () => {
+    expect(() => fillBlocks('a\n<!-- report:nope -->\nx\n<!-- /report:nope -->\n', {}, 'f')).to.throw(/no generator for <!-- report:nope -->/);
+    expect(() => fillBlocks('<!-- report:vm -->\nx\n', { vm: 'y' }, 'f')).to.throw(/has no <!-- \/report:vm -->/);
+    expect(fillBlocks('a\n<!-- report:vm -->\nold\n<!-- /report:vm -->\nb\n', { vm: 'new' })).to.equal('a\n<!-- report:vm -->\nnew\n<!-- /report:vm -->\nb\n');
+  });
+
+  describe('from results files in a scratch tree', () => {
+    let root: string;
+    before(async () => {
+      root = await mkdtemp(join(tmpdir(), 'hp-report-'));
+      await mkdir(join(root, 'docs'));
+      for (const f of DOCS) await cp(join(REPO, f), join(root, f));
+    });
+    after(() => rm(root, { recursive: true, force: true }));
+
+    it('without results files every table says "not measured yet"', () => {
+      const b = blocks(root);
+      expect(b.performance).to.match(/^Not measured yet: no `bench\/results\/latest\.json`/);
+      expect(b.reliability).to.match(/^Not measured yet: no `test\/results\/reliability-latest\.json`/);
+      expect(b.vm).to.match(/ifupdown: not measured yet/).and.match(/netplan: not measured yet/);
+    });
+
+    it('a reliability run on a dirty tree is labelled so; a lost figure nobody computed shows "not measured"; missing areas too', async () => {
+      await mkdir(join(root, 'test/results'), { recursive: true });
+      const run = { commit: 'abcdef0123456789', clean: false, dirty: [' M x'], startedAt: '2026-12-01T10:00:00.000Z', finishedAt: '2026-12-01T10:05:00.000Z', machine: { cores: 2, cpuModel: 'x', loadavgBefore: [1.5, 1, 1], loadavgAfter: [2.5, 1, 1] } };
+      const area = (lost: number | null, state: 'passed' | 'failed') => ({ what: 'w', events: 3, faults: 2, crashes: 0, rejected: 1, lost, seconds: 10, at: run.startedAt, checks: [{ title: 't', state }] });
+      await writeFile(join(root, 'test/results/reliability-latest.json'), JSON.stringify({ schema: 1, kind: 'reliability', run, areas: { faults: area(1, 'failed'), 'hostile-unit': area(null, 'passed') }, goals: [] }));
+      const t = blocks(root).reliability;
+      expect(t).to.include('From `test/results/reliability-latest.json`: run of 2026-12-01 10:00 UTC, commit abcdef012345, **dirty tree**');
+      expect(t).to.include('load average 1.5 → 2.5, 300 s');
+      expect(t).to.match(/\| faults \| w \| 3 \| 2 \| 0 \| 1 \| 1 \| 0\/1 \*\*\(1 not passed\)\*\* \| 10 \|/);
+      expect(t).to.match(/\| hostile-unit \| w \| 3 \| 2 \| 0 \| 1 \| not measured \| 1\/1 \| 10 \|/);
+      expect(t).to.match(/\| storm \| not run in this run .*\| not measured \|/);
+      expect(t).to.match(/\| \*\*total\*\* \| \| 6 \| 4 \| 0 \| 2 \| \*\*1\*\* \(5 areas not measured\) \| 1\/2 \| 20 \|/);
+      expect(t).to.include('Not passed in this run: faults: failed: t.');
+    });
+  });
+});
