@@ -61,7 +61,7 @@ describe('VM tier preflight: a reason to fail, never a skip', function () {
 
   it('the VM suite on a host without its tools fails with the reason and skips nothing', async function () {
     const r = await execa(process.execPath, [MOCHA, '--reporter', 'spec', join(ROOT, 'dist/test/integration/vm/vm.test.js')], {
-      env: { PATH: bin, CHV_NAME: 'vmpre', HOME: tmpdir() },
+      env: { PATH: bin, CHV_NAME: 'vmpre', HOME: tmpdir(), CHV_RESULTS_DIR: join(tmpdir(), 'hp-vmpre-results') },
       extendEnv: false,
       reject: false,
       all: true,
