@@ -37,16 +37,27 @@ export async function dhcpClientsOf(ifnames: readonly string[]): Promise<DhcpCli
   return ifnames.flatMap((ifname) => procs.filter((p) => p.args.includes(ifname)).map((p) => ({ pid: p.pid, ifname })));
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
+/**
+ * The state letter of /proc/PID/stat (after the last ')': the command may contain spaces or
+ * parentheses), or null when the text is not a stat line.
+ */
+export function procState(stat: string): string | null {
+  const i = stat.lastIndexOf(')');
+  const m = i >= 0 ? /^\s+([A-Za-z])\b/.exec(stat.slice(i + 1)) : null;
+  return m ? m[1]! : null;
 }
 
-/** SIGTERM the clients of `ifname`, SIGKILL what is left after a second. Returns how many there were. */
+/**
+ * Whether the process still runs. A zombie has exited: it only waits for its parent to reap it
+ * (kill(pid, 0) still succeeds on one), and a parent that reaps late (PID 1 of a container, here
+ * after about a second) must not make a remove wait for a client that is already gone.
+ */
+async function running(pid: number): Promise<boolean> {
+  const st = procState(await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => ''));
+  return st !== null && st !== 'Z' && st !== 'X';
+}
+
+/** SIGTERM the clients of `ifname`, SIGKILL what still runs after a second. Returns how many there were. */
 export async function stopDhcpClients(ifname: string): Promise<number> {
   const pids = (await dhcpClientsOf([ifname])).map((c) => c.pid);
   for (const p of pids) {
@@ -56,9 +67,24 @@ export async function stopDhcpClients(ifname: string): Promise<number> {
       /* gone already */
     }
   }
-  for (let i = 0; i < 20 && pids.some(alive); i++) {
-    await new Promise((r) => setTimeout(r, 50));
-    if (i === 19) for (const p of pids.filter(alive)) process.kill(p, 'SIGKILL');
+  const deadline = Date.now() + 1000;
+  let left = pids;
+  while (left.length) {
+    left = (await Promise.all(left.map(async (p) => ((await running(p)) ? p : 0)))).filter(Boolean);
+    if (!left.length) break;
+    if (Date.now() >= deadline) {
+      // Still a DHCP client of this interface (not a reused PID)? Then it ignored SIGTERM.
+      const still = new Set((await dhcpClientsOf([ifname])).map((c) => c.pid));
+      for (const p of left.filter((x) => still.has(x))) {
+        try {
+          process.kill(p, 'SIGKILL');
+        } catch {
+          /* exited meanwhile */
+        }
+      }
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 10));
   }
   return pids.length;
 }
