@@ -52,7 +52,7 @@ describe("bridge: interfaces from cloud-init's own parse (real cloud-init 22.4)"
   this.timeout(60_000);
   let out: any;
   before(async function () {
-    if (!existsSync('/usr/bin/python3')) this.skip();
+    expect(existsSync('/usr/bin/python3'), "/usr/bin/python3 with cloud-init (scripts/setup.sh installs it)").to.equal(true);
     const r = await execa('/usr/bin/python3', ['-c', SCRIPT, BRIDGE_PY], { reject: false });
     expect(r.exitCode, r.stderr).to.equal(0);
     out = JSON.parse(r.stdout);
@@ -80,7 +80,7 @@ describe("bridge: interfaces from cloud-init's own parse (real cloud-init 22.4)"
   });
 
   it('v2 without set-name, MAC of a device here: named after that device (cloud-init looks it up)', function () {
-    if (!out.lookup) this.skip();
+    expect(out.lookup, 'a network device with a device link on this host to look up').to.not.equal(undefined);
     expect(out.lookup.r).to.deep.equal([{ name: out.lookup.dev, mac: out.lookup.mac.toLowerCase(), id: 'wan' }]);
   });
 

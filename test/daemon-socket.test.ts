@@ -159,7 +159,8 @@ describe('daemon: socket server', function () {
   });
 
   it('a non-root user cannot connect (EACCES)', async function () {
-    if (!isRoot || !existsSync('/usr/bin/setpriv')) this.skip();
+    if (!isRoot) throw new Error('needs root (to drop to another user)');
+    expect(existsSync('/usr/bin/setpriv'), '/usr/bin/setpriv (util-linux)').to.equal(true);
     const js = `const c=require('net').createConnection(process.argv[1]);c.on('connect',()=>{console.log('connected');process.exit(0)});c.on('error',e=>{console.log(e.code);process.exit(0)})`;
     const r = await execa('/usr/bin/setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '-e', js, sock], { reject: false });
     expect(r.stdout.trim()).to.equal('EACCES');
