@@ -67,6 +67,9 @@ export interface Bridge {
   /** MACs the metadata service lists now (one cheap request); supported=false outside Ec2.
    * `others`: entries of the listing that are not MACs (no device can ever match them). */
   probeMacs(timeoutS?: number): Promise<{ supported: boolean; macs: string[]; others: string[] }>;
+  /** The `cloud_hotplug:` key of cloud-init's merged config (user-data, vendor-data), read now.
+   * present=false: no such key; config=null with present: the key is not a mapping (`type` says what). */
+  cloudConfig(): Promise<{ present: boolean; config: Record<string, unknown> | null; type: string }>;
   close(): Promise<void>;
 }
 
@@ -267,6 +270,9 @@ export async function startBridge(opts: StartOptions = {}): Promise<Bridge> {
     },
     async rederive() {
       return call('rederive', []);
+    },
+    async cloudConfig() {
+      return call('cloud_config', []);
     },
     async probeMacs(timeoutS = 1) {
       return call('probe_macs', [timeoutS], (timeoutS * 3 + 10) * 1000);

@@ -221,11 +221,28 @@ export const replies = {
     // No config, no interfaces, whatever the reply lists.
     return { network_config: cfg, summary: summary(r.summary, 'summary'), interfaces: cfg ? interfaces(r.interfaces, 'interfaces') : [] };
   },
+  cloud_config: (r: Fields) => cloudConfigReply(r),
   probe_macs: (r: Fields) => ({
     supported: bool(r.supported, 'supported'),
     macs: list(str)(r.macs, 'macs'),
     others: r.others === undefined ? [] : list(str)(r.others, 'others'),
   }),
+};
+
+/** A JSON value as Python's json.dumps makes it (no NaN/Infinity reach here: JSON.parse would fail). */
+function jsonValue(v: unknown, at: string, depth = 0): unknown {
+  if (depth > 32) throw new ReplyMismatch(at, 'nested less than 32 deep', v);
+  if (v === null || typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))) return v;
+  if (Array.isArray(v)) return v.map((x, i) => jsonValue(x, `${at}[${i}]`, depth + 1));
+  const o = obj(v, at);
+  return Object.fromEntries(Object.entries(o).map(([k, x]) => [k, jsonValue(x, `${at}["${k}"]`, depth + 1)]));
+}
+
+export const cloudConfigReply = (r: Fields) => {
+  const present = bool(r.present, 'present');
+  const config = r.config === null ? null : (jsonValue(obj(r.config, 'config'), 'config') as Record<string, unknown>);
+  if (!present && config !== null) throw new ReplyMismatch('config', 'null when the key is absent', r.config);
+  return { present, config, type: str(r.type, 'type') };
 };
 
 export type CallName = keyof typeof replies;

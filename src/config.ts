@@ -10,6 +10,7 @@ import { paths } from './paths.js';
 import { UserError, oneLine } from './util/errors.js';
 import { IFNAME_RE, MAC_RE } from './events/event.js';
 import type { FilterConfig } from './pipeline/filter.js';
+import { defaultListeners, validateListeners, validateUrlSources, type ListenersConfig, type UrlSourceConfig } from './config-daemon.js';
 
 /** What to do for a kind of event: run the normal apply, drop it, do a full reconcile, or run a command (argv, no shell). */
 export type EventPolicy = 'apply' | 'ignore' | 'reconcile' | { run: string[] };
@@ -38,6 +39,10 @@ export interface Config {
     poll_interval_seconds: number;
     /** Unix socket the daemon listens on for CLI requests. */
     socket: string;
+    /** FIFO and TCP listeners (config-daemon.ts), off unless enabled. */
+    listeners: ListenersConfig;
+    /** HTTP URLs polled for changes (ETag / If-None-Match); a change runs events.url_change. */
+    url_sources: UrlSourceConfig[];
   };
   events: {
     add: EventPolicy;
@@ -45,6 +50,8 @@ export interface Config {
     /** Metadata changed without a device event (e.g. a secondary IP was assigned). */
     metadata_change: EventPolicy;
     link_down: EventPolicy;
+    /** A URL source saw a change (daemon.url_sources). */
+    url_change: EventPolicy;
   };
 }
 
@@ -65,14 +72,14 @@ export const defaultConfig: Readonly<Config> = deepFreeze({
     deny_names: ['lo', 'docker*', 'veth*', 'br-*', 'virbr*', 'cni*', 'flannel*', 'cali*', 'weave*', 'kube-*', 'tun*', 'tap*', 'vxlan*'],
   },
   routing: { enabled: true, table_base: 10000, primary: null },
-  daemon: { poll_interval_seconds: 10, socket: '/run/cloud-hotplug/daemon.sock' },
-  events: { add: 'apply', remove: 'apply', metadata_change: 'apply', link_down: 'reconcile' },
+  daemon: { poll_interval_seconds: 10, socket: '/run/cloud-hotplug/daemon.sock', listeners: defaultListeners, url_sources: [] },
+  events: { add: 'apply', remove: 'apply', metadata_change: 'apply', link_down: 'reconcile', url_change: 'apply' },
 });
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-class Checker {
+export class Checker {
   constructor(private readonly name: string) {}
 
   fail(key: string, msg: string): never {
@@ -163,7 +170,7 @@ export function validateConfig(doc: unknown, name = 'config.yaml'): Config {
     primary,
   };
 
-  const da = c.section(top.daemon, 'daemon', ['poll_interval_seconds', 'socket']);
+  const da = c.section(top.daemon, 'daemon', ['poll_interval_seconds', 'socket', 'listeners', 'url_sources']);
   let socket = d.daemon.socket;
   if (da.socket !== undefined) {
     // sun_path holds 108 bytes including the terminating NUL.
@@ -176,40 +183,51 @@ export function validateConfig(doc: unknown, name = 'config.yaml'): Config {
   const daemon = {
     poll_interval_seconds: c.number(da.poll_interval_seconds, 'daemon.poll_interval_seconds', 1, 3600, d.daemon.poll_interval_seconds),
     socket,
+    listeners: validateListeners(c, da.listeners),
+    url_sources: validateUrlSources(c, da.url_sources),
   };
 
-  const e = c.section(top.events, 'events', ['add', 'remove', 'metadata_change', 'link_down']);
+  const e = c.section(top.events, 'events', ['add', 'remove', 'metadata_change', 'link_down', 'url_change']);
   const events = {
     add: c.policy(e.add, 'events.add', d.events.add),
     remove: c.policy(e.remove, 'events.remove', d.events.remove),
     metadata_change: c.policy(e.metadata_change, 'events.metadata_change', d.events.metadata_change),
     link_down: c.policy(e.link_down, 'events.link_down', d.events.link_down),
+    url_change: c.policy(e.url_change, 'events.url_change', d.events.url_change),
   };
 
   return { retry, filter, routing, daemon, events };
 }
 
-/** Parses YAML text; syntax errors become one-line UserErrors. */
-export async function parseConfig(text: string, name = 'config.yaml'): Promise<Config> {
+/** Parses YAML text into a document (not yet validated); syntax errors become one-line UserErrors. */
+export async function parseConfigDoc(text: string, name = 'config.yaml'): Promise<unknown> {
   // Imported lazily: with no config file (the common case) the yaml package is never loaded.
   const { parse } = await import('yaml');
-  let doc: unknown;
   try {
-    doc = parse(text, { prettyErrors: false, uniqueKeys: true });
+    return parse(text, { prettyErrors: false, uniqueKeys: true }) as unknown;
   } catch (err) {
     throw new UserError(`${name}: invalid YAML: ${oneLine(err)}`);
   }
-  return validateConfig(doc, name);
 }
 
-/** Reads and validates the config file; a missing file yields the defaults. */
-export async function loadConfig(path: string = paths.configFile): Promise<Config> {
+/** Parses and validates YAML text. */
+export async function parseConfig(text: string, name = 'config.yaml'): Promise<Config> {
+  return validateConfig(await parseConfigDoc(text, name), name);
+}
+
+/** The config file's document; null for a missing file (the defaults). */
+export async function readConfigDoc(path: string = paths.configFile): Promise<unknown> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return validateConfig(null);
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw new UserError(`${basename(path)}: cannot read ${path}: ${oneLine(e)}`);
   }
-  return parseConfig(text, basename(path));
+  return parseConfigDoc(text, basename(path));
+}
+
+/** Reads and validates the config file; a missing file yields the defaults. */
+export async function loadConfig(path: string = paths.configFile): Promise<Config> {
+  return validateConfig(await readConfigDoc(path), basename(path));
 }

@@ -53,6 +53,7 @@ const cases: Record<CallName, { good: Record<string, unknown>; bad: (r: any) => 
   bring_up: { good: { results: { eth1: true }, activator: 'IfUpDownActivator', durations_ms: { eth1: 5 } }, bad: (r) => (r.results.eth1 = 'true'), field: 'results["eth1"]' },
   refresh_network: { good: { supported: true, duration_ms: 3, summary, network_config: netcfg, interfaces }, bad: (r) => delete r.duration_ms, field: 'duration_ms' },
   rederive: { good: { network_config: netcfg, summary, interfaces }, bad: (r) => (r.summary.nics['0a:00:00:00:00:02'].ipv4s = '10.0.1.5'), field: 'summary.nics["0a:00:00:00:00:02"].ipv4s' },
+  cloud_config: { good: { present: true, config: { daemon: { poll_interval_seconds: 5 } }, type: 'dict' }, bad: (r) => (r.config = ['a']), field: 'config' },
   probe_macs: { good: { supported: true, macs: ['0a:00:00:00:00:02'], others: [] }, bad: (r) => (r.macs = null), field: 'macs' },
 };
 

@@ -58,7 +58,8 @@ events:
     expect(c.filter.deny_names).to.deep.equal(['docker*']);
     expect(c.filter.allow_drivers).to.deep.equal(['ena', 'mlx5*']);
     expect(c.routing).to.deep.equal({ enabled: true, table_base: 20000, primary: '02:ab:00:00:00:01' });
-    expect(c.daemon).to.deep.equal({ poll_interval_seconds: 10, socket: '/run/x.sock' });
+    expect(c.daemon).to.deep.include({ poll_interval_seconds: 10, socket: '/run/x.sock', url_sources: [] });
+    expect(c.daemon.listeners.fifo.enabled || c.daemon.listeners.tcp.enabled, 'FIFO and TCP off by default').to.equal(false);
     expect(c.events).to.deep.equal({ add: 'apply', remove: 'ignore', metadata_change: { run: ['/usr/local/bin/notify', '--why', 'metadata'] }, link_down: 'reconcile' });
   });
 

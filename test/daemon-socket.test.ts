@@ -9,7 +9,7 @@ import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseRequest, MAX_LINE } from '../src/daemon/protocol.js';
-import { SocketServer } from '../src/daemon/server.js';
+import { UnixListener as SocketServer } from '../src/daemon/listeners/unix.js';
 import { request } from '../src/daemon/kick.js';
 import { setQuiet } from '../src/util/log.js';
 

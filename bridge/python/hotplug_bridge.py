@@ -255,6 +255,22 @@ def bring_down(ifname):
 
 
 @_result
+def cloud_config():
+    """cloud-hotplug's own settings from cloud-init's merged config, read now: the `cloud_hotplug:`
+    key of user-data / vendor-data (instance/cloud-config.txt, vendor-cloud-config.txt) over
+    /etc/cloud/cloud.cfg(.d). A fresh Init, so the opened one (and its distro) is untouched."""
+    _require_open()
+    init = stages.Init(ds_deps=[])
+    init.datasource = S.ds
+    init.read_cfg()
+    cfg = init.cfg or {}
+    if "cloud_hotplug" not in cfg:
+        return {"present": False, "config": None, "type": "absent"}
+    v = cfg.get("cloud_hotplug")
+    return {"present": True, "config": v if isinstance(v, dict) else None, "type": type(v).__name__}
+
+
+@_result
 def ping():
     return {"pid": os.getpid(), "python": sys.version.split()[0]}
 

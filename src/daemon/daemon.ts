@@ -7,7 +7,9 @@
  *               link down/up ─────────► links ─────┼─► jobs, one at a time ─► pipeline
  *               addresses, our rules ─► routing ───┤     (drainOnce · linksChanged ·
  *   metadata poller (poller.ts) ─────► poll ───────┤      repairRouting · metadataChanged ·
- *   socket: refresh / apply / status ─► request ───┘      applyAll), warm bridge
+ *   url sources (url-source.ts) ─────► url ────────┤      applyAll · jobs), warm bridge
+ *   listeners (unix socket, FIFO, TCP: listeners/)  │
+ *     submit apply / refresh ─► job (job-store.ts) ┘   status, jobs, wait: from memory
  *
  * Invariants:
  *  - One apply at a time across daemon, workers and the CLI: every job that changes the system
@@ -21,12 +23,15 @@
  *    shutdown it releases the lock BEFORE its last look at the queue and leaves anything found
  *    there to a one-shot worker. A kick on the socket (`hotplug handle`) is the same, faster.
  *  - The Python bridge stays warm; its death or a stuck call restarts it and the job is re-run.
+ *  - A submitted job is persisted `running` before its work starts; a daemon killed mid-job leaves
+ *    it so, and the next daemon marks it failed and runs it again whole (job-store.ts).
  */
 import { mkdir, unlink } from 'node:fs/promises';
 import { existsSync, watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import type { Bridge } from '../../bridge/index.js';
-import { loadConfig, type Config } from '../config.js';
+import { readConfigDoc, type Config } from '../config.js';
+import { effectiveConfig, type CloudPart, type Effective } from '../config-cloud.js';
 import { paths } from '../paths.js';
 import { acquireLock, releaseThenRecheck, tryLock, type Lock } from '../lock.js';
 import { pendingCount } from '../events/queue.js';
@@ -35,6 +40,7 @@ import type { EventRecord } from '../record/index.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import { defaultDeps, withBridge, type PipelineDeps } from '../pipeline/deps.js';
 import { linksChanged, repairRouting, type LinkResult } from '../pipeline/changes.js';
+import type { JobKind as ClientJobKind } from './protocol.js';
 import { describePolicy } from '../pipeline/policies.js';
 import { Bridges } from '../core/bridges.js';
 import { ROUTING_PROTO } from '../routing/state.js';
@@ -43,8 +49,11 @@ import { sweepStaleTemps } from '../util/sweep.js';
 import { Backoff } from '../util/backoff.js';
 import { log, since } from '../util/log.js';
 import { oneLine, UserError } from '../util/errors.js';
-import { SocketServer, type Reply } from './server.js';
-import { handleRequest, startWorker } from './requests.js';
+import type { Handlers, Reply } from './listeners/session.js';
+import { ListenerSet } from './listeners/index.js';
+import { handleRequest, runJobWork, startWorker } from './requests.js';
+import { JobStore, type JobRecord } from './job-store.js';
+import { UrlSource, type UrlChangeRecord } from './url-source.js';
 import { advertFile, readAdvert } from './kick.js';
 import { LinkMonitor } from './monitor.js';
 import { JobQueue } from './jobs.js';
@@ -69,6 +78,8 @@ export interface DaemonOptions {
   /** Do not poll metadata (tests). */
   poll?: boolean;
   bridges?: Bridges;
+  /** Where the config came from (runDaemon); absent: the file alone. */
+  effective?: Effective;
 }
 
 /** Everything the daemon reports (subscribers and status last_events). */
@@ -79,6 +90,8 @@ export type DaemonRecord =
   | KernelEventRecord
   | { type: 'bridge'; time: string; what: 'died' | 'restarted' | 'timeout'; reason: string; restarts: number }
   | { type: 'config'; time: string; result: 'reloaded' | 'rejected'; reason?: string }
+  | UrlChangeRecord
+  | { type: 'job'; time: string; id: string; kind: string; state: string; duration_ms: number | null; error?: string }
   | { type: 'routing'; time: string; result: 'repaired' | 'failed'; changes: number; failed: number };
 
 const now = () => new Date().toISOString();
@@ -91,7 +104,10 @@ export class Daemon {
   readonly jobs = new JobQueue();
   readonly kernel: KernelEvents;
   readonly poller: MetadataPoller;
-  server: SocketServer | undefined;
+  readonly listeners: ListenerSet;
+  readonly jobStore = new JobStore();
+  urlSources: UrlSource[] = [];
+  effective: Effective | null;
   monitor: LinkMonitor | undefined;
   readonly opts: DaemonOptions;
   state: 'starting' | 'idle' | 'busy' | 'stopping' = 'starting';
@@ -107,6 +123,9 @@ export class Daemon {
   private bootWait = false;
   private sweepTimer: NodeJS.Timeout | undefined;
   private queueWatch: FSWatcher | undefined;
+  get queueWatching(): boolean {
+    return this.queueWatch !== undefined && !this.stopping;
+  }
   private daemonLock: Lock | null = null;
   readonly stats = { kicks: 0, batches: 0, bridgeFailures: 0 };
   reload: { time: string; ok: boolean; error?: string } | null = null;
@@ -115,6 +134,8 @@ export class Daemon {
   constructor(cfg: Config, opts: DaemonOptions = {}) {
     this.cfg = cfg;
     this.opts = opts;
+    this.effective = opts.effective ?? null;
+    this.listeners = new ListenerSet((via) => this.handlersFor(via));
     this.socketPath = opts.socket ?? cfg.daemon.socket;
     this.bridges = opts.bridges ?? new Bridges();
     this.deps = defaultDeps(() => this.cfg, this.bridges, {
@@ -173,8 +194,15 @@ export class Daemon {
         .then((n) => n > 0 && !this.jobs.busy && this.jobs.schedule('drain', 'drain queue (sweep)', () => this.drain()))
         .catch(() => {});
     }, SWEEP_MS);
-    this.server = this.newServer(this.socketPath);
-    await this.server.listen();
+    // Jobs an earlier daemon left unfinished: failed, and run again whole (queued behind the drain).
+    for (const old of await this.jobStore.load()) {
+      if (old.params.dryRun) continue;
+      const again = this.submit(old.kind, old.params, 'daemon (re-run)', old.id);
+      log('warn', 'a job was interrupted by the death of the daemon; running it again', { job: old.id, rerun: again.id, kind: old.kind });
+      await this.jobStore.update(old.id, { rerun_by: again.id, error: `${old.error}; run again as job ${again.id}` });
+    }
+    await this.listeners.listenUnix(this.socketPath);
+    await this.listeners.configure(this.cfg.daemon.listeners);
     await this.advertise();
     try {
       await this.bridges.withBridge('start', (b) => this.acceptSummary(b), { attempts: 1 });
@@ -188,6 +216,7 @@ export class Daemon {
     }
     this.scheduleDrain();
     if (this.opts.poll !== false) this.poller.arm(true);
+    this.startUrlSources();
     this.state = this.jobs.busy ? 'busy' : 'idle';
     this.readyAt = Date.now();
   }
@@ -199,13 +228,14 @@ export class Daemon {
     this.state = 'stopping';
     log('info', 'daemon stopping: finishing the current job', { current: this.jobs.current ?? 'none' });
     this.poller.stop();
+    for (const u of this.urlSources) u.stop();
     clearTimeout(this.retryTimer);
     clearInterval(this.sweepTimer);
     this.kernel.stop();
     this.queueWatch?.close();
     this.monitor?.stop();
     await this.jobs.close();
-    await this.server?.close();
+    await this.listeners.close();
     if (readAdvert()?.pid === process.pid) await unlink(advertFile()).catch(() => {});
     await this.bridges.stop();
     // Release, then look (see the invariants): events queued from now on start their own worker.
@@ -217,8 +247,61 @@ export class Daemon {
     log('info', 'daemon stopped');
   }
 
-  private newServer(path: string): SocketServer {
-    return new SocketServer(path, { handle: (r) => handleRequest(this, r), subscribe: (send) => this.subscribe(send) });
+  private handlersFor(via: string): Handlers {
+    return { handle: (r, send) => handleRequest(this, r, send, via), subscribe: (send) => this.subscribe(send) };
+  }
+
+  private startUrlSources(): void {
+    for (const u of this.urlSources) u.stop();
+    this.urlSources = this.cfg.daemon.url_sources.map(
+      (c) =>
+        new UrlSource(c, {
+          schedule: (what, fn) => this.jobs.schedule('url', what, fn),
+          stopping: () => this.stopping,
+          policy: () => this.cfg.events.url_change,
+          pollMetadata: async () => {
+            await this.poller.pollOnce();
+            return { ok: this.poller.stats.lastError === null, reason: this.poller.stats.lastError ?? 'metadata polled' };
+          },
+          reconcile: async () => {
+            const r = await repairRouting(this.deps, (fn) => this.locked(fn));
+            return { ok: !r.failed, routingChanges: r.changes, reason: `${r.changes} routing change(s), ${r.failed} failed` };
+          },
+          emit: (rec) => this.emit(rec),
+        }),
+    );
+    for (const u of this.urlSources) u.start();
+  }
+
+  /** A job for the queue (apply / refresh-metadata through the daemon); returns its record at once. */
+  submit(kind: ClientJobKind, params: JobRecord['params'], via: string, rerunOf?: string): JobRecord {
+    const rec = this.jobStore.create(kind, params, via, rerunOf);
+    const fail = (e: unknown) => this.jobStore.update(rec.id, { state: 'failed', finished: now(), error: oneLine(e) });
+    this.jobs.schedule('request', `${kind}${params.dryRun ? ' (dry run)' : ''} job ${rec.id}`, () => this.runJob(rec), (e) => void fail(e));
+    return rec;
+  }
+
+  private async runJob(rec: JobRecord): Promise<void> {
+    const t0 = performance.now();
+    // Persisted as running before anything changes: a kill from here on is seen by the next daemon.
+    await this.jobStore.update(rec.id, { state: 'running', started: now() });
+    let patch: Partial<JobRecord>;
+    try {
+      const result = await runJobWork(this, rec, (step) => this.jobStore.step(rec.id, step));
+      patch = { state: 'done', result };
+    } catch (e) {
+      patch = { state: 'failed', error: oneLine(e) };
+    }
+    await this.jobStore.update(rec.id, { ...patch, finished: now(), duration_ms: since(t0) });
+    log(patch.state === 'done' ? 'info' : 'warn', `job ${patch.state}`, { job: rec.id, kind: rec.kind, via: rec.via, duration_ms: since(t0), error: patch.error });
+    this.emit({ type: 'job', time: now(), id: rec.id, kind: rec.kind, state: patch.state!, duration_ms: since(t0), ...(patch.error ? { error: patch.error } : {}) });
+  }
+
+  /** cloud-config's cloud_hotplug key, read now through the warm bridge (as a job: one call at a time). */
+  private readCloudPart(): Promise<CloudPart> {
+    return this.jobs
+      .request('read cloud-config', () => this.withBridge('cloud-config', (b) => b.cloudConfig()))
+      .catch((e) => ({ error: oneLine(e) }));
   }
 
   private advertise(): Promise<void> {
@@ -229,7 +312,11 @@ export class Daemon {
   async reloadConfig(): Promise<boolean> {
     let next: Config;
     try {
-      next = await loadConfig(this.opts.configPath);
+      const file = this.opts.configPath ?? paths.configFile;
+      const doc = await readConfigDoc(file);
+      const eff = effectiveConfig(doc, await this.readCloudPart(), file);
+      next = eff.config;
+      this.effective = eff;
     } catch (e) {
       const error = oneLine(e);
       this.reload = { time: now(), ok: false, error };
@@ -247,20 +334,17 @@ export class Daemon {
     });
     this.emit({ type: 'config', time: now(), result: 'reloaded' });
     if (!this.opts.socket && next.daemon.socket !== old.daemon.socket) {
-      // Move the socket: new one first, then drop the old one.
-      const fresh = this.newServer(next.daemon.socket);
       try {
-        await fresh.listen();
-        const prev = this.server;
-        this.server = fresh;
+        await this.listeners.moveUnix(next.daemon.socket);
         this.socketPath = next.daemon.socket;
         await this.advertise();
-        await prev?.close();
       } catch (e) {
         log('error', 'could not move the socket; keeping the old one', { error: oneLine(e), socket: next.daemon.socket });
       }
     }
     if (next.daemon.poll_interval_seconds !== old.daemon.poll_interval_seconds && this.opts.poll !== false) this.poller.arm(false);
+    await this.listeners.configure(next.daemon.listeners);
+    if (JSON.stringify(next.daemon.url_sources) !== JSON.stringify(old.daemon.url_sources)) this.startUrlSources();
     return true;
   }
 

@@ -1,13 +1,15 @@
 /**
  * The daemon's job queue: one job at a time, highest priority first (the queue drain before
- * anything else). A kind other than 'request' is queued at most once: a second "drain" while one
+ * anything else). A kind other than 'request' and 'url' is queued at most once: a second "drain" while one
  * is waiting would find nothing more to do.
  */
 import { log } from '../util/log.js';
 import { oneLine } from '../util/errors.js';
 
-export type JobKind = 'drain' | 'request' | 'links' | 'routing' | 'poll' | 'bridge';
-const PRIORITY: Record<JobKind, number> = { drain: 0, bridge: 1, request: 2, links: 3, routing: 3, poll: 4 };
+export type JobKind = 'drain' | 'request' | 'links' | 'routing' | 'poll' | 'url' | 'bridge';
+const PRIORITY: Record<JobKind, number> = { drain: 0, bridge: 1, request: 2, links: 3, routing: 3, poll: 4, url: 4 };
+/** Kinds whose every job counts (each is someone's request or its own source's change). */
+const EVERY: readonly JobKind[] = ['request', 'url'];
 
 interface Job {
   kind: JobKind;
@@ -38,7 +40,7 @@ export class JobQueue {
       reject?.(new Error('daemon stopping'));
       return;
     }
-    if (kind !== 'request' && this.jobs.some((j) => j.kind === kind)) return; // already due
+    if (!EVERY.includes(kind) && this.jobs.some((j) => j.kind === kind)) return; // already due
     this.jobs.push({ kind, what, run, reject });
     this.pump();
   }

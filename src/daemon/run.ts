@@ -1,7 +1,9 @@
 /**
  * The daemon in the foreground: what systemd's ExecStart (Type=notify) or the supervisor runs.
  */
-import { loadConfig } from '../config.js';
+import { readConfigDoc } from '../config.js';
+import { effectiveConfig, type CloudPart } from '../config-cloud.js';
+import { Bridges } from '../core/bridges.js';
 import { paths } from '../paths.js';
 import { log } from '../util/log.js';
 import { oneLine } from '../util/errors.js';
@@ -11,8 +13,18 @@ import { EXIT_ALREADY_RUNNING } from './supervise.js';
 
 export async function runDaemon(opts: DaemonOptions = {}): Promise<number> {
   const t0 = performance.now();
-  const cfg = await loadConfig(opts.configPath ?? paths.configFile);
-  const d = new Daemon(cfg, opts);
+  const file = opts.configPath ?? paths.configFile;
+  // The file first: an invalid one fails before Python starts.
+  const doc = await readConfigDoc(file);
+  effectiveConfig(doc, { present: false, config: null, type: 'absent' }, file);
+  // Then cloud-config's cloud_hotplug key through the bridge (warm from here on). Without a cache
+  // yet (early boot) it counts as absent until a reload (SIGHUP).
+  const bridges = opts.bridges ?? new Bridges();
+  const cloud: CloudPart = await bridges.withBridge('cloud-config', (b) => b.cloudConfig(), { attempts: 1 }).catch((e) => ({ error: oneLine(e) }));
+  if ('error' in cloud) log('warn', 'cloud-config not read; using the config file alone', { error: cloud.error });
+  const effective = effectiveConfig(doc, cloud, file);
+  const cfg = effective.config;
+  const d = new Daemon(cfg, { ...opts, bridges, effective });
   let stopped!: () => void;
   const done = new Promise<void>((r) => (stopped = r));
   let stopping = false;
@@ -34,6 +46,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<number> {
   try {
     await d.start();
   } catch (e) {
+    await bridges.stop().catch(() => {});
     await d.stop().catch(() => {});
     if (/another daemon already (listens|runs)/.test(oneLine(e))) {
       process.stderr.write(`hotplug: ${oneLine(e)}\n`);

@@ -1,11 +1,40 @@
-/** The daemon's answer to `status` (from memory: no Python call): its jobs, sources, bridge and memory. */
+/**
+ * The daemon's answer to `status` (from memory: no Python call): its jobs, every event source and
+ * listener with its state, where each setting came from, the bridge and memory.
+ */
 import { pendingCount } from '../events/queue.js';
 import { paths } from '../paths.js';
 import { rssOf } from '../../bridge/manager.js';
 import { describePolicy } from '../pipeline/policies.js';
 import type { Daemon } from './daemon.js';
+import type { JobRecord } from './job-store.js';
+import { ROUTING_PROTO } from '../routing/state.js';
 
 const mb = (b: number | null | undefined) => (b == null ? null : Math.round((b / 1048576) * 10) / 10);
+
+const brief = (j: JobRecord) => ({ id: j.id, kind: j.kind, state: j.state, duration_ms: j.duration_ms, ...(j.error ? { error: j.error } : {}) });
+
+/** Every event source with its state: what `hotplug status` lists. */
+function sources(d: Daemon, poll: Daemon['poller']['stats']): Record<string, unknown>[] {
+  const m = d.monitor;
+  const watch = m ? (m.running ? 'running' : 'restarting') : 'disabled';
+  const out: Record<string, unknown>[] = [
+    { name: 'udev queue', state: d.queueWatching ? 'watching' : 'stopped', detail: 'inotify on the queue directory, a sweep every 15 s' },
+    { name: 'kernel link watch', state: watch, detail: m ? `ip monitor pid ${m.pid ?? '-'}, ${m.restarts} restart(s), ${m.links.size} link(s)` : 'not started (--no-monitor)' },
+    { name: 'routing watch', state: watch, detail: m ? `addresses and our rules (proto ${ROUTING_PROTO}) from the same ip monitor` : 'not started (--no-monitor)' },
+    {
+      name: 'metadata poller',
+      state: d.opts.poll === false ? 'disabled' : poll.errors ? 'backoff' : 'armed',
+      detail: d.opts.poll === false ? 'not started (--no-poll)' : `every ${d.cfg.daemon.poll_interval_seconds} s, ${poll.polls} poll(s), ${poll.errors} error(s) in a row`,
+    },
+  ];
+  for (const u of d.urlSources) {
+    const st = u.stats;
+    out.push({ name: `url ${u.cfg.url}`, state: st.state, detail: `every ${u.cfg.interval_seconds} s, ${st.polls} poll(s), ${st.changes} change(s), ${st.not_modified} not modified, ${st.errors} error(s)`, last_error: st.last_error, etag: st.etag, next_in_ms: st.next_at === null ? null : Math.max(0, st.next_at - Date.now()) });
+  }
+  for (const l of d.listeners.info()) out.push({ name: `listener ${l.kind}`, state: l.state, detail: l.address ?? (l.state === 'disabled' ? 'not enabled in daemon.listeners' : ''), ...(l.error ? { last_error: l.error } : {}) });
+  return out;
+}
 
 export async function daemonStatus(d: Daemon): Promise<Record<string, unknown>> {
   const nodeRss = process.memoryUsage().rss;
@@ -22,9 +51,14 @@ export async function daemonStatus(d: Daemon): Promise<Record<string, unknown>> 
     started: new Date(d.startedAt).toISOString(),
     uptime_s: Math.round((Date.now() - d.startedAt) / 1000),
     ready: d.readyAt !== null,
-    socket: { path: d.socketPath, connections: d.server?.connections ?? 0, requests: d.server?.requests ?? 0, errors: d.server?.errors ?? 0 },
+    socket: { path: d.socketPath, connections: d.listeners.unix?.connections ?? 0, requests: d.listeners.unix?.stats.requests ?? 0, errors: d.listeners.unix?.stats.errors ?? 0 },
+    sources: sources(d, poll),
+    listeners: d.listeners.info(),
+    jobs: { unfinished: d.jobStore.unfinished, recent: d.jobStore.list(5).map(brief) },
     config: {
       file: d.opts.configPath ?? paths.configFile,
+      cloud_config: d.effective?.cloud ?? { state: 'not read' },
+      origins: d.effective?.origins ?? null,
       poll_interval_seconds: d.cfg.daemon.poll_interval_seconds,
       events: Object.fromEntries(Object.entries(d.cfg.events).map(([k, v]) => [k, describePolicy(v)])),
       last_reload: d.reload,

@@ -15,6 +15,8 @@ import { oneLine, UserError } from '../util/errors.js';
 export interface ApplyOptions {
   refresh: boolean;
   dryRun: boolean;
+  /** Hears each step as it starts (a daemon job streams them to its waiters). */
+  onStep?: (step: string) => void;
 }
 
 export interface ApplyResult {
@@ -26,7 +28,8 @@ export interface ApplyResult {
   routeLines?: string[];
 }
 
-async function load(b: Bridge, refresh: boolean): Promise<{ view: NetConfigView; summary: InstanceSummary }> {
+async function load(b: Bridge, refresh: boolean, onStep: (s: string) => void): Promise<{ view: NetConfigView; summary: InstanceSummary }> {
+  onStep(refresh ? 'refreshing metadata' : 'reading the cached network config');
   if (refresh) {
     const r = await crawl(b);
     return { view: { network_config: r.networkConfig, interfaces: r.interfaces }, summary: r.summary };
@@ -39,23 +42,28 @@ async function load(b: Bridge, refresh: boolean): Promise<{ view: NetConfigView;
 export async function applyAll(deps: PipelineDeps, b: Bridge, opts: ApplyOptions): Promise<ApplyResult> {
   const t0 = performance.now();
   const cfg = deps.config();
+  const step = opts.onStep ?? (() => {});
   if (opts.dryRun) {
-    const { view, summary } = await load(b, opts.refresh);
+    const { view, summary } = await load(b, opts.refresh, step);
+    step('previewing');
     const p = await b.preview(view.network_config);
     const routes = await previewRoutes(summary, cfg, { leaseGateway: (n) => deps.stack.leaseGateway(n) });
     return { view, refreshed: opts.refresh, durationMs: since(t0), files: p.files, routeLines: routes.lines };
   }
   const ctx = newContext(deps, { works: true });
   try {
-    const { view, summary } = await load(b, opts.refresh);
+    const { view, summary } = await load(b, opts.refresh, step);
     if (opts.refresh) await persist(b);
     const names = view.interfaces.map((i) => i.name);
+    step('rendering the network config');
     await b.applyNetwork(view.network_config, false);
+    step(`bringing up ${names.filter((n) => deps.links.exists(n)).join(' ') || 'nothing'}`);
     // Interfaces in the config that are not on this system are rendered but cannot be brought up.
     const up = await bringUp(ctx, b, names.filter((n) => deps.links.exists(n)));
     const failed = Object.entries(up).filter(([, ok]) => !ok).map(([n]) => n);
     if (failed.length) throw new UserError(`the network activator failed to bring up ${failed.join(', ')}`);
     // A crawl that failed threw above, so the metadata here is complete.
+    step('reconciling policy routing');
     const rt = await deps.routing.reconcile(summary, true);
     if (rt.failed) throw new UserError(`policy routing: ${rt.failed} change(s) failed`);
     const durationMs = since(t0);

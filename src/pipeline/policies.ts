@@ -17,7 +17,7 @@ import type { HotplugEvent } from '../events/event.js';
 import { SAFE_PATH } from '../paths.js';
 import { oneLine } from '../util/errors.js';
 
-export type PolicyKind = 'add' | 'remove' | 'metadata_change' | 'link_down';
+export type PolicyKind = 'add' | 'remove' | 'metadata_change' | 'link_down' | 'url_change';
 export type PolicyName = 'apply' | 'ignore' | 'reconcile' | 'run';
 
 export const describePolicy = (p: EventPolicy): string => (typeof p === 'string' ? p : `run ${p.run[0]}`);
