@@ -13,6 +13,7 @@ import { register as enable } from './commands/enable.js';
 import { register as install } from './commands/install.js';
 import { register as routes } from './commands/routes.js';
 import { register as daemon } from './commands/daemon.js';
+import { register as jobs } from './commands/jobs.js';
 
 export const VERSION = '0.1.0';
 
@@ -23,6 +24,6 @@ export function buildProgram(): Command {
     .description('Network hotplug for cloud instances, driving the installed cloud-init through a Python bridge.')
     .version(VERSION)
     .showHelpAfterError();
-  for (const reg of [refreshMetadata, apply, query, status, handle, worker, enable, install, routes, daemon]) reg(program);
+  for (const reg of [refreshMetadata, apply, query, status, handle, worker, enable, install, routes, daemon, jobs]) reg(program);
   return program;
 }

@@ -60,7 +60,7 @@ events:
     expect(c.routing).to.deep.equal({ enabled: true, table_base: 20000, primary: '02:ab:00:00:00:01' });
     expect(c.daemon).to.deep.include({ poll_interval_seconds: 10, socket: '/run/x.sock', url_sources: [] });
     expect(c.daemon.listeners.fifo.enabled || c.daemon.listeners.tcp.enabled, 'FIFO and TCP off by default').to.equal(false);
-    expect(c.events).to.deep.equal({ add: 'apply', remove: 'ignore', metadata_change: { run: ['/usr/local/bin/notify', '--why', 'metadata'] }, link_down: 'reconcile' });
+    expect(c.events).to.deep.equal({ add: 'apply', remove: 'ignore', metadata_change: { run: ['/usr/local/bin/notify', '--why', 'metadata'] }, link_down: 'reconcile', url_change: 'apply' });
   });
 
   it('returns a copy: mutating it does not touch the frozen defaults', async () => {

@@ -18,6 +18,9 @@ import { UserError, oneLine } from '../../util/errors.js';
 import { log } from '../../util/log.js';
 import { DEFAULT_LIMITS, handleLine, newStats, Rate, type Handlers, type Limits, type Listener, type Reply } from './session.js';
 
+/** Lines read but not yet handled before more are discarded. */
+const FIFO_BACKLOG = 1024;
+
 const euid = () => (typeof process.geteuid === 'function' ? process.geteuid() : 0);
 
 function what(st: Stats): string {
@@ -54,6 +57,7 @@ export class FifoListener implements Listener {
   private buf = '';
   private discarding = false;
   private inFlight = 0;
+  private chain: Promise<void> = Promise.resolve();
   private partialTimer: NodeJS.Timeout | undefined;
   private readonly rate: Rate;
   private readonly limits: Required<Pick<Limits, 'maxLine'>> & Limits & typeof DEFAULT_LIMITS;
@@ -146,26 +150,36 @@ export class FifoListener implements Listener {
   }
 
   private one(line: string): void {
-    if (this.inFlight >= this.limits.maxInFlight) {
-      this.refuse({ ok: false, error: `more than ${this.limits.maxInFlight} FIFO requests waiting; discarded` });
+    if (this.inFlight >= FIFO_BACKLOG) {
+      this.refuse({ ok: false, error: `more than ${FIFO_BACKLOG} FIFO requests waiting; discarded` });
       return;
     }
     this.inFlight++;
-    // Each line on its own: nobody waits for the answers, so a long apply does not hold up a kick.
-    void handleLine(line, {
-      handlers: {
-        handle: (req, send) => this.handlers.handle(req, send),
-        subscribe: () => {
-          log('warn', 'FIFO request refused', { path: this.path, op: 'subscribe', error: 'subscribe needs a reply channel: use the unix socket' });
-          return () => {};
+    // In order, one at a time; nothing here waits long: apply and refresh become submitted jobs
+    // (nobody could read their answer), wait and subscribe are refused (no reply channel).
+    this.chain = this.chain.then(() =>
+      handleLine(line, {
+        handlers: {
+          handle: (req, send) => {
+            if (req.op === 'apply') return this.handlers.handle({ op: 'submit', kind: 'apply', refresh: req.refresh, dryRun: req.dryRun }, send);
+            if (req.op === 'refresh') return this.handlers.handle({ op: 'submit', kind: 'refresh' }, send);
+            if (req.op === 'wait') throw new Error('wait needs a reply channel: use the unix socket');
+            return this.handlers.handle(req, send);
+          },
+          subscribe: () => {
+            throw new Error('subscribe needs a reply channel: use the unix socket');
+          },
         },
-      },
-      limits: this.limits,
-      stats: this.stats,
-      rate: this.rate,
-      send: (m) => this.reply(m),
-      onSubscribe: () => {},
-      refused: () => false,
-    }).finally(() => this.inFlight--);
+        limits: this.limits,
+        stats: this.stats,
+        rate: this.rate,
+        send: (m) => this.reply(m),
+        onSubscribe: () => {},
+        refused: () => false,
+      }).then(
+        () => void this.inFlight--,
+        () => void this.inFlight--,
+      ),
+    );
   }
 }

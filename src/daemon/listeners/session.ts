@@ -110,8 +110,9 @@ export async function handleLine(line: string, ctx: LineContext): Promise<boolea
   }
   try {
     if (req.op === 'subscribe') {
+      const unsub = ctx.handlers.subscribe(send);
       send({ ok: true, op: 'subscribe' });
-      ctx.onSubscribe(ctx.handlers.subscribe(send));
+      ctx.onSubscribe(unsub);
       return true;
     }
     const r = await ctx.handlers.handle(req, send);
@@ -123,7 +124,7 @@ export async function handleLine(line: string, ctx: LineContext): Promise<boolea
   return true;
 }
 
-/** Serve one stream connection (unix or TCP) until it closes. */
+/** Serve one stream connection (unix or TCP) until it closes; its server must allow half-open connections. */
 export function serveStream(sock: Socket, handlers: Handlers, limits: Limits, stats: ListenerStats, onClose: () => void): void {
   const lim = { ...DEFAULT_LIMITS, ...limits };
   sock.setEncoding('utf8');
@@ -167,6 +168,12 @@ export function serveStream(sock: Socket, handlers: Handlers, limits: Limits, st
     refused: () => ++refusals >= lim.maxRefusals,
   };
   sock.on('error', () => {}); // EPIPE/ECONNRESET from clients that left
+  // A client that sends its requests and half-closes (nc, socat) still gets every answer.
+  sock.on('end', () => {
+    chain = chain.then(() => {
+      sock.end();
+    });
+  });
   sock.on('close', () => {
     clearTimeout(partialTimer);
     for (const u of unsubs) u();
@@ -179,6 +186,8 @@ export function serveStream(sock: Socket, handlers: Handlers, limits: Limits, st
       const line = buf.slice(0, nl).trim();
       buf = buf.slice(nl + 1);
       if (!line) continue;
+      // The same error whether the line came whole or in pieces (below).
+      if (line.length > lim.maxLine) return closeWith(`request longer than ${lim.maxLine} bytes; closing`);
       if (++inFlight > lim.maxInFlight) return closeWith(`more than ${lim.maxInFlight} requests waiting on this connection; closing`);
       chain = chain.then(async () => {
         const keep = await handleLine(line, ctx);

@@ -11,7 +11,7 @@ import { createServer, type Server, type Socket, type AddressInfo } from 'node:n
 import { READ_ONLY_OPS, type Request } from '../protocol.js';
 import { UserError, oneLine } from '../../util/errors.js';
 import { log } from '../../util/log.js';
-import { newStats, serveStream, type Handlers, type Listener } from './session.js';
+import { newStats, serveStream, type Handlers, type Limits, type Listener } from './session.js';
 
 export interface TcpOptions {
   address: string;
@@ -21,6 +21,8 @@ export interface TcpOptions {
   ratePerSecond: number;
   readOnlyWithoutToken: boolean;
   maxConnections: number;
+  /** Other limits of session.ts (tests shorten the unfinished-line timeout). */
+  limits?: Partial<Limits>;
 }
 
 const euid = () => (typeof process.geteuid === 'function' ? process.geteuid() : 0);
@@ -74,13 +76,14 @@ export class TcpListener implements Listener {
 
   async listen(): Promise<void> {
     this.token = digest(await readTokenFile(this.opts.tokenFile));
-    const limits = {
+    const limits: Limits = {
+      ...this.opts.limits,
       maxLine: this.opts.maxLine,
       ratePerSecond: this.opts.ratePerSecond,
       authorize: (req: Request, token: string | undefined) => this.authorize(req, token),
       maxRefusals: 5,
     };
-    const server = createServer({ allowHalfOpen: false }, (s) => {
+    const server = createServer({ allowHalfOpen: true }, (s) => {
       this.sockets.add(s);
       this.stats.connections = this.sockets.size;
       s.setNoDelay(true);

@@ -60,7 +60,7 @@ export class UnixListener implements Listener {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     }
-    const server = createServer({ allowHalfOpen: false }, (s) => {
+    const server = createServer({ allowHalfOpen: true }, (s) => {
       this.sockets.add(s);
       this.stats.connections = this.sockets.size;
       serveStream(s, this.handlers, this.limits, this.stats, () => {
