@@ -2,6 +2,7 @@
 import type * as lab from '../scripts/lab/index.js';
 import type { Contender } from './contenders.js';
 import { add1, remove1, lag, secip, multi, type Scenario } from './scenarios.js';
+import { applyCmd } from './scenario-apply.js';
 
 /** A lab booted for one contender, running some scenarios in order. */
 export interface Job {
@@ -14,12 +15,14 @@ export interface Job {
 
 /** Scenarios that share a lab, in order; `once`: only in the first run. */
 export const GROUPS: { id: string; scenarios: Scenario[]; once?: boolean }[] = [
-  { id: 'a', scenarios: [add1, remove1, lag, secip] },
+  { id: 'a', scenarios: [add1, remove1, lag, secip, applyCmd] },
   { id: 'n4', scenarios: [multi(4)] },
   { id: 'n8', scenarios: [multi(8)] },
   { id: 'n16', scenarios: [multi(16)] },
   { id: 'x', scenarios: [multi(16, 8)], once: true },
 ];
+/** Scenarios of the first group run on the generic lab only. */
+export const GENERIC_ONLY = ['secip', 'apply'];
 export const SCENARIO_IDS = GROUPS.flatMap((g) => g.scenarios.map((s) => s.id));
 
 /**
@@ -38,9 +41,9 @@ export function plan(o: { runs: number; modes: lab.LabMode[]; scenarios: string[
     }
   };
   const faithful = () => {
-    // the single-NIC group once; no secip (the poller is the same on both labs). Upstream: add1
-    // only, capped: it fails every event after ~50 s of retries there.
-    const sc = GROUPS[0]!.scenarios.filter((s) => o.scenarios.includes(s.id) && s.id !== 'secip');
+    // the single-NIC group once; no secip (the poller is the same on both labs) nor apply (the
+    // same command). Upstream: add1 only, capped: it fails every event after ~50 s of retries there.
+    const sc = GROUPS[0]!.scenarios.filter((s) => o.scenarios.includes(s.id) && !GENERIC_ONLY.includes(s.id));
     for (const c of contenders) {
       const mine = c.ours ? sc : sc.filter((s) => s.id === 'add1');
       if (mine.length) jobs.push({ mode: 'faithful', group: 'a', contender: c, run: 1, scenarios: mine });

@@ -10,7 +10,7 @@ import { CONTENDERS, ROOT } from './contenders.js';
 import { LabCtx } from './lib/labctx.js';
 import { AddrWatcher, RssSampler } from './lib/watch.js';
 import { emptyMeasurement, type Measurement, type Env } from './scenarios.js';
-import { GROUPS, SCENARIO_IDS, plan } from './plan.js';
+import { GENERIC_ONLY, GROUPS, SCENARIO_IDS, plan } from './plan.js';
 import { summarize, goals } from './summary.js';
 import { fmtS } from './table.js';
 import { writeFigures } from './plot/figures.js';
@@ -103,7 +103,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
   }
   for (const mode of o.modes) {
     if (mode !== 'faithful' || !usable.some((c) => c.id === 'upstream')) continue;
-    for (const s of o.scenarios.filter((x) => x !== 'add1' && GROUPS[0]!.scenarios.some((g) => g.id === x) && x !== 'secip')) {
+    for (const s of o.scenarios.filter((x) => x !== 'add1' && GROUPS[0]!.scenarios.some((g) => g.id === x) && !GENERIC_ONLY.includes(x))) {
       measurements.push({ ...notAvailable(mode, s, 'upstream', 'not run: every upstream event fails after ~50 s on this lab (see add1)'), status: 'skipped', run: 1 });
     }
   }

@@ -84,7 +84,7 @@ function crawlsOf(st: lab.ImdsStats): number {
 }
 
 /** Counters and samplers around one scenario. */
-class Meter {
+export class Meter {
   private cpu0: number | null = null;
   private mono0 = 0;
   wall0 = 0;
@@ -177,7 +177,7 @@ export function emptyMeasurement(h: MeasurementHead): Measurement {
   };
 }
 
-function base(env: Env, scenario: string): Measurement {
+export function base(env: Env, scenario: string): Measurement {
   return emptyMeasurement({ mode: env.ctx.mode, scenario, contender: env.contender.id, run: env.run, lab: env.ctx.name, status: 'ok', notes: [] });
 }
 

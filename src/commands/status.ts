@@ -62,6 +62,24 @@ async function instanceSummary(daemon: Record<string, any>, live: boolean): Prom
   }
 }
 
+/** The daemon's sources, listeners and non-default settings, for the text output. */
+function daemonLines(d: Record<string, any>): string[] {
+  const out: string[] = [];
+  const src = (d.sources ?? []) as { name: string; state: string; detail?: string }[];
+  if (src.length) {
+    const w = Math.max(...src.map((s) => s.name.length));
+    out.push('sources:', ...src.map((s) => `  ${s.name.padEnd(w)}  ${s.state.padEnd(10)} ${s.detail ?? ''}`.trimEnd()));
+  }
+  const cc = d.config?.cloud_config;
+  if (cc) out.push(`cloud-config: ${cc.state}${cc.error ? ` (${cc.error})` : ''}`);
+  const set = (d.config?.settings ?? []) as { key: string; value: unknown; from: string }[];
+  if (set.length) {
+    const w = Math.max(...set.map((s) => s.key.length));
+    out.push('settings (others default):', ...set.map((s) => `  ${s.key.padEnd(w)} = ${JSON.stringify(s.value)} (${s.from})`));
+  }
+  return out;
+}
+
 export function register(program: Command): void {
   program
     .command('status')
@@ -104,6 +122,7 @@ export function register(program: Command): void {
               : `not running${daemon.reason ? ` (${daemon.reason})` : ''}`
           }`,
         ];
+        if (daemon.running) lines.push(...daemonLines(daemon));
         process.stdout.write(lines.join('\n') + '\n');
       }),
     );

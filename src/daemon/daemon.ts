@@ -30,8 +30,9 @@ import { mkdir, unlink } from 'node:fs/promises';
 import { existsSync, watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import type { Bridge } from '../../bridge/index.js';
-import { readConfigDoc, type Config } from '../config.js';
-import { effectiveConfig, type CloudPart, type Effective } from '../config-cloud.js';
+import type { Config } from '../config.js';
+import type { CloudPart, Effective } from '../config-cloud.js';
+import { reloadConfig } from './reload.js';
 import { paths } from '../paths.js';
 import { acquireLock, releaseThenRecheck, tryLock, type Lock } from '../lock.js';
 import { pendingCount } from '../events/queue.js';
@@ -51,9 +52,10 @@ import { log, since } from '../util/log.js';
 import { oneLine, UserError } from '../util/errors.js';
 import type { Handlers, Reply } from './listeners/session.js';
 import { ListenerSet } from './listeners/index.js';
-import { handleRequest, runJobWork, startWorker } from './requests.js';
+import { handleRequest, startWorker } from './requests.js';
 import { JobStore, type JobRecord } from './job-store.js';
-import { UrlSource, type UrlChangeRecord } from './url-source.js';
+import { resumeInterrupted, submitJob, urlSourcesOf } from './daemon-jobs.js';
+import type { UrlSource, UrlChangeRecord } from './url-source.js';
 import { advertFile, readAdvert } from './kick.js';
 import { LinkMonitor } from './monitor.js';
 import { JobQueue } from './jobs.js';
@@ -194,13 +196,7 @@ export class Daemon {
         .then((n) => n > 0 && !this.jobs.busy && this.jobs.schedule('drain', 'drain queue (sweep)', () => this.drain()))
         .catch(() => {});
     }, SWEEP_MS);
-    // Jobs an earlier daemon left unfinished: failed, and run again whole (queued behind the drain).
-    for (const old of await this.jobStore.load()) {
-      if (old.params.dryRun) continue;
-      const again = this.submit(old.kind, old.params, 'daemon (re-run)', old.id);
-      log('warn', 'a job was interrupted by the death of the daemon; running it again', { job: old.id, rerun: again.id, kind: old.kind });
-      await this.jobStore.update(old.id, { rerun_by: again.id, error: `${old.error}; run again as job ${again.id}` });
-    }
+    await resumeInterrupted(this);
     await this.listeners.listenUnix(this.socketPath);
     await this.listeners.configure(this.cfg.daemon.listeners);
     await this.advertise();
@@ -251,101 +247,31 @@ export class Daemon {
     return { handle: (r, send) => handleRequest(this, r, send, via), subscribe: (send) => this.subscribe(send) };
   }
 
-  private startUrlSources(): void {
+  startUrlSources(): void {
     for (const u of this.urlSources) u.stop();
-    this.urlSources = this.cfg.daemon.url_sources.map(
-      (c) =>
-        new UrlSource(c, {
-          schedule: (what, fn) => this.jobs.schedule('url', what, fn),
-          stopping: () => this.stopping,
-          policy: () => this.cfg.events.url_change,
-          pollMetadata: async () => {
-            await this.poller.pollOnce();
-            return { ok: this.poller.stats.lastError === null, reason: this.poller.stats.lastError ?? 'metadata polled' };
-          },
-          reconcile: async () => {
-            const r = await repairRouting(this.deps, (fn) => this.locked(fn));
-            return { ok: !r.failed, routingChanges: r.changes, reason: `${r.changes} routing change(s), ${r.failed} failed` };
-          },
-          emit: (rec) => this.emit(rec),
-        }),
-    );
+    this.urlSources = urlSourcesOf(this);
     for (const u of this.urlSources) u.start();
   }
 
   /** A job for the queue (apply / refresh-metadata through the daemon); returns its record at once. */
   submit(kind: ClientJobKind, params: JobRecord['params'], via: string, rerunOf?: string): JobRecord {
-    const rec = this.jobStore.create(kind, params, via, rerunOf);
-    const fail = (e: unknown) => this.jobStore.update(rec.id, { state: 'failed', finished: now(), error: oneLine(e) });
-    this.jobs.schedule('request', `${kind}${params.dryRun ? ' (dry run)' : ''} job ${rec.id}`, () => this.runJob(rec), (e) => void fail(e));
-    return rec;
-  }
-
-  private async runJob(rec: JobRecord): Promise<void> {
-    const t0 = performance.now();
-    // Persisted as running before anything changes: a kill from here on is seen by the next daemon.
-    await this.jobStore.update(rec.id, { state: 'running', started: now() });
-    let patch: Partial<JobRecord>;
-    try {
-      const result = await runJobWork(this, rec, (step) => this.jobStore.step(rec.id, step));
-      patch = { state: 'done', result };
-    } catch (e) {
-      patch = { state: 'failed', error: oneLine(e) };
-    }
-    await this.jobStore.update(rec.id, { ...patch, finished: now(), duration_ms: since(t0) });
-    log(patch.state === 'done' ? 'info' : 'warn', `job ${patch.state}`, { job: rec.id, kind: rec.kind, via: rec.via, duration_ms: since(t0), error: patch.error });
-    this.emit({ type: 'job', time: now(), id: rec.id, kind: rec.kind, state: patch.state!, duration_ms: since(t0), ...(patch.error ? { error: patch.error } : {}) });
+    return submitJob(this, kind, params, via, rerunOf);
   }
 
   /** cloud-config's cloud_hotplug key, read now through the warm bridge (as a job: one call at a time). */
-  private readCloudPart(): Promise<CloudPart> {
+  readCloudPart(): Promise<CloudPart> {
     return this.jobs
       .request('read cloud-config', () => this.withBridge('cloud-config', (b) => b.cloudConfig()))
       .catch((e) => ({ error: oneLine(e) }));
   }
 
-  private advertise(): Promise<void> {
+  advertise(): Promise<void> {
     return writeJsonAtomic(advertFile(), { pid: process.pid, socket: this.socketPath, started: new Date(this.startedAt).toISOString() }, 0o644);
   }
 
-  /** SIGHUP: re-read the config; an invalid one is logged and the old one kept. */
-  async reloadConfig(): Promise<boolean> {
-    let next: Config;
-    try {
-      const file = this.opts.configPath ?? paths.configFile;
-      const doc = await readConfigDoc(file);
-      const eff = effectiveConfig(doc, await this.readCloudPart(), file);
-      next = eff.config;
-      this.effective = eff;
-    } catch (e) {
-      const error = oneLine(e);
-      this.reload = { time: now(), ok: false, error };
-      log('error', 'config reload failed; keeping the old config', { error });
-      this.emit({ type: 'config', time: now(), result: 'rejected', reason: error });
-      return false;
-    }
-    const old = this.cfg;
-    this.cfg = next;
-    this.reload = { time: now(), ok: true };
-    log('info', 'config reloaded', {
-      poll_interval_seconds: next.daemon.poll_interval_seconds,
-      socket: next.daemon.socket,
-      events: Object.entries(next.events).map(([k, v]) => `${k}=${describePolicy(v)}`).join(','),
-    });
-    this.emit({ type: 'config', time: now(), result: 'reloaded' });
-    if (!this.opts.socket && next.daemon.socket !== old.daemon.socket) {
-      try {
-        await this.listeners.moveUnix(next.daemon.socket);
-        this.socketPath = next.daemon.socket;
-        await this.advertise();
-      } catch (e) {
-        log('error', 'could not move the socket; keeping the old one', { error: oneLine(e), socket: next.daemon.socket });
-      }
-    }
-    if (next.daemon.poll_interval_seconds !== old.daemon.poll_interval_seconds && this.opts.poll !== false) this.poller.arm(false);
-    await this.listeners.configure(next.daemon.listeners);
-    if (JSON.stringify(next.daemon.url_sources) !== JSON.stringify(old.daemon.url_sources)) this.startUrlSources();
-    return true;
+  /** SIGHUP: re-read the config; an invalid one is logged and the old one kept (reload.ts). */
+  reloadConfig(): Promise<boolean> {
+    return reloadConfig(this);
   }
 
   // ------------------------------------------------------------------------------ jobs
@@ -433,7 +359,7 @@ export class Daemon {
     });
   }
 
-  private async repairRouting(): Promise<void> {
+  async repairRouting(): Promise<void> {
     try {
       const r = await repairRouting(this.deps, (fn) => this.locked(fn));
       if (r.changes || r.failed) this.emit({ type: 'routing', time: now(), result: r.failed ? 'failed' : 'repaired', changes: r.changes, failed: r.failed });
@@ -449,7 +375,7 @@ export class Daemon {
     return () => this.subscribers.delete(send);
   }
 
-  private emit(rec: DaemonRecord): void {
+  emit(rec: DaemonRecord): void {
     this.ring.push(rec);
     if (this.ring.length > RING) this.ring.splice(0, this.ring.length - RING);
     for (const s of this.subscribers) s(rec as unknown as Reply);

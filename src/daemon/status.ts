@@ -36,6 +36,14 @@ function sources(d: Daemon, poll: Daemon['poller']['stats']): Record<string, unk
   return out;
 }
 
+/** Every setting that is not a default, with its value and where it came from. */
+function settings(d: Daemon): { key: string; value: unknown; from: string }[] {
+  const get = (k: string) => k.split('.').reduce<unknown>((o, p) => (o && typeof o === 'object' ? (o as Record<string, unknown>)[p] : undefined), d.cfg);
+  return Object.entries(d.effective?.origins ?? {})
+    .filter(([, from]) => from !== 'default')
+    .map(([key, from]) => ({ key, value: get(key), from }));
+}
+
 export async function daemonStatus(d: Daemon): Promise<Record<string, unknown>> {
   const nodeRss = process.memoryUsage().rss;
   const pyRss = rssOf(d.bridges.pid);
@@ -59,6 +67,7 @@ export async function daemonStatus(d: Daemon): Promise<Record<string, unknown>> 
       file: d.opts.configPath ?? paths.configFile,
       cloud_config: d.effective?.cloud ?? { state: 'not read' },
       origins: d.effective?.origins ?? null,
+      settings: settings(d),
       poll_interval_seconds: d.cfg.daemon.poll_interval_seconds,
       events: Object.fromEntries(Object.entries(d.cfg.events).map(([k, v]) => [k, describePolicy(v)])),
       last_reload: d.reload,
