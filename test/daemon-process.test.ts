@@ -70,6 +70,38 @@ describe('daemon process against an empty root (HOTPLUG_ROOT)', function () {
     expect(readdirSync(q).filter((n) => n.endsWith('.json'))).to.have.length(1);
   });
 
+  it('hotplug apply / refresh-metadata go to the daemon as jobs: without a cache the job fails, the command exits 1 with its error; jobs and wait show it', async () => {
+    const cli = (args: string[]) => execa(process.execPath, [CLI, ...args], { env: env(), reject: false });
+    const a = await cli(['apply']);
+    expect(a.exitCode, a.stderr).to.equal(1);
+    const id = /job (\S+) submitted to the daemon/.exec(a.stderr)?.[1];
+    expect(a.stderr).to.match(new RegExp(`hotplug: job ${id} failed: \\S`));
+    const asy = await cli(['refresh-metadata', '--async']);
+    expect(asy.exitCode, asy.stderr).to.equal(0);
+    const rid = asy.stdout.trim();
+    const w = await cli(['wait', rid]);
+    expect(w.exitCode).to.equal(1);
+    expect(w.stderr).to.match(new RegExp(`^hotplug: job ${rid} failed: `, 'm'));
+    const jobs = JSON.parse((await cli(['jobs', '--json'])).stdout);
+    expect(jobs.from).to.equal('daemon');
+    expect(jobs.jobs.map((j: { id: string; state: string }) => [j.id, j.state])).to.deep.include.members([[id, 'failed'], [rid, 'failed']]);
+    expect(readdirSync(join(root, 'run/cloud-hotplug/jobs')).filter((n) => n.endsWith('.json'))).to.include(`${rid}.json`);
+    // --no-daemon runs here (and fails here: no cache), never submitting a job.
+    const here = await cli(['apply', '--no-daemon']);
+    expect(here.exitCode).to.not.equal(0);
+    expect(here.stderr).to.not.match(/submitted to the daemon/);
+    const st = (await request(sock, { op: 'status' }, 5000))!.status as Record<string, any>;
+    expect(st.sources.map((x: { name: string; state: string }) => `${x.name}: ${x.state}`)).to.include.members([
+      'udev queue: watching',
+      'kernel link watch: disabled',
+      'metadata poller: disabled',
+      'listener unix: listening',
+      'listener fifo: disabled',
+      'listener tcp: disabled',
+    ]);
+    expect(st.config.cloud_config.state).to.equal('unavailable');
+  });
+
   it('SIGHUP: an invalid config is logged and the old one kept; a valid one is applied', async () => {
     const cfgFile = join(root, 'etc/cloud-hotplug/config.yaml');
     mkdirSync(join(root, 'etc/cloud-hotplug'), { recursive: true });

@@ -34,7 +34,7 @@ status); otherwise it runs here.`,
     )
     .option('--no-refresh', 'apply the cached config without asking the metadata service')
     .option('--dry-run', 'print the network config and the files it would write; change nothing')
-    .option('--async', 'submit to the daemon and print the job id at once (see `hotplug wait`)')
+    .option('--async', 'submit to the daemon and print the job id at once (see hotplug wait)')
     .option('--no-daemon', 'run here even when the daemon runs')
     .option('--json', 'machine-readable output')
     .action(

@@ -45,7 +45,7 @@ export function register(program: Command): void {
   program
     .command('wait')
     .description("Wait for a job of the daemon to finish (its progress on stderr), print its result as the command that submitted it would, and exit with its status (0 done, 1 failed).")
-    .argument('<id>', 'job id (from --async or `hotplug jobs`)')
+    .argument('<id>', 'job id (from --async or hotplug jobs)')
     .option('--json', 'machine-readable output')
     .action(
       action(async (id: string, opts: { json?: boolean }) => {

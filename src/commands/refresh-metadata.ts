@@ -18,7 +18,7 @@ export function register(program: Command): void {
 cloud-init's instance-data.json, and the network config as JSON in ${paths.networkConfigJson}.
 If the crawl fails nothing on disk changes. When the daemon runs, this is a job of the daemon.`,
     )
-    .option('--async', 'submit to the daemon and print the job id at once (see `hotplug wait`)')
+    .option('--async', 'submit to the daemon and print the job id at once (see hotplug wait)')
     .option('--no-daemon', 'run here even when the daemon runs')
     .option('--json', 'print the refreshed summary as JSON')
     .action(
