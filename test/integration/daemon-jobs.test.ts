@@ -55,6 +55,24 @@ http.createServer((req, res) => {
   fs.writeFileSync(statsFile, JSON.stringify({ all, conditional, notModified }));
 }).listen(Number(port), host, () => console.log('listening'));`;
 
+/** Hostile lines into the FIFO (node inside the instance), then a kick. */
+const FIFO_JS = `
+const fs = require('fs');
+const [path, n] = process.argv.slice(1);
+let seed = 11; const r = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
+const fd = fs.openSync(path, 'w');
+for (let i = 0; i < Number(n); i++) {
+  const k = Math.floor(r() * 5);
+  const line = k === 0 ? Buffer.from(Array.from({ length: 80 }, () => 1 + Math.floor(r() * 255))).toString('latin1').replace(/\\n/g, '') + '\\n'
+    : k === 1 ? JSON.stringify({ op: 'status', pad: 'x'.repeat(100000) }) + '\\n'
+    : k === 2 ? '{"op":"kick","id":' + '\\n'
+    : k === 3 ? JSON.stringify({ op: 'submit', kind: 'reboot' }) + '\\n'
+    : '[1,2,3]\\n';
+  fs.writeSync(fd, line);
+}
+fs.writeSync(fd, '{"op":"kick"}\\n');
+fs.closeSync(fd);`;
+
 /** Hostile frames for the TCP listener, then a good status (node inside the instance). */
 const TCP_JS = `
 const net = require('net');
@@ -259,6 +277,15 @@ describe('the daemon as the front door (lab t-djb: jobs, listeners, URL source, 
     await waitFor('apply job from the FIFO done', async () => (await jobs()).some((j) => j.via === 'fifo' && j.state === 'done'), 60_000, 200);
     expect(daemonLog()).to.match(/FIFO request refused path=\/run\/cloud-hotplug\/daemon\.fifo error="malformed request: not JSON/);
     expect(daemonLog()).to.match(/FIFO request refused .*error="unknown op \\"explode\\"/);
+    // 300 hostile lines from a writer in the instance (garbage, 100 kB lines, half lines, bad
+    // values), then a kick: handled, and the daemon answers status.
+    const k2 = (await status()).daemon.stats.kicks as number;
+    const r = await lab.exec([process.execPath, '-e', FIFO_JS, FIFO, '300'], { name: NAME, cleanEnv: true, env: PATH_ENV, timeoutMs: 60_000 });
+    expect(r.exitCode, r.stderr).to.equal(0);
+    await waitFor('the kick after the barrage', async () => (await status()).daemon.stats.kicks > k2, 30_000, 200);
+    const fifo = ((await status()).daemon.listeners as Record<string, any>[]).find((l) => l.kind === 'fifo')!;
+    expect(fifo.state).to.equal('listening');
+    expect(fifo.errors).to.be.greaterThan(100);
   });
 
   it('URL source: the endpoint in the cloud netns is polled with If-None-Match (304s); a new ETag runs the configured policy', async () => {
