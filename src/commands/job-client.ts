@@ -83,6 +83,11 @@ export async function viaDaemon(kind: 'apply' | 'refresh', params: Record<string
       else process.stdout.write(`${job.id}\n`);
       return 0;
     }
+    if (process.env.HOTPLUG_EVENT) {
+      // A {run} policy command of the daemon: waiting would wait for the job it is part of.
+      process.stderr.write(`hotplug: job ${job.id} submitted to the daemon; not waiting inside an event policy command (it runs after the current job)\n`);
+      return 0;
+    }
     process.stderr.write(`hotplug: job ${job.id} submitted to the daemon\n`);
     return await waitJob(conn, job.id, { json: opts.json });
   } finally {
