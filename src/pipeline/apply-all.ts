@@ -51,6 +51,7 @@ export async function applyAll(deps: PipelineDeps, b: Bridge, opts: ApplyOptions
     if (opts.refresh) await persist(b);
     const names = view.interfaces.map((i) => i.name);
     await b.applyNetwork(view.network_config, false);
+    await deps.stack.rendered?.(view);
     // Interfaces in the config that are not on this system are rendered but cannot be brought up.
     const up = await bringUp(ctx, b, names.filter((n) => deps.links.exists(n)));
     const failed = Object.entries(up).filter(([, ok]) => !ok).map(([n]) => n);
