@@ -20,6 +20,8 @@ import {
   DAEMON_UNIT,
   NETWORKD_DROPIN,
   NETWORKD_DROPIN_TEXT,
+  NM_DROPIN,
+  NM_DROPIN_TEXT,
   DAEMON_SERVICE,
   daemonUnitText,
   RULE_PATH,
@@ -126,6 +128,11 @@ masks ${CLOUD_INIT_SOCKET}; uninstall restores both).`,
               process.stdout.write(r.exitCode === 0 ? `enabled and started ${DAEMON_SERVICE}\n` : `could not start ${DAEMON_SERVICE}: ${String(r.stderr).trim()}\n`);
             }
           }
+        }
+        if (existsSync(join(root, 'usr/sbin/NetworkManager'))) {
+          await writeOwned(root, m, NM_DROPIN, NM_DROPIN_TEXT);
+          // A running NM reads it now (nothing when it does not run: it reads it when it starts).
+          if (root === '/') await execa('nmcli', ['general', 'reload', 'conf'], { reject: false, stdin: 'ignore', timeout: 10_000 });
         }
         if (o.daemon && !running) {
           process.stdout.write('no running systemd here: start the daemon with "hotplug daemon --supervise" (it restarts the daemon if it dies)\n');
