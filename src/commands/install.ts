@@ -171,6 +171,7 @@ masks ${CLOUD_INIT_SOCKET}; uninstall restores both).`,
           await rm(join(root, f), { force: true });
           process.stdout.write(`removed /${f}\n`);
         }
+        if (root === '/' && m.files.includes(NM_DROPIN)) await execa('nmcli', ['general', 'reload', 'conf'], { reject: false, stdin: 'ignore', timeout: 10_000 });
         for (const mask of m.masked) {
           const p = join(root, mask);
           if (existsSync(p) || (() => { try { return lstatSync(p).isSymbolicLink(); } catch { return false; } })()) await rm(p, { force: true });
