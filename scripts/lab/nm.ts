@@ -50,6 +50,11 @@ export async function startDbus(p: LabPaths, holderPid: number, onSpawn: (r: Pro
  * complete, i.e. every device that autoconnects has its connection up or failed).
  */
 export async function startNetworkManager(p: LabPaths, holderPid: number, onSpawn: (r: ProcRef) => Promise<void>): Promise<ProcRef> {
+  // A NetworkManager that just exited may still own its bus name for a moment (the bus daemon
+  // has yet to see the connection close): a new one would exit with "Service already taken".
+  const owned = ['dbus-send', '--system', '--print-reply', '--dest=org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus.NameHasOwner', 'string:org.freedesktop.NetworkManager'];
+  const end = Date.now() + 10_000;
+  while (Date.now() < end && /boolean true/.test((await instanceRun(holderPid, owned, { env: INSTANCE_ENV, cleanEnv: true, check: false })).stdout)) await sleep(50);
   const ref = spawnDaemon(nsenterArgv(holderPid, ['NetworkManager', '--no-daemon', '--debug', '--log-level=INFO']), 'NetworkManager', { log: logOf(p, 'NetworkManager'), env: INSTANCE_ENV });
   await onSpawn(ref);
   const r = await instanceRun(holderPid, ['nm-online', '-s', '-q', '-t', '60'], { env: INSTANCE_ENV, cleanEnv: true, check: false, timeoutMs: 70_000 });
