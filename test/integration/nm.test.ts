@@ -12,6 +12,8 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { lab, hotplug, sh, readIn, waitFor, labFixture, waitRecord, assertLabGone, instancePids, CLI, ROOT } from './helpers.js';
 import { cloudInitConnection } from '../../src/stack/nm-parse.js';
+import { startRun } from '../../scripts/results/record.js';
+import { writeLabStackResults } from './stack-results.js';
 
 const NAME = 't-nm';
 const TABLE = 10001;
@@ -45,12 +47,15 @@ describe('NetworkManager stack in the lab (t-nm: NM + D-Bus in the instance, clo
   let nic: lab.NicInfo;
   let daemon: number | undefined;
   let logDir = '';
+  const run = startRun(['test/results']);
 
   before(async () => {
     logDir = mkdtempSync(join(tmpdir(), 't-nm-'));
     await fx.boot();
   });
-  after(async () => {
+  after(async function () {
+    const file = writeLabStackResults('network-manager', run, this.test?.parent);
+    if (file) console.log(`      results: ${file}${run.clean ? '' : ' (DIRTY tree)'}`);
     if (daemon) {
       try {
         process.kill(daemon, 'SIGTERM');
