@@ -97,6 +97,10 @@ async function create(p: LabPaths, opts: UpOptions): Promise<UpResult> {
   if (!LAB_STACKS.includes(stack)) throw new UserError(`unknown stack ${stack}: ${LAB_STACKS.join(' or ')}`);
   // Without udevd NetworkManager leaves every NIC unmanaged (it waits for udev to initialise them).
   if (stack === 'nm' && !udev) throw new UserError('--stack nm needs udev (NetworkManager manages only devices udev initialised)');
+  // The instance's /usr is the host's: what is not installed here is not there either.
+  if (stack === 'nm' && !['/usr/sbin/NetworkManager', '/usr/bin/nmcli', '/usr/bin/dbus-daemon'].every((f) => existsSync(f))) {
+    throw new UserError('--stack nm needs network-manager and dbus-daemon installed (run scripts/setup.sh)');
+  }
   let userData = opts.userdata ?? defaultUserData(hotplugUserdata);
   if (opts.userdataFile) {
     try {
