@@ -217,6 +217,8 @@ export interface Stage {
 
 /** The stage that starts D-Bus and NetworkManager (nm.ts) rather than running a command. */
 export const NM_STAGE = 'NetworkManager';
+/** The stage that starts D-Bus and systemd-networkd (networkd.ts). */
+export const NETWORKD_STAGE = 'systemd-networkd';
 
 export const BOOT_STAGES: Stage[] = [
   { name: 'init-local', argv: ['cloud-init', 'init', '--local'] },
@@ -231,7 +233,8 @@ export const BOOT_STAGES: Stage[] = [
  * or NetworkManager started there (NetworkManager.service runs after cloud-init-local).
  */
 export function bootStages(stack: LabStack = 'ifupdown'): Stage[] {
-  return stack === 'nm' ? BOOT_STAGES.map((s) => (s.name === 'ifup' ? { name: NM_STAGE, argv: [] } : s)) : BOOT_STAGES;
+  const daemon = stack === 'nm' ? NM_STAGE : stack === 'networkd' ? NETWORKD_STAGE : null;
+  return daemon ? BOOT_STAGES.map((s) => (s.name === 'ifup' ? { name: daemon, argv: [] } : s)) : BOOT_STAGES;
 }
 
 /** Run one boot stage inside the instance, output appended to boot.log. */

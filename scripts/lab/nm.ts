@@ -16,18 +16,19 @@ import { spawnDaemon, isAlive, killRefs, type ProcRef } from './proc.js';
 import { nsenterArgv, instanceRoot, instanceRun, INSTANCE_ENV } from './instance.js';
 import { sleep } from './run.js';
 
-/** The network stacks a lab instance can run: ifupdown (Debian's default) or NetworkManager. */
-export type LabStack = 'ifupdown' | 'nm';
-export const LAB_STACKS: readonly LabStack[] = ['ifupdown', 'nm'];
+/** The network stacks a lab instance can run: ifupdown (Debian's default), NetworkManager or systemd-networkd (networkd.ts). */
+export type LabStack = 'ifupdown' | 'nm' | 'networkd';
+export const LAB_STACKS: readonly LabStack[] = ['ifupdown', 'nm', 'networkd'];
 
 /** cloud.cfg's system_info.network for each stack (what a distro shipping it configures). */
 export function networkSystemInfo(stack: LabStack): string {
-  return stack === 'nm' ? '    renderers: [network-manager]\n    activators: [network-manager]\n' : '    renderers: [eni]\n';
+  const pick = stack === 'nm' ? 'network-manager' : stack === 'networkd' ? 'networkd' : null;
+  return pick ? `    renderers: [${pick}]\n    activators: [${pick}]\n` : '    renderers: [eni]\n';
 }
 
-const logOf = (p: LabPaths, what: string) => join(p.dir, `${what}.log`);
+export const logOf = (p: LabPaths, what: string) => join(p.dir, `${what}.log`);
 
-async function lastLines(file: string): Promise<string> {
+export async function lastLines(file: string): Promise<string> {
   return (await readFile(file, 'utf8').catch(() => '')).trim().split('\n').slice(-3).join(' | ');
 }
 

@@ -80,6 +80,7 @@ export async function status(opts: LabOptions = {}): Promise<LabStatus> {
     ['udevadm monitor', s.procs.udevMonitor],
     ['dbus-daemon', s.procs.dbus],
     ['NetworkManager', s.procs.networkManager],
+    ['systemd-networkd', s.procs.networkd],
   ];
   for (const [what, r] of refs) if (r) out.processes.push({ what, pid: r.pid, alive: isAlive(r) });
   if (out.netns.instExists) out.interfaces = await listInterfaces(p.netnsInst);

@@ -9,8 +9,9 @@ import { createNetns, setupCloud, setupInstance, createVeths, netnsExists, netns
 import { newModel, saveModel } from './metadata.js';
 import { dnsmasqArgv, writeHostsFile, waitDnsmasqReady } from './dhcp.js';
 import { spawnDaemon, isAlive } from './proc.js';
-import { prepareOverlay, startHolder, runStage, cloudInitStatus, defaultUserData, bootStages, NM_STAGE, MASKED_UDEV_RULES, type CloudInitStatus, type Stage } from './instance.js';
+import { prepareOverlay, startHolder, runStage, cloudInitStatus, defaultUserData, bootStages, NM_STAGE, NETWORKD_STAGE, MASKED_UDEV_RULES, type CloudInitStatus, type Stage } from './instance.js';
 import { LAB_STACKS, startDbus, startNetworkManager, type LabStack } from './nm.js';
+import { startNetworkd, networkdInstalled } from './networkd.js';
 import { startUdevd, startMonitor, coldplug, installNetOnlyRules } from './udev.js';
 import * as ctl from './imds-control.js';
 import { newAttachment, nicModelOf } from './alloc.js';
@@ -101,6 +102,7 @@ async function create(p: LabPaths, opts: UpOptions): Promise<UpResult> {
   if (stack === 'nm' && !['/usr/sbin/NetworkManager', '/usr/bin/nmcli', '/usr/bin/dbus-daemon'].every((f) => existsSync(f))) {
     throw new UserError('--stack nm needs network-manager and dbus-daemon installed (run scripts/setup.sh)');
   }
+  if (stack === 'networkd' && !networkdInstalled()) throw new UserError('--stack networkd needs systemd-networkd and dbus-daemon installed (run scripts/setup.sh)');
   let userData = opts.userdata ?? defaultUserData(hotplugUserdata);
   if (opts.userdataFile) {
     try {
@@ -213,7 +215,7 @@ async function boot(p: LabPaths, s: LabState, opts: UpOptions, t0: number): Prom
       progress(opts, `paused before ${st.name} (run \`lab resume\`)`);
       return undefined;
     }
-    const t = st.name === NM_STAGE ? await nmStage(p, s, st) : await runStage(p, holder.pid, st);
+    const t = st.name === NM_STAGE || st.name === NETWORKD_STAGE ? await nmStage(p, s, st) : await runStage(p, holder.pid, st);
     s.stages = s.stages.filter((x) => x.name !== st.name).concat(t);
     await save();
     progress(opts, `${st.name}: ${secs(t.ms)}${t.exitCode ? ` (exit ${t.exitCode})` : ''}`);
@@ -233,7 +235,7 @@ async function boot(p: LabPaths, s: LabState, opts: UpOptions, t0: number): Prom
   return ci;
 }
 
-/** Start the instance's system D-Bus and NetworkManager (the nm stack's stage in place of `ifup -a`). */
+/** Start the instance's system D-Bus and NetworkManager or systemd-networkd (the stage in place of `ifup -a`). */
 async function nmStage(p: LabPaths, s: LabState, st: Stage): Promise<StageTiming> {
   const save = () => saveState(p.state, s);
   const t0 = performance.now();
@@ -245,7 +247,13 @@ async function nmStage(p: LabPaths, s: LabState, st: Stage): Promise<StageTiming
         await save();
       });
     }
-    if (!isAlive(s.procs.networkManager)) {
+    if (st.name === NETWORKD_STAGE && !isAlive(s.procs.networkd)) {
+      s.procs.networkd = await startNetworkd(p, holder.pid, async (ref) => {
+        s.procs.networkd = ref;
+        await save();
+      });
+    }
+    if (st.name === NM_STAGE && !isAlive(s.procs.networkManager)) {
       s.procs.networkManager = await startNetworkManager(p, holder.pid, async (ref) => {
         s.procs.networkManager = ref;
         await save();

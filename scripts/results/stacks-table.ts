@@ -12,7 +12,7 @@ type Checks = { file: string; r: Pick<VmResults, 'checks' | 'run'> };
 export const STACKS: { stack: string; renderer: string; activator: string; lab: string | null; vm: string }[] = [
   { stack: 'ifupdown + dhclient', renderer: 'eni', activator: 'IfUpDownActivator', lab: 'ifupdown', vm: 'ifupdown' },
   { stack: 'netplan → systemd-networkd', renderer: 'netplan', activator: 'NetplanActivator', lab: null, vm: 'netplan' },
-  { stack: 'systemd-networkd', renderer: 'networkd', activator: 'NetworkdActivator', lab: null, vm: 'networkd' },
+  { stack: 'systemd-networkd', renderer: 'networkd', activator: 'NetworkdActivator', lab: 'networkd', vm: 'networkd' },
   { stack: 'NetworkManager', renderer: 'network-manager', activator: 'NetworkManagerActivator', lab: 'network-manager', vm: 'nm' },
 ];
 
