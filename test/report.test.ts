@@ -23,9 +23,9 @@ describe('generated tables (npm run report)', () => {
     expect(stale, 'run `npm run report` and commit (never edit a generated table by hand)').to.deep.equal([]);
   });
 
-  it('every generated block is present: performance and reliability in the README, reliability in docs/reliability.md, vm in docs/vm.md', () => {
+  it('every generated block is present: stacks, performance and reliability in the README, reliability in docs/reliability.md, vm in docs/vm.md', () => {
     const names = Object.fromEntries(rendered().map((d) => [d.file, blockNames(d.current)]));
-    expect(names).to.deep.equal({ 'README.md': ['performance', 'reliability'], 'docs/reliability.md': ['reliability'], 'docs/vm.md': ['vm'] });
+    expect(names).to.deep.equal({ 'README.md': ['stacks', 'performance', 'reliability'], 'docs/reliability.md': ['reliability'], 'docs/vm.md': ['vm'] });
   });
 
   it('a marker without a generator or without its end is an error, not stale text kept', () => {
@@ -47,7 +47,20 @@ describe('generated tables (npm run report)', () => {
       const b = blocks(root);
       expect(b.performance).to.match(/^Not measured yet: no `bench\/results\/latest\.json`/);
       expect(b.reliability).to.match(/^Not measured yet: no `test\/results\/reliability-latest\.json`/);
-      expect(b.vm).to.match(/ifupdown: not measured yet/).and.match(/netplan: not measured yet/);
+      expect(b.vm).to.match(/ifupdown: not measured yet/).and.match(/netplan: not measured yet/).and.match(/nm: not measured yet/);
+      expect(b.stacks).to.include('| NetworkManager | network-manager / NetworkManagerActivator | not measured yet (no `test/results/lab-network-manager-latest.json`) | not measured yet (no `test/results/vm-nm-latest.json`) |');
+    });
+
+    it('the table of stacks: a lab stack suite\'s results file gives its cell and its source; a failed check is named', async () => {
+      await mkdir(join(root, 'test/results'), { recursive: true });
+      const run = { commit: 'fedcba9876543210', clean: true, dirty: [], startedAt: '2026-12-02T09:00:00.000Z', finishedAt: '2026-12-02T09:01:00.000Z', machine: { cores: 2, cpuModel: 'x', loadavgBefore: [1, 1, 1], loadavgAfter: [1, 1, 1] } };
+      const checks = [{ title: 'hot-add', state: 'passed' }, { title: 'hot-remove', state: 'failed', error: 'x' }];
+      await writeFile(join(root, 'test/results/lab-network-manager-latest.json'), JSON.stringify({ schema: 1, kind: 'lab-stack', stack: 'network-manager', run, checks, goals: [] }));
+      const t = blocks(root).stacks;
+      expect(t).to.include('| NetworkManager | network-manager / NetworkManagerActivator | 1/2 checks passed (2026-12-02, commit fedcba987654) |');
+      expect(t).to.include('- lab network-manager: From `test/results/lab-network-manager-latest.json`: run of 2026-12-02 09:00 UTC, commit fedcba987654, clean tree');
+      expect(t).to.include('Not passed: lab network-manager: failed: hot-remove.');
+      await rm(join(root, 'test/results/lab-network-manager-latest.json'));
     });
 
     it('a reliability run on a dirty tree is labelled so; a lost figure nobody computed shows "not measured"; missing areas too', async () => {

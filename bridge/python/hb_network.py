@@ -89,8 +89,9 @@ def network_stack(distro):
     renderer = activator = None
     try:
         r = distro._get_renderer()  # the distro's choice (Arch overrides it), not renderers.select
-        mod = type(r).__module__.rsplit(".", 1)[-1]
-        renderer = mod if mod in renderers.NAME_TO_RENDERER else type(r).__name__
+        # Named by the list's key for the renderer's module ("network-manager" is network_manager.py)
+        names = {m.__name__: n for n, m in renderers.NAME_TO_RENDERER.items()}
+        renderer = names.get(type(r).__module__, type(r).__name__)
     except Exception as e:  # no renderer available: reported as None
         LOG.info("no network renderer: %s", e)
     try:

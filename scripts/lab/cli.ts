@@ -87,6 +87,7 @@ export function buildProgram(): Command {
     .option('--no-hotplug-userdata', 'user-data without updates.network.when [boot, hotplug]')
     .option('--userdata <file>', 'user-data from this file')
     .option('--no-udev', 'do not run systemd-udevd in the instance')
+    .addOption(new Option('--stack <stack>', "the instance's network stack: ifupdown, nm (NetworkManager) or networkd (systemd-networkd), the last two with a system D-Bus in the instance").choices(['ifupdown', 'nm', 'networkd']).default('ifupdown'))
     .addOption(new Option('--pause-before <stage>', 'stop the boot before this stage').choices(['config', 'final']))
     .option('--json', 'print the result as JSON')
     .action(async (o) => {
@@ -97,6 +98,7 @@ export function buildProgram(): Command {
         userdataFile: o.userdata,
         udev: o.udev,
         pauseBefore: o.pauseBefore,
+        stack: o.stack,
       });
       if (o.json) out(r);
       else process.stdout.write(`lab ${r.name} ${r.alreadyUp ? 'already ' : ''}${r.phase} (${r.mode}), instance holder pid ${r.holderPid}${r.upMs ? `, up in ${(r.upMs / 1000).toFixed(1)}s` : ''}\n`);
@@ -319,6 +321,24 @@ export function buildProgram(): Command {
       const st = await lab.status({ name: o.name });
       if (o.json) out(st);
       else printStatus(st);
+    });
+
+  program
+    .command('restart-nm')
+    .description("restart the instance's NetworkManager (labs up with --stack nm), as systemctl restart would")
+    .addOption(nameOpt())
+    .action(async (o) => {
+      const pid = await lab.restartNetworkManager({ name: o.name });
+      process.stdout.write(`NetworkManager restarted, pid ${pid}\n`);
+    });
+
+  program
+    .command('restart-networkd')
+    .description("restart the instance's systemd-networkd (labs up with --stack networkd), as systemctl restart would")
+    .addOption(nameOpt())
+    .action(async (o) => {
+      const pid = await lab.restartNetworkd({ name: o.name });
+      process.stdout.write(`systemd-networkd restarted, pid ${pid}\n`);
     });
 
   program

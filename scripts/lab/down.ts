@@ -31,7 +31,7 @@ export async function downUnlocked(p: LabPaths, opts: LabOptions): Promise<DownR
   }
   progress(opts, 'taking down');
   // 1. the processes the lab started, by PID (+ start time)
-  const refs = [s?.procs.udevMonitor, s?.procs.udevd, s?.procs.imds, s?.procs.dnsmasq].filter((r): r is ProcRef => !!r);
+  const refs = [s?.procs.networkManager, s?.procs.networkd, s?.procs.dbus, s?.procs.udevMonitor, s?.procs.udevd, s?.procs.imds, s?.procs.dnsmasq].filter((r): r is ProcRef => !!r);
   killed.push(...(await killRefs(refs)));
   // 2. everything else living in the lab's namespaces (dhclient, daemons, exec'd commands), then the holder
   for (let round = 0; round < 6; round++) {

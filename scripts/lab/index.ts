@@ -9,6 +9,8 @@ export type { LabMode, Attachment } from './state.js';
 export type { MetadataModel, NicModel } from './metadata.js';
 export type { FlowCount, SrcCheckCounters } from './fabric.js';
 export { INSTANCE_ENV, type CloudInitStatus } from './instance.js';
+export { restartNetworkManager, type LabStack } from './nm.js';
+export { restartNetworkd } from './networkd.js';
 export { labPaths, LAB_ROOT, NETNS_PREFIX, CLIENT_ADDR, CLIENT_CIDR, CLIENT_GATEWAY } from './paths.js';
 export { sleep } from './run.js';
 export type { LabOptions } from './running.js';

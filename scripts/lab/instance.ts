@@ -13,6 +13,7 @@ import { netnsPath } from './netns.js';
 import { spawnDaemon, isAlive, procComm, nsInode, type ProcRef } from './proc.js';
 import { run, sleep, type RunOptions, type RunResult } from './run.js';
 import type { LabMode, StageTiming } from './state.js';
+import { networkSystemInfo, type LabStack } from './nm.js';
 
 /** Runs as `sh holder-setup.sh OVERLAY_DIR MODE HYPERVISOR_UUID HOSTNAME`; data only as "$N". */
 export const HOLDER_SCRIPT = `#!/bin/sh
@@ -96,9 +97,9 @@ export interface CloudCfgOptions {
   mode: LabMode;
 }
 
-/** /etc/cloud/cloud.cfg.d file the lab adds (in the overlay). */
-export function cloudCfg(): string {
-  return `# cloud-hotplug lab: Ec2 datasource only, fast IMDS timeouts, no modules, ENI renderer
+/** /etc/cloud/cloud.cfg.d file the lab adds (in the overlay); the renderer (and activator) of the lab's stack. */
+export function cloudCfg(stack: LabStack = 'ifupdown'): string {
+  return `# cloud-hotplug lab: Ec2 datasource only, fast IMDS timeouts, no modules, the ${stack} stack's renderer
 datasource_list: [Ec2]
 datasource:
   Ec2:
@@ -111,8 +112,7 @@ cloud_config_modules: []
 cloud_final_modules: []
 system_info:
   network:
-    renderers: [eni]
-`;
+${networkSystemInfo(stack)}`;
 }
 
 export const ETC_NETWORK_INTERFACES = `# interfaces(5) file used by ifup(8) and ifdown(8) (cloud-hotplug lab)
@@ -128,13 +128,13 @@ export function defaultUserData(hotplug: boolean): string {
 export const MASKED_UDEV_RULES = ['80-ifupdown.rules'];
 
 /** Create overlay upper/work dirs and pre-seed the instance's config in the upper dirs. */
-export async function prepareOverlay(p: LabPaths): Promise<void> {
+export async function prepareOverlay(p: LabPaths, stack: LabStack = 'ifupdown'): Promise<void> {
   for (const d of ['etc', 'var']) {
     await mkdir(join(p.overlay, d, 'upper'), { recursive: true, mode: 0o755 });
     await mkdir(join(p.overlay, d, 'work'), { recursive: true, mode: 0o755 });
   }
   const up = join(p.overlay, 'etc', 'upper');
-  await writeFileAtomic(join(up, 'cloud/cloud.cfg.d/99-cloud-hotplug-lab.cfg'), cloudCfg());
+  await writeFileAtomic(join(up, 'cloud/cloud.cfg.d/99-cloud-hotplug-lab.cfg'), cloudCfg(stack));
   await writeFileAtomic(join(up, 'network/interfaces'), ETC_NETWORK_INTERFACES);
   await writeFileAtomic(join(up, 'resolv.conf'), `nameserver ${subnetInfo(PRIMARY_SUBNET).gateway}\n`);
   for (const r of MASKED_UDEV_RULES) {
@@ -215,6 +215,11 @@ export interface Stage {
   argv: string[];
 }
 
+/** The stage that starts D-Bus and NetworkManager (nm.ts) rather than running a command. */
+export const NM_STAGE = 'NetworkManager';
+/** The stage that starts D-Bus and systemd-networkd (networkd.ts). */
+export const NETWORKD_STAGE = 'systemd-networkd';
+
 export const BOOT_STAGES: Stage[] = [
   { name: 'init-local', argv: ['cloud-init', 'init', '--local'] },
   { name: 'ifup', argv: ['ifup', '-a'] },
@@ -222,6 +227,15 @@ export const BOOT_STAGES: Stage[] = [
   { name: 'config', argv: ['cloud-init', 'modules', '--mode', 'config'] },
   { name: 'final', argv: ['cloud-init', 'modules', '--mode', 'final'] },
 ];
+
+/**
+ * The boot of a lab with `stack`: ifupdown's `ifup -a` (networking.service) after the local stage,
+ * or NetworkManager started there (NetworkManager.service runs after cloud-init-local).
+ */
+export function bootStages(stack: LabStack = 'ifupdown'): Stage[] {
+  const daemon = stack === 'nm' ? NM_STAGE : stack === 'networkd' ? NETWORKD_STAGE : null;
+  return daemon ? BOOT_STAGES.map((s) => (s.name === 'ifup' ? { name: daemon, argv: [] } : s)) : BOOT_STAGES;
+}
 
 /** Run one boot stage inside the instance, output appended to boot.log. */
 export async function runStage(p: LabPaths, holderPid: number, st: Stage): Promise<StageTiming> {

@@ -31,10 +31,10 @@ export interface LabState {
   phase: Phase;
   createdAt: string;
   updatedAt: string;
-  options: { hotplugUserdata: boolean; udev: boolean; userdataFile?: string; pauseBefore?: 'config' | 'final' };
+  options: { hotplugUserdata: boolean; udev: boolean; userdataFile?: string; pauseBefore?: 'config' | 'final'; stack?: 'ifupdown' | 'nm' | 'networkd' };
   netns: { cloud: string; inst: string; cloudIno?: number; instIno?: number; client?: string; clientIno?: number };
   holder?: ProcRef & { mntIno?: number };
-  procs: { dnsmasq?: ProcRef; imds?: ProcRef; udevd?: ProcRef; udevMonitor?: ProcRef };
+  procs: { dnsmasq?: ProcRef; imds?: ProcRef; udevd?: ProcRef; udevMonitor?: ProcRef; dbus?: ProcRef; networkManager?: ProcRef; networkd?: ProcRef };
   counters: { mac: number; vif: number; nextHost?: Record<string, number> };
   attachments: Attachment[];
   stages: StageTiming[];

@@ -78,6 +78,9 @@ export async function status(opts: LabOptions = {}): Promise<LabStatus> {
     ['imds', s.procs.imds],
     ['systemd-udevd', s.procs.udevd],
     ['udevadm monitor', s.procs.udevMonitor],
+    ['dbus-daemon', s.procs.dbus],
+    ['NetworkManager', s.procs.networkManager],
+    ['systemd-networkd', s.procs.networkd],
   ];
   for (const [what, r] of refs) if (r) out.processes.push({ what, pid: r.pid, alive: isAlive(r) });
   if (out.netns.instExists) out.interfaces = await listInterfaces(p.netnsInst);

@@ -1,5 +1,5 @@
 /** Bringing a lab up: namespaces, dnsmasq, the IMDS, the instance with udevd, then cloud-init's boot stages; `resume` after a pause. */
-import { mkdir, readFile } from 'node:fs/promises';
+import { appendFile, mkdir, readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { labPaths, PRIMARY_SUBNET, type LabPaths } from './paths.js';
@@ -9,7 +9,9 @@ import { createNetns, setupCloud, setupInstance, createVeths, netnsExists, netns
 import { newModel, saveModel } from './metadata.js';
 import { dnsmasqArgv, writeHostsFile, waitDnsmasqReady } from './dhcp.js';
 import { spawnDaemon, isAlive } from './proc.js';
-import { prepareOverlay, startHolder, runStage, cloudInitStatus, defaultUserData, BOOT_STAGES, MASKED_UDEV_RULES, type CloudInitStatus } from './instance.js';
+import { prepareOverlay, startHolder, runStage, cloudInitStatus, defaultUserData, bootStages, NM_STAGE, NETWORKD_STAGE, MASKED_UDEV_RULES, type CloudInitStatus, type Stage } from './instance.js';
+import { LAB_STACKS, startDbus, startNetworkManager, type LabStack } from './nm.js';
+import { startNetworkd, networkdInstalled } from './networkd.js';
 import { startUdevd, startMonitor, coldplug, installNetOnlyRules } from './udev.js';
 import * as ctl from './imds-control.js';
 import { newAttachment, nicModelOf } from './alloc.js';
@@ -31,6 +33,8 @@ export interface UpOptions extends LabOptions {
   udev?: boolean;
   /** Stop the boot before this cloud-init stage (`resume` runs the rest). */
   pauseBefore?: 'config' | 'final';
+  /** The instance's network stack: ifupdown (default) or nm (NetworkManager with a system D-Bus; needs udev). */
+  stack?: LabStack;
 }
 
 export interface UpResult {
@@ -90,6 +94,15 @@ async function create(p: LabPaths, opts: UpOptions): Promise<UpResult> {
   if (mode !== 'faithful' && mode !== 'generic') throw new UserError(`unknown mode ${mode}: faithful or generic`);
   const hotplugUserdata = opts.hotplugUserdata ?? true;
   const udev = opts.udev ?? true;
+  const stack: LabStack = opts.stack ?? 'ifupdown';
+  if (!LAB_STACKS.includes(stack)) throw new UserError(`unknown stack ${stack}: ${LAB_STACKS.join(' or ')}`);
+  // Without udevd NetworkManager leaves every NIC unmanaged (it waits for udev to initialise them).
+  if (stack === 'nm' && !udev) throw new UserError('--stack nm needs udev (NetworkManager manages only devices udev initialised)');
+  // The instance's /usr is the host's: what is not installed here is not there either.
+  if (stack === 'nm' && !['/usr/sbin/NetworkManager', '/usr/bin/nmcli', '/usr/bin/dbus-daemon'].every((f) => existsSync(f))) {
+    throw new UserError('--stack nm needs network-manager and dbus-daemon installed (run scripts/setup.sh)');
+  }
+  if (stack === 'networkd' && !networkdInstalled()) throw new UserError('--stack networkd needs systemd-networkd and dbus-daemon installed (run scripts/setup.sh)');
   let userData = opts.userdata ?? defaultUserData(hotplugUserdata);
   if (opts.userdataFile) {
     try {
@@ -107,7 +120,7 @@ async function create(p: LabPaths, opts: UpOptions): Promise<UpResult> {
     phase: 'creating',
     createdAt: now,
     updatedAt: now,
-    options: { hotplugUserdata, udev, userdataFile: opts.userdataFile, pauseBefore: opts.pauseBefore },
+    options: { hotplugUserdata, udev, userdataFile: opts.userdataFile, pauseBefore: opts.pauseBefore, stack },
     netns: { cloud: p.netnsCloud, inst: p.netnsInst, client: p.netnsClient },
     procs: {},
     counters: { mac: 0, vif: 0 },
@@ -155,7 +168,7 @@ async function create(p: LabPaths, opts: UpOptions): Promise<UpResult> {
     }
 
     progress(opts, 'starting the instance (namespaces, overlays, sysfs)');
-    await prepareOverlay(p);
+    await prepareOverlay(p, stack);
     await srcCheckAddPorts(p.netnsCloud, [{ vif: eth0.vif, subnet: eth0.subnet }]);
     await createVeths(p.netnsCloud, p.netnsInst, [{ vif: eth0.vif, ifname: eth0.ifname, mac: eth0.mac, subnet: eth0.subnet }]);
     const holder = await startHolder(p, mode, async (ref) => {
@@ -194,7 +207,7 @@ async function create(p: LabPaths, opts: UpOptions): Promise<UpResult> {
 async function boot(p: LabPaths, s: LabState, opts: UpOptions, t0: number): Promise<CloudInitStatus | undefined> {
   const save = () => saveState(p.state, s);
   const holder = s.holder!;
-  for (const st of BOOT_STAGES) {
+  for (const st of bootStages(s.options.stack)) {
     if (s.stages.some((x) => x.name === st.name && x.exitCode === 0)) continue;
     if (opts.pauseBefore && st.name === opts.pauseBefore) {
       s.phase = opts.pauseBefore === 'config' ? 'paused-before-config' : 'paused-before-final';
@@ -202,7 +215,7 @@ async function boot(p: LabPaths, s: LabState, opts: UpOptions, t0: number): Prom
       progress(opts, `paused before ${st.name} (run \`lab resume\`)`);
       return undefined;
     }
-    const t = await runStage(p, holder.pid, st);
+    const t = st.name === NM_STAGE || st.name === NETWORKD_STAGE ? await nmStage(p, s, st) : await runStage(p, holder.pid, st);
     s.stages = s.stages.filter((x) => x.name !== st.name).concat(t);
     await save();
     progress(opts, `${st.name}: ${secs(t.ms)}${t.exitCode ? ` (exit ${t.exitCode})` : ''}`);
@@ -220,6 +233,37 @@ async function boot(p: LabPaths, s: LabState, opts: UpOptions, t0: number): Prom
   await save();
   progress(opts, `up in ${secs(s.upMs)} (cloud-init status: done)`);
   return ci;
+}
+
+/** Start the instance's system D-Bus and NetworkManager or systemd-networkd (the stage in place of `ifup -a`). */
+async function nmStage(p: LabPaths, s: LabState, st: Stage): Promise<StageTiming> {
+  const save = () => saveState(p.state, s);
+  const t0 = performance.now();
+  const holder = s.holder!;
+  try {
+    if (!isAlive(s.procs.dbus)) {
+      s.procs.dbus = await startDbus(p, holder.pid, async (ref) => {
+        s.procs.dbus = ref;
+        await save();
+      });
+    }
+    if (st.name === NETWORKD_STAGE && !isAlive(s.procs.networkd)) {
+      s.procs.networkd = await startNetworkd(p, holder.pid, async (ref) => {
+        s.procs.networkd = ref;
+        await save();
+      });
+    }
+    if (st.name === NM_STAGE && !isAlive(s.procs.networkManager)) {
+      s.procs.networkManager = await startNetworkManager(p, holder.pid, async (ref) => {
+        s.procs.networkManager = ref;
+        await save();
+      });
+    }
+    return { name: st.name, ms: Math.round(performance.now() - t0), exitCode: 0 };
+  } catch (e) {
+    await appendFile(p.bootLog, `===== ${st.name} failed: ${(e as Error).message}\n`);
+    return { name: st.name, ms: Math.round(performance.now() - t0), exitCode: 1 };
+  }
 }
 
 export async function resume(opts: LabOptions = {}): Promise<UpResult> {

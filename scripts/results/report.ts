@@ -9,6 +9,7 @@
  *   performance   bench/results/latest.json                     README.md
  *   reliability   test/results/reliability-latest.json          README.md, docs/reliability.md
  *   vm            test/results/vm-<flavour>-latest.json         docs/vm.md
+ *   stacks        test/results/{lab-<stack>,vm-<flavour>}-latest.json  README.md
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -22,6 +23,7 @@ import { notMeasured } from './provenance.js';
 import { performanceTable } from './bench-tables.js';
 import { reliabilityTable } from './reliability-table.js';
 import { vmTable, FLAVOURS } from './vm-table.js';
+import { stacksTable, STACKS } from './stacks-table.js';
 
 export const DOCS = ['README.md', 'docs/reliability.md', 'docs/vm.md'];
 
@@ -42,7 +44,15 @@ export function blocks(root = REPO): Record<string, string> {
     const r = latest<VmResults>(root, file);
     if (r) vms[f] = { file, r };
   }
+  const labs: Partial<Record<string, { file: string; r: VmResults }>> = {};
+  for (const s of STACKS) {
+    if (!s.lab) continue;
+    const file = `test/results/lab-${s.lab}-latest.json`;
+    const r = latest<VmResults>(root, file);
+    if (r) labs[s.lab] = { file, r };
+  }
   return {
+    stacks: stacksTable(labs, vms),
     performance: bench ? performanceTable(BENCH, bench) : notMeasured('`npm run bench` writes it', BENCH),
     reliability: rel ? reliabilityTable(REL, rel) : notMeasured('`npm run test:reliability` writes it', REL),
     vm: vmTable(vms),

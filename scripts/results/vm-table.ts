@@ -5,7 +5,7 @@
 import type { VmResults } from '../../test/integration/vm/results.js';
 import { fromRun, provenance } from './provenance.js';
 
-export const FLAVOURS = ['ifupdown', 'netplan'] as const;
+export const FLAVOURS = ['ifupdown', 'netplan', 'networkd', 'nm'] as const;
 
 /** Timing keys the suite writes, in table order, with what they measure. */
 const ROWS: [string, string][] = [

@@ -47,7 +47,24 @@ export const BASE_PACKAGES = [
  * ephemeral DHCP in init-local (Ec2Local), as on Ubuntu.
  */
 export function basePackages(flavour: Flavour): string[] {
-  return flavour === 'netplan' ? BASE_PACKAGES.map((p) => (p === 'ifupdown' ? 'netplan.io' : p)) : BASE_PACKAGES;
+  return BASE_PACKAGES.flatMap((p) => (p === 'ifupdown' ? STACK_PACKAGES[flavour] : [p]));
+}
+
+/**
+ * The flavour's network stack packages, in place of ifupdown. networkd: systemd ships networkd;
+ * systemd-resolved because cloud-init's NetworkdActivator restarts both units together.
+ */
+const STACK_PACKAGES: Record<Flavour, string[]> = {
+  ifupdown: ['ifupdown'],
+  netplan: ['netplan.io'],
+  networkd: ['systemd-resolved'],
+  nm: ['network-manager'],
+};
+
+/** cloud.cfg.d of the image: CLOUD_CFG, plus the renderer and activator where cloud-init's default order would not pick the flavour's stack. */
+export function cloudCfg(flavour: Flavour): string {
+  const pick = flavour === 'networkd' ? 'networkd' : flavour === 'nm' ? 'network-manager' : null;
+  return pick ? `${CLOUD_CFG}system_info:\n  network:\n    renderers: [${pick}]\n    activators: [${pick}]\n` : CLOUD_CFG;
 }
 
 /** Units that cost boot time under TCG and do nothing for a throwaway test VM. */
@@ -97,14 +114,14 @@ dpkg -i /tmp/cloud-hotplug.deb >&2
 rm -f /tmp/cloud-hotplug.deb
 systemctl mask $MASKED >/dev/null 2>&1
 systemctl enable qemu-guest-agent.service >/dev/null 2>&1 || true
-if [ "$FLAVOUR" = netplan ]; then systemctl enable systemd-networkd.service >/dev/null 2>&1; fi
+case "$FLAVOUR" in netplan|networkd) systemctl enable systemd-networkd.service >/dev/null 2>&1 ;; esac
 # journald: keep the journal in RAM (throwaway VM), no rate limit that could hide our event lines
 mkdir -p /etc/systemd/journald.conf.d
 printf '[Journal]\\nStorage=volatile\\nRateLimitBurst=0\\n' >/etc/systemd/journald.conf.d/90-vm.conf
 passwd -d root >/dev/null
 apt-get clean
 rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/*.log /var/lib/dpkg/*-old
-dpkg-query -W -f='PKG \${Package} \${Version}\\n' nodejs cloud-init cloud-hotplug linux-image-amd64 qemu-guest-agent isc-dhcp-client systemd $(if [ "$FLAVOUR" = netplan ]; then echo netplan.io; else echo ifupdown; fi)
+dpkg-query -W -f='PKG \${Package} \${Version}\\n' nodejs cloud-init cloud-hotplug linux-image-amd64 qemu-guest-agent isc-dhcp-client systemd $STACK_PACKAGES
 `;
 
 /** Bump when anything written into the image changes (it is part of the cache key). */
@@ -222,7 +239,7 @@ export async function buildImage(o: BuildOptions): Promise<{ manifest: ImageMani
   const t0 = Date.now();
   const [base, baseMs] = await ensureBase(o.say, o.rebuildBase, o.flavour);
   const debSha = await fileSha256(o.deb);
-  const recipe = sha(JSON.stringify({ RECIPE_VERSION, CUSTOMIZE, CLOUD_CFG, MASKED_UNITS, flavour: o.flavour, size: o.sizeMiB ?? 3072 }));
+  const recipe = sha(JSON.stringify({ RECIPE_VERSION, CUSTOMIZE, CLOUD_CFG: cloudCfg(o.flavour), MASKED_UNITS, flavour: o.flavour, size: o.sizeMiB ?? 3072 }));
   const key = sha(`${baseKey(o.flavour)}:${debSha}:${recipe}`).slice(0, 12);
   const name = `${o.flavour}-${key}`;
   const imagesDir = join(VM_CACHE, 'images');
@@ -243,13 +260,13 @@ export async function buildImage(o: BuildOptions): Promise<{ manifest: ImageMani
     await run(['tar', '--numeric-owner', '--xattrs', "--xattrs-include=*", '-xpf', base, '-C', root]);
 
     o.say('configuring cloud-init, fstab, masks; installing the .deb in a chroot');
-    await writeFile(join(root, 'etc/cloud/cloud.cfg.d/95-cloud-hotplug-vm.cfg'), CLOUD_CFG);
+    await writeFile(join(root, 'etc/cloud/cloud.cfg.d/95-cloud-hotplug-vm.cfg'), cloudCfg(o.flavour));
     await writeFile(join(root, 'etc/fstab'), '/dev/vda / ext4 rw,relatime 0 0\n');
     await writeFile(join(root, 'etc/hostname'), 'localhost\n');
     await writeFile(join(root, 'etc/default/locale'), 'LANG=C.UTF-8\n');
     await copyFile(o.deb, join(root, 'tmp/cloud-hotplug.deb'));
     const script = join(work, 'customize.sh');
-    await writeFile(script, `#!/bin/sh\nMASKED="${MASKED_UNITS.join(' ')}"\nFLAVOUR=${o.flavour}\n${CUSTOMIZE}`);
+    await writeFile(script, `#!/bin/sh\nMASKED="${MASKED_UNITS.join(' ')}"\nFLAVOUR=${o.flavour}\nSTACK_PACKAGES="${STACK_PACKAGES[o.flavour].join(' ')}"\n${CUSTOMIZE}`);
     await chmod(script, 0o755);
     await copyFile(script, join(root, 'tmp/customize.sh'));
     // A private mount namespace: /proc for node/dpkg, gone with the process whatever happens.

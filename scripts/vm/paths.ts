@@ -86,6 +86,10 @@ export function checkSubnet(k: number): number {
 export const nicSlot = (i: number) => 3 + i;
 export const MAX_NICS = 13;
 
-/** ifupdown: Debian's default (ENI + dhclient). netplan: netplan.io → systemd-networkd, no ifupdown. */
-export type Flavour = 'ifupdown' | 'netplan';
-export const FLAVOURS: Flavour[] = ['ifupdown', 'netplan'];
+/**
+ * ifupdown: Debian's default (ENI + dhclient). netplan: netplan.io → systemd-networkd, no ifupdown.
+ * networkd: cloud-init's networkd renderer and activator, no netplan, no ifupdown. nm: Debian's
+ * network-manager, cloud-init's network-manager renderer and activator.
+ */
+export type Flavour = 'ifupdown' | 'netplan' | 'networkd' | 'nm';
+export const FLAVOURS: Flavour[] = ['ifupdown', 'netplan', 'networkd', 'nm'];

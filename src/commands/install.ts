@@ -20,6 +20,8 @@ import {
   DAEMON_UNIT,
   NETWORKD_DROPIN,
   NETWORKD_DROPIN_TEXT,
+  NM_DROPIN,
+  NM_DROPIN_TEXT,
   DAEMON_SERVICE,
   daemonUnitText,
   RULE_PATH,
@@ -127,6 +129,11 @@ masks ${CLOUD_INIT_SOCKET}; uninstall restores both).`,
             }
           }
         }
+        if (existsSync(join(root, 'usr/sbin/NetworkManager'))) {
+          await writeOwned(root, m, NM_DROPIN, NM_DROPIN_TEXT);
+          // A running NM reads it now (nothing when it does not run: it reads it when it starts).
+          if (root === '/') await execa('nmcli', ['general', 'reload', 'conf'], { reject: false, stdin: 'ignore', timeout: 10_000 });
+        }
         if (o.daemon && !running) {
           process.stdout.write('no running systemd here: start the daemon with "hotplug daemon --supervise" (it restarts the daemon if it dies)\n');
         }
@@ -164,6 +171,7 @@ masks ${CLOUD_INIT_SOCKET}; uninstall restores both).`,
           await rm(join(root, f), { force: true });
           process.stdout.write(`removed /${f}\n`);
         }
+        if (root === '/' && m.files.includes(NM_DROPIN)) await execa('nmcli', ['general', 'reload', 'conf'], { reject: false, stdin: 'ignore', timeout: 10_000 });
         for (const mask of m.masked) {
           const p = join(root, mask);
           if (existsSync(p) || (() => { try { return lstatSync(p).isSymbolicLink(); } catch { return false; } })()) await rm(p, { force: true });

@@ -8,6 +8,30 @@ import { oneLine } from '../util/errors.js';
 import { readAdvert, request } from '../daemon/kick.js';
 import { pendingCount } from '../events/queue.js';
 import { recentEvents } from '../record/events.js';
+import { stackKind, type StackReport } from '../stack/index.js';
+import { readFileSync } from 'node:fs';
+import { paths } from '../paths.js';
+
+/** Renderer and activator cloud-init reports, and the NetworkStack they select (the daemon's own when it runs). */
+interface NetworkView {
+  renderer: string | null;
+  activator: string | null;
+  stack: string | null;
+}
+
+/** The stack report the last session recorded (instance.json), whatever its age: renderer and activator change only with cloud.cfg or packages. */
+function recordedStack(): StackReport | null {
+  try {
+    return (JSON.parse(readFileSync(paths.instanceRecordJson, 'utf8')) as { stack?: StackReport | null }).stack ?? null;
+  } catch {
+    return null;
+  }
+}
+
+function networkView(report: StackReport | null, daemon: Record<string, any>): NetworkView {
+  const fromDaemon = daemon.running && typeof daemon.network_stack === 'string' ? (daemon.network_stack as string) : null;
+  return { renderer: report?.renderer ?? null, activator: report?.activator ?? null, stack: fromDaemon ?? (report ? stackKind(report) : null) };
+}
 
 /** The running daemon's status (it answers from memory), or why there is none. */
 async function daemonStatus(): Promise<Record<string, any>> {
@@ -41,7 +65,7 @@ const ageOf = (time: string | null | undefined): number | null => {
  * the record of the last session (if cloud-init's inputs are unchanged since), else (or with
  * --live) a bridge session, which records what it read for the next time.
  */
-async function instanceSummary(daemon: Record<string, any>, live: boolean): Promise<{ summary: StatusSummary | null; error: string | null; source: Source }> {
+async function instanceSummary(daemon: Record<string, any>, live: boolean): Promise<{ summary: StatusSummary | null; error: string | null; source: Source; stack?: StackReport | null }> {
   let reason = '--live';
   if (!live) {
     if (daemon.running && daemon.summary) {
@@ -56,7 +80,8 @@ async function instanceSummary(daemon: Record<string, any>, live: boolean): Prom
   const source: Source = { from: 'live', time, age_s: 0, reason };
   try {
     const { withSession } = await import('../core/session.js');
-    return { summary: await withSession(async (s) => s.summary), error: null, source };
+    const r = await withSession(async (s) => ({ summary: s.summary, stack: s.stack ?? null }));
+    return { summary: r.summary, error: null, source, stack: r.stack };
   } catch (e) {
     return { summary: null, error: oneLine(e), source };
   }
@@ -92,7 +117,8 @@ export function register(program: Command): void {
       action(async (opts: { json?: boolean; live?: boolean }) => {
         const boot = await bootState();
         const daemon = await daemonStatus();
-        const { summary, error: cacheError, source } = await instanceSummary(daemon, opts.live === true);
+        const { summary, error: cacheError, source, stack } = await instanceSummary(daemon, opts.live === true);
+        const network = networkView(stack ?? recordedStack(), daemon);
         const last = await readLastApply();
         const st = {
           cloud_init: boot,
@@ -100,6 +126,7 @@ export function register(program: Command): void {
           instance_id: summary?.instance_id ?? null,
           hotplug: summary ? summary.hotplug : { enabled: null, reason: cacheError },
           interfaces_in_metadata: summary?.macs ?? [],
+          network,
           source,
           last_apply: last,
           queue: { pending: await pendingCount().catch(() => null) },
@@ -113,6 +140,7 @@ export function register(program: Command): void {
           `instance id:  ${st.instance_id ?? '-'}`,
           `hotplug:      ${summary ? (summary.hotplug.enabled ? 'enabled' : 'disabled') : 'unknown'} (${st.hotplug.reason})`,
           `metadata:     ${st.interfaces_in_metadata.length} interface(s)`,
+          `network:      renderer ${network.renderer ?? '-'}, activator ${network.activator ?? '-'}, stack ${network.stack ?? '-'}`,
           `source:       ${source.from}${source.by ? ` (by ${source.by})` : ''}${source.age_s !== null ? `, ${source.age_s} s old` : ''}${source.reason ? ` (${source.reason})` : ''}`,
           `last apply:   ${last ? `${last.time} ${last.result} in ${last.duration_ms} ms${last.error ? `: ${last.error}` : ''}` : 'never'}`,
           `queue:        ${st.queue.pending ?? '-'} event(s) pending`,

@@ -32,6 +32,20 @@ ManageForeignRoutingPolicyRules=no
 ManageForeignRoutes=no
 `;
 
+export const NM_DROPIN = 'etc/NetworkManager/conf.d/80-cloud-hotplug.conf';
+
+/**
+ * NetworkManager gives every new NIC without a profile its own automatic "Wired connection N" and
+ * starts DHCP on it at once, before cloud-init has rendered the NIC's profile: seen in the lab
+ * (two DHCP exchanges per hot-added NIC, an extra profile left beside cloud-init's). With
+ * cloud-hotplug, cloud-init configures every NIC, so NM is asked to create none of its own.
+ */
+export const NM_DROPIN_TEXT = `# Installed by "hotplug install" (cloud-hotplug); removed by "hotplug uninstall".
+# cloud-init renders a profile for every NIC (at boot and on hotplug): no automatic "Wired connection".
+[main]
+no-auto-default=*
+`;
+
 /** cloud-init's own hotplug hook: the 22.4 rule name and the 24.1+ one, and its FIFO socket unit. */
 export const CLOUD_INIT_RULES = ['etc/udev/rules.d/10-cloud-init-hook-hotplug.rules', 'etc/udev/rules.d/90-cloud-init-hook-hotplug.rules'];
 export const CLOUD_INIT_SOCKET = 'cloud-init-hotplugd.socket';

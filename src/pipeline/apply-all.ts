@@ -57,6 +57,7 @@ export async function applyAll(deps: PipelineDeps, b: Bridge, opts: ApplyOptions
     const names = view.interfaces.map((i) => i.name);
     step('rendering the network config');
     await b.applyNetwork(view.network_config, false);
+    await deps.stack.rendered?.(view);
     step(`bringing up ${names.filter((n) => deps.links.exists(n)).join(' ') || 'nothing'}`);
     // Interfaces in the config that are not on this system are rendered but cannot be brought up.
     const up = await bringUp(ctx, b, names.filter((n) => deps.links.exists(n)));

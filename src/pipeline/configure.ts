@@ -31,6 +31,7 @@ export async function configure(ctx: BatchContext, b: Bridge, view: NetConfigVie
   const t0 = performance.now();
   if (opts.persist) await persist(b);
   await b.applyNetwork(view.network_config, false);
+  await ctx.deps.stack.rendered?.(view);
   const names = view.interfaces.map((i) => i.name);
   const stale = (await ctx.deps.stack.renderedButDown(names)).filter((n) => !opts.bringUp.includes(n));
   if (stale.length) log('info', 'bringing up interfaces rendered earlier but never brought up', { interfaces: stale.join(',') });

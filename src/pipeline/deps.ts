@@ -90,7 +90,16 @@ export function defaultDeps(
   hooks: Pick<PipelineDeps, 'onRecord' | 'onBridgeRestart'> = {},
 ): PipelineDeps {
   let stack: NetworkStack | undefined;
-  const stackOf = (): NetworkStack => (stack ??= chooseStack(bridge.stackReport));
+  let fromReport = false;
+  // Chosen once from the report; a stack chosen before any open reported one (null) is only a
+  // stand-in, replaced as soon as a report is there.
+  const stackOf = (): NetworkStack => {
+    if (!stack || (!fromReport && bridge.stackReport)) {
+      stack = chooseStack(bridge.stackReport);
+      fromReport = !!bridge.stackReport;
+    }
+    return stack;
+  };
   return {
     config,
     bridge,

@@ -13,7 +13,7 @@
  */
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import type { Bridge, InstanceSummary } from '../../bridge/index.js';
+import type { Bridge, InstanceSummary, NetworkStackInfo } from '../../bridge/index.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { log } from '../util/log.js';
 import { oneLine } from '../util/errors.js';
@@ -30,6 +30,8 @@ export interface InstanceRecord {
   /** path → "inode:size:mtime" (null: absent) at the time of the read. */
   inputs: Record<string, string | null>;
   summary: StatusSummary;
+  /** The renderer and activator cloud-init reported at the open (absent in records of older versions). */
+  stack?: NetworkStackInfo | null;
 }
 
 /** Read by cloud-init's own config merge (22.4) besides obj.pkl; the bridge's cloud-init reads the real ones. */
@@ -63,13 +65,22 @@ function command(): string {
 }
 
 /** Writes the record; never fails the caller (a status record is not worth an event). */
-export async function recordInstance(summary: StatusSummary, inputs: Record<string, string | null>): Promise<void> {
+export async function recordInstance(summary: StatusSummary, inputs: Record<string, string | null>, stack?: NetworkStackInfo | null): Promise<void> {
   if (!inputs[paths.objPkl]) return; // nothing that status could check it against later
+  // A store() reports no stack: keep the one the last open reported.
+  if (stack === undefined) {
+    try {
+      stack = (JSON.parse(readFileSync(paths.instanceRecordJson, 'utf8')) as InstanceRecord).stack ?? null;
+    } catch {
+      stack = null;
+    }
+  }
   const rec: InstanceRecord = {
     time: new Date().toISOString(),
     by: command(),
     inputs,
     summary: { datasource: summary.datasource, instance_id: summary.instance_id, hotplug: summary.hotplug, macs: summary.macs },
+    stack,
   };
   await writeJsonAtomic(paths.instanceRecordJson, rec, 0o644).catch((e) => log('debug', 'could not record the instance summary', { error: oneLine(e) }));
 }
@@ -78,7 +89,7 @@ export async function recordInstance(summary: StatusSummary, inputs: Record<stri
 export async function openInstance(bridge: Bridge, objPkl: string = paths.objPkl): Promise<Awaited<ReturnType<Bridge['open']>>> {
   const inputs = objPkl === paths.objPkl ? cloudInputs(objPkl) : null;
   const opened = await bridge.open(objPkl);
-  if (inputs) await recordInstance(opened.summary, inputs);
+  if (inputs) await recordInstance(opened.summary, inputs, opened.stack ?? null);
   return opened;
 }
 

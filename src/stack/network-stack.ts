@@ -4,6 +4,13 @@
  * NetworkManager later), chosen once from the renderer/activator cloud-init reports.
  * cloud-init itself renders and brings interfaces up and down; this covers what it leaves behind.
  */
+import type { NetInterface, NetworkConfig } from '../../bridge/types.js';
+
+/** A network config with the interfaces cloud-init resolves from it (what configure renders). */
+export interface NetConfigView {
+  network_config: NetworkConfig;
+  interfaces: NetInterface[];
+}
 
 /** A DHCP client process serving one interface. */
 export interface DhcpClient {
@@ -26,4 +33,9 @@ export interface NetworkStack {
   leaseGateway(ifname: string): Promise<string | undefined>;
   /** The DHCP clients serving `ifnames` (in our network namespace). */
   dhcpClients(ifnames: readonly string[]): Promise<DhcpClient[]>;
+  /**
+   * cloud-init's renderer has just written `view`, and the activator is about to bring interfaces
+   * up: make up for what the renderer or activator of cloud-init 22.4.2 leaves out on this stack.
+   */
+  rendered?(view: NetConfigView): Promise<void>;
 }

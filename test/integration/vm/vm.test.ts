@@ -13,6 +13,8 @@
  *   CHV_KEEP=1 …             leave the VM up afterwards (then: node dist/scripts/vm/cli.js -n vmtest down)
  *   CHV_DEB=path.deb …       use this .deb instead of running scripts/package.sh
  *   CHV_FLAVOUR=netplan …    netplan.io + systemd-networkd instead of ifupdown + dhclient
+ *   CHV_FLAVOUR=networkd …   cloud-init's networkd renderer + activator (systemd-networkd, no netplan)
+ *   CHV_FLAVOUR=nm …         Debian's network-manager, cloud-init's network-manager renderer + activator
  */
 import { expect } from 'chai';
 import { buildDeb, buildImage } from '../../../scripts/vm/image.js';
@@ -23,7 +25,7 @@ import { startRun } from '../../../scripts/results/record.js';
 import { writeVmResults } from './results.js';
 
 const NAME = process.env.CHV_NAME ?? 'vmtest';
-/** ifupdown (Debian's default) or netplan (netplan.io → systemd-networkd). */
+/** ifupdown (Debian's default), netplan (netplan.io → systemd-networkd), networkd (cloud-init's networkd renderer) or nm (NetworkManager). */
 const FLAVOUR = (process.env.CHV_FLAVOUR ?? 'ifupdown') as Flavour;
 const say = (m: string) => process.stderr.write(`      [vm] ${m}\n`);
 
@@ -104,6 +106,33 @@ async function restartNetworkd(ifname: string): Promise<void> {
     st = await out(`networkctl status ${ifname} --no-pager || true`);
   }
   expect(st, `networkd configured ${ifname} again after its restart`).to.match(/State: routable/);
+}
+
+/** networkd runs the NIC's DHCP (netplan and networkd flavours). */
+const NETWORKD = FLAVOUR === 'netplan' || FLAVOUR === 'networkd';
+
+/** `systemctl restart NetworkManager`, until the NIC has cloud-init's profile active again. */
+async function restartNetworkManager(ifname: string): Promise<void> {
+  await out('systemctl restart NetworkManager');
+  let st = '';
+  for (let i = 0; i < 30 && !/^GENERAL.STATE:100\b/m.test(st); i++) {
+    await new Promise((r) => setTimeout(r, 2000));
+    st = await out(`nmcli -t -f GENERAL.STATE,GENERAL.CONNECTION device show ${ifname} || true`);
+  }
+  expect(st, `NetworkManager activated ${ifname} again after its restart`).to.match(/^GENERAL.STATE:100\b/m).and.match(new RegExp(`^GENERAL.CONNECTION:cloud-init ${ifname}$`, 'm'));
+}
+
+/** The flavour's own restart of its network stack (what upgrades and `netplan apply` do). */
+async function restartStack(ifname: string): Promise<void> {
+  if (NETWORKD) await restartNetworkd(ifname);
+  else if (FLAVOUR === 'nm') await restartNetworkManager(ifname);
+}
+
+/** NetworkManager: exactly cloud-init's profile active on the NIC, and no profile of NM's own for it. */
+async function expectOneNmProfile(ifname: string): Promise<void> {
+  const act = (await out('nmcli -t -f NAME,DEVICE connection show --active')).split('\n').filter((l) => l.endsWith(`:${ifname}`));
+  expect(act, `active profiles on ${ifname}`).to.deep.equal([`cloud-init ${ifname}:${ifname}`]);
+  expect((await out('nmcli -t -f NAME connection show')).split('\n').filter((l) => l.startsWith('Wired connection')), "NM's automatic profiles").to.deep.equal([]);
 }
 
 /** The NIC has its DHCP address and every secondary IP, a rule per address into its table, and the table's default route. */
@@ -245,6 +274,21 @@ describe(`VM tier: Debian 12 + cloud-init 22.4.2 + the .deb under QEMU (${FLAVOU
         const rules = (await ipj('-4 rule show')).filter((r) => r.table === String(tableOf(n)));
         expect(rules.map((r) => r.src).sort(), `rules into table ${tableOf(n)} after networkd restarted`).to.deep.equal([n.ip, ...(n.secondary ?? [])].sort());
       }
+    } else if (FLAVOUR === 'networkd') {
+      expect(await out(`cat /etc/systemd/network/10-cloud-init-${nic!.ifname}.network`), 'rendered .network').to.match(/DHCP=ipv4/);
+      expect(await out(`networkctl status ${nic!.ifname} --no-pager || true`), 'networkd manages it').to.match(/State: routable|configured/);
+      await restartNetworkd(nic!.ifname);
+      for (const n of [nic!, ...(early ? [early] : [])]) {
+        const rules = (await ipj('-4 rule show')).filter((r) => r.table === String(tableOf(n)));
+        expect(rules.map((r) => r.src).sort(), `rules into table ${tableOf(n)} after networkd restarted`).to.deep.equal([n.ip, ...(n.secondary ?? [])].sort());
+      }
+    } else if (FLAVOUR === 'nm') {
+      expect(await out(`cat /etc/NetworkManager/system-connections/cloud-init-${nic!.ifname}.nmconnection`), 'rendered keyfile').to.match(/method=auto/);
+      await expectOneNmProfile(nic!.ifname);
+      if (early) await expectOneNmProfile(early.ifname);
+      // NM 1.42 leaves foreign rules and routes alone on its restart (checked in the lab too).
+      await restartNetworkManager(nic!.ifname);
+      for (const n of [nic!, ...(early ? [early] : [])]) await expectConfigured(n);
     } else {
       const eni = await out('cat /etc/network/interfaces.d/50-cloud-init');
       expect(eni, 'rendered ENI config').to.match(new RegExp(`iface ${nic!.ifname} inet dhcp`));
@@ -271,6 +315,12 @@ describe(`VM tier: Debian 12 + cloud-init 22.4.2 + the .deb under QEMU (${FLAVOU
     if (FLAVOUR === 'netplan') {
       expect(await out('cat /etc/netplan/50-cloud-init.yaml'), 'NIC left in netplan config').to.not.contain(nic!.mac);
       expect(await out(`ls /run/systemd/network/ | grep -F -- "-${ifname}." || true`), 'networkd config left').to.equal('');
+    } else if (FLAVOUR === 'networkd') {
+      expect(await out(`ls /etc/systemd/network/ /run/systemd/network/ | grep -F -- "-${ifname}." || true`), 'networkd config left').to.equal('');
+    } else if (FLAVOUR === 'nm') {
+      expect((await sh(`test -e /etc/NetworkManager/system-connections/cloud-init-${ifname}.nmconnection`)).exitCode, 'keyfile left').to.not.equal(0);
+      expect((await out('nmcli -t -f NAME connection show')).split('\n').filter((l) => l.includes(ifname)), 'NM profile left').to.deep.equal([]);
+      expect(await out(`ls /var/lib/NetworkManager/ | grep -F -- "-${ifname}.lease" || true`), 'NM lease left').to.equal('');
     } else {
       expect(await out('cat /etc/network/interfaces.d/50-cloud-init'), 'stanza left in ENI config').to.not.match(new RegExp(`\\b${ifname}\\b`));
       expect((await sh(`test -e /run/network/ifstate.${ifname}`)).exitCode, 'ifupdown state file left').to.not.equal(0);
@@ -328,17 +378,17 @@ describe(`VM tier: Debian 12 + cloud-init 22.4.2 + the .deb under QEMU (${FLAVOU
     }
     expect(back, 'systemd restarted the daemon after kill -9').to.equal(true);
     if (FLAVOUR === 'ifupdown') await expectDhcpClientOutlivesWorker(c); // KillMode=process + its scope
-    if (FLAVOUR === 'netplan') {
+    if (FLAVOUR !== 'ifupdown') {
       // networkd's restart drops the table routes with the addresses it re-acquires, silently;
-      // the daemon's routing watch puts them back with no event.
-      await restartNetworkd(c.ifname);
+      // the daemon's routing watch puts them back with no event. (NetworkManager keeps them.)
+      await restartStack(c.ifname);
       let last: Error | undefined;
       for (let i = 0; i < 30; i++) {
         last = await Promise.all([c, ...(early ? [early] : [])].map(expectConfigured)).then(() => undefined, (e: Error) => e);
         if (!last) break;
         await new Promise((r) => setTimeout(r, 2000));
       }
-      if (last) throw new Error(`after networkd restarted: ${last.message}\n${(await dj()).split('\n').slice(-20).join('\n')}`);
+      if (last) throw new Error(`after the network stack restarted: ${last.message}\n${(await dj()).split('\n').slice(-20).join('\n')}`);
     }
     await vm.detach({ name: NAME, target: c.mac, say });
     let removed = false;
