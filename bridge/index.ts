@@ -66,7 +66,10 @@ export interface Bridge {
   rederive(): Promise<{ network_config: NetworkConfig | null; summary: InstanceSummary; interfaces: NetInterface[] }>;
   /** MACs the metadata service lists now (one cheap request); supported=false outside Ec2.
    * `others`: entries of the listing that are not MACs (no device can ever match them). */
-  probeMacs(timeoutS?: number): Promise<{ supported: boolean; macs: string[]; others: string[] }>;
+  probeMacs(timeoutS?: number): Promise<{ supported: boolean; macs: string[]; others: string[]; static?: boolean }>;
+  /** Where metadata may come from besides the datasource's own source: an OpenStack metadata
+   * service base URL a config drive falls back to (null: none, the default). */
+  setSources(mdFallback: string | null): Promise<{ md_fallback: string | null }>;
   close(): Promise<void>;
 }
 
@@ -270,6 +273,9 @@ export async function startBridge(opts: StartOptions = {}): Promise<Bridge> {
     },
     async probeMacs(timeoutS = 1) {
       return call('probe_macs', [timeoutS], (timeoutS * 3 + 10) * 1000);
+    },
+    async setSources(mdFallback) {
+      return call('set_sources', [mdFallback]);
     },
     async close() {
       try {

@@ -11,6 +11,7 @@ from cloudinit import sources, stages
 from cloudinit.event import EventScope, EventType
 
 from hb_state import S, RefreshFailed, StaleCache
+import hb_ports
 
 
 def _mac_list(netcfg):
@@ -88,6 +89,9 @@ def _summary(init, ds):
         "macs": _mac_list(netcfg),
         "primary_mac": primary_mac,
         "nics": _ec2_nics(ds),
+        "ports": hb_ports.ports(ds, netcfg),
+        "metadata_static": hb_ports.metadata_static(ds),
+        "metadata_source": hb_ports.metadata_source(ds),
         "hotplug": _hotplug_state(init, ds),
         "rejected_nics": dict(S.rejected),
         "rejected_entries": dict(getattr(S.rejected, "entries", {})),
@@ -102,6 +106,9 @@ def _network_config(init):
     md = getattr(ds, "metadata", None)
     if _is_ec2(ds) and getattr(ds, "_network_config", None) == sources.UNSET and not (isinstance(md, dict) and isinstance(md.get("network"), dict)):
         raise StaleCache("cached datasource has no network metadata (a partial crawl?); run `hotplug refresh-metadata`")
+    if hb_ports.is_openstack_family(ds):
+        # cloud-init's own conversion, for the NICs present (its property fails on any absent one).
+        ds._network_config = hb_ports.openstack_network_config(ds)
     cfg, _src = init._find_networking_config()
     return cfg
 
@@ -238,6 +245,14 @@ def _check_complete(ds, instance_id):
         macs = ((md.get("network") or {}).get("interfaces") or {}).get("macs") if isinstance(md.get("network"), dict) else None
         if not isinstance(macs, dict) or not macs:
             raise RefreshFailed("metadata crawl of %s is incomplete: no network interfaces" % type(ds).__name__)
+        if instance_id and got != instance_id:
+            raise RefreshFailed("metadata crawl returned instance-id %s, cached is %s; refusing to switch instance" % (got, instance_id))
+    if hb_ports.is_openstack_family(ds):
+        # network_data.json is optional to cloud-init's reader: a crawl where it failed must not read as "no NICs".
+        got = md.get("instance-id")
+        nj = getattr(ds, "network_json", None)
+        if not isinstance(nj, dict) or not isinstance(nj.get("links"), list) or not nj["links"]:
+            raise RefreshFailed("metadata crawl of %s is incomplete: no network_data.json links" % type(ds).__name__)
         if instance_id and got != instance_id:
             raise RefreshFailed("metadata crawl returned instance-id %s, cached is %s; refusing to switch instance" % (got, instance_id))
 

@@ -30,6 +30,7 @@ if _HERE not in sys.path:
 from cloudinit import log as ci_log  # noqa: E402
 from cloudinit import sources, stages  # noqa: E402
 
+import hb_ports  # noqa: E402
 import hb_runtime  # noqa: E402
 from hb_state import S, BridgeError, NoCache, RefreshFailed, UnsafeCache, require_open as _require_open  # noqa: E402,F401
 from hb_files import _atomic_write, _check_target, _read_trusted_pickle, _safe_loads, _store_pickle_atomic  # noqa: E402,F401
@@ -83,6 +84,8 @@ def open_instance(obj_pkl=None, setup_logging=True):
         raise UnsafeCache("refusing %s: it does not hold a cloud-init datasource" % path)
     if _is_ec2(ds):
         S.rejected = _sanitize_nics(_ec2_macs(getattr(ds, "metadata", None)), None)
+    elif hb_ports.is_openstack_family(ds):
+        ds.network_json, S.rejected = hb_ports.sanitize_network_json(getattr(ds, "network_json", None))
     init.datasource = ds
     init._reset()
     init.read_cfg()
@@ -142,6 +145,7 @@ def refresh(timeout=2, max_wait=10, retries=0):
     except Exception:
         before_id = None
     old_macs = _ec2_macs(getattr(ds, "metadata", None))
+    old_nj = getattr(ds, "network_json", None)
     old_rejected = S.rejected
     had_dhcp_attr = "perform_dhcp_setup" in ds.__dict__
     old_dhcp = ds.__dict__.get("perform_dhcp_setup")
@@ -157,8 +161,7 @@ def refresh(timeout=2, max_wait=10, retries=0):
         ds.ds_cfg["retries"] = retries
         # What update_metadata_if_supported() does, minus its persist (which
         # rewrites obj.pkl in place): drop the cached network config and metadata.
-        if hasattr(ds, "_network_config"):
-            ds._network_config = sources.UNSET
+        hb_ports.reset_network_config(ds)
         ds._dirty_cache = True
         ds.clear_cached_attrs()
         ds._dirty_cache = True
@@ -169,6 +172,9 @@ def refresh(timeout=2, max_wait=10, retries=0):
         _check_complete(ds, before_id)
         if _is_ec2(ds):
             S.rejected = _sanitize_nics(_ec2_macs(ds.metadata), old_macs)
+        elif hb_ports.is_openstack_family(ds):
+            ds.network_json, S.rejected = hb_ports.sanitize_network_json(ds.network_json, old_nj)
+            hb_ports.reset_network_config(ds)
         netcfg = _network_config(S.init)
         if netcfg is None:
             raise RefreshFailed("datasource returned no network config after refresh")
@@ -273,6 +279,11 @@ def probe_macs(timeout=1.0):
     from cloudinit.sources.DataSourceEc2 import DataSourceEc2
 
     ds = S.ds
+    if hb_ports.is_openstack_family(ds):
+        try:
+            return hb_ports.probe(ds, timeout)
+        except RefreshFailed as e:
+            raise BridgeError(str(e))
     if not isinstance(ds, DataSourceEc2) or not getattr(ds, "metadata_address", None):
         return {"supported": False, "macs": []}
     crawled = getattr(ds, "_crawled_metadata", None) or {}
@@ -309,8 +320,7 @@ def rederive():
     Ec2 datasource renders only NICs present on the system, so after a device is
     removed this drops it even while the metadata service still lists it."""
     _require_open()
-    if hasattr(S.ds, "_network_config"):
-        S.ds._network_config = sources.UNSET
+    hb_ports.reset_network_config(S.ds)
     cfg = _network_config(S.init)
     return {"network_config": cfg, "summary": _summary(S.init, S.ds), "interfaces": net_interfaces(cfg)}
 
@@ -340,6 +350,8 @@ def refresh_network(timeout=2):
     from cloudinit.sources.helpers import ec2 as ec2_helper
 
     ds = S.ds
+    if hb_ports.is_openstack_family(ds):
+        return _refresh_network_json(ds, timeout)
     if not isinstance(ds, DataSourceEc2) or not getattr(ds, "metadata_address", None) or not isinstance(ds.metadata, dict):
         return {"supported": False}
     crawled = getattr(ds, "_crawled_metadata", None) or {}
@@ -372,3 +384,32 @@ def refresh_network(timeout=2):
         "network_config": netcfg,
         "interfaces": net_interfaces(netcfg),
     }
+
+
+def _refresh_network_json(ds, timeout):
+    """refresh_network for the OpenStack family: network_data.json is the whole network subtree,
+    one request (or one file read on a config drive). Accepted only when it lists links."""
+    t0 = time.monotonic()
+    nj, source = hb_ports.fetch_network_json(ds, timeout)
+    if not isinstance(nj, dict) or not isinstance(nj.get("links"), list) or not nj["links"]:
+        raise RefreshFailed("network_data.json from the %s lists no links" % ("config drive" if source == "drive" else "metadata service"))
+    ds.network_json, S.rejected = hb_ports.sanitize_network_json(nj, getattr(ds, "network_json", None))
+    hb_ports.reset_network_config(ds)
+    netcfg = _network_config(S.init)
+    return {
+        "supported": True,
+        "duration_ms": int((time.monotonic() - t0) * 1000),
+        "summary": _summary(S.init, ds),
+        "network_config": netcfg,
+        "interfaces": net_interfaces(netcfg),
+    }
+
+
+@_result
+def set_sources(md_fallback=None):
+    """Options of where metadata comes from: `md_fallback`, an OpenStack metadata service base
+    URL a config drive (static since boot) falls back to for NICs hot-added later (opt-in)."""
+    if md_fallback is not None and (not isinstance(md_fallback, str) or not __import__("re").match(r"^https?://[A-Za-z0-9.:\[\]-]{1,100}/?$", md_fallback)):
+        raise BridgeError("metadata fallback %r is not an http(s) base URL" % (md_fallback,))
+    S.md_fallback = md_fallback.rstrip("/") if md_fallback else None
+    return {"md_fallback": S.md_fallback}
