@@ -217,7 +217,23 @@ def openstack_network_config(ds):
     nj = getattr(ds, "network_json", None)
     if not isinstance(nj, dict):
         return None
-    return _converted(nj, _known_macs(), everything=False)
+    cfg = _converted(nj, _known_macs(), everything=False)
+    # Nova gives every static network a default route; cloud-init renders it as `route add
+    # default gw`, which on a second port adds a second main-table default route ahead of the
+    # first one and sends the primary's traffic out of the wrong port. Only the first port
+    # keeps it; the others get theirs in their own table (policy routing).
+    links = [l for l in nj.get("links") or [] if isinstance(l, dict) and l.get("ethernet_mac_address")]
+    first = links[0]["ethernet_mac_address"].lower() if links else None
+    for item in (cfg or {}).get("config") or []:
+        if item.get("type") != "physical" or (item.get("mac_address") or "").lower() == first:
+            continue
+        for s in item.get("subnets") or []:
+            routes = s.get("routes") or []
+            kept = [r for r in routes if not (str(r.get("netmask")) in ("0.0.0.0", "::", "0") and str(r.get("network")) in ("0.0.0.0", "::"))]
+            if len(kept) != len(routes):
+                s["routes"] = kept
+            s.pop("gateway", None)
+    return cfg
 
 
 # ------------------------------------------------------------------ the generic description
