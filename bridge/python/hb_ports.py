@@ -349,6 +349,27 @@ def _service_url(ds):
     return getattr(ds, "metadata_address", None) or S.md_fallback
 
 
+def _unreachable(e):
+    """No route to the metadata service at all (ENETUNREACH), not a service that fails."""
+    return e.code is None and ("Errno 101" in str(e.cause) or "Network is unreachable" in str(e.cause))
+
+
+def _read_through_ephemeral_dhcp(ds, url, timeout):
+    """The instance has no route to the metadata service: its first (and only configured) port
+    was detached and a new one attached (cloud-init #3463). Ask through an ephemeral DHCP lease
+    on the fallback NIC, as cloud-init's Local datasources do at boot; the lease goes away after
+    the request and the NIC is then configured from the answer."""
+    from cloudinit import net, url_helper
+    from cloudinit.net.ephemeral import EphemeralDHCPv4
+
+    iface = net.find_fallback_nic()
+    if not iface:
+        raise RefreshFailed("metadata service unreachable (no route) and no NIC to reach it through")
+    sys.stderr.write("hotplug bridge: info: metadata service unreachable (no route); asking through an ephemeral DHCP lease on %s\n" % iface)
+    with EphemeralDHCPv4(iface, tmp_dir=ds.distro.get_tmp_exec_path()):
+        return url_helper.readurl(url, timeout=timeout, retries=0)
+
+
 def fetch_network_json(ds, timeout):
     """network_data.json now, in one request (metadata service) or one file read (config drive
     without a fallback). Returns (json, source) where source is 'service' or 'drive'."""
@@ -360,7 +381,12 @@ def fetch_network_json(ds, timeout):
     if base:
         url = url_helper.combine_url(base, "openstack", "latest", "network_data.json")
         try:
-            resp = url_helper.readurl(url, timeout=timeout, retries=0)
+            try:
+                resp = url_helper.readurl(url, timeout=timeout, retries=0)
+            except url_helper.UrlError as e:
+                if not _unreachable(e):
+                    raise
+                resp = _read_through_ephemeral_dhcp(ds, url, timeout)
         except url_helper.UrlError as e:
             raise RefreshFailed("metadata probe failed: %s" % (e.code or e.cause))
         try:

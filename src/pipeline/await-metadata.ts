@@ -109,8 +109,13 @@ export async function addStage(ctx: BatchContext, b: Bridge, adds: HotplugEvent[
         await done(ev, 'failed', 'the network activator failed to bring it up');
         continue;
       }
-      await deps.records.remember(ev.ifname, { mac: ev.mac!, addedAt: Date.now(), deviceNumber: deviceIndexOf(r.summary, ev.mac!) });
-      await done(ev, 'configured');
+      const index = deviceIndexOf(r.summary, ev.mac!);
+      await deps.records.remember(ev.ifname, { mac: ev.mac!, addedAt: Date.now(), deviceNumber: index });
+      // No primary named by metadata and this NIC is its first port: it replaced the primary (the
+      // instance's first port detached and a new one attached, cloud-init #3463). Say so.
+      const primary = !r.summary.primary_mac && index === 0 ? `the new primary NIC (first port in metadata): main table and default route` : undefined;
+      if (primary) log('info', 'a hot-added NIC is the new primary', { iface: ev.ifname, mac: ev.mac });
+      await done(ev, 'configured', primary);
     }
   };
 
