@@ -110,7 +110,9 @@ describe('OpenStack metadata service with the daemon (lab t-os): DHCP and static
 
   it('the instance is a Nova guest: cloud-init cached DataSourceOpenStackLocal, hotplug enabled, status names the metadata service', async () => {
     const s = await status(name);
-    expect(s.instance?.datasource ?? s.datasource, JSON.stringify(s)).to.equal('DataSourceOpenStackLocal');
+    expect(s.datasource, JSON.stringify(s)).to.equal('DataSourceOpenStackLocal');
+    expect(s.metadata.source).to.match(/^OpenStack metadata service http:\/\/169\.254\.169\.254/);
+    expect(s.metadata.static).to.equal(false);
     const q = await hotplug(name, ['query']);
     expect(q.stdout.trim()).to.equal('enabled');
   });
@@ -232,8 +234,53 @@ describe('OpenStack metadata service, one-shot workers (lab t-os-ev): lag, fault
     expect(eni).to.include(`iface ${nic.ifname} inet dhcp`);
     await expectReachable(name, nic.ips);
     const s = await status(name);
-    expect(s.instance?.datasource ?? s.datasource).to.equal('DataSourceOpenStackLocal');
+    expect(s.datasource).to.equal('DataSourceOpenStackLocal');
     const ex = await lab.exec(['cloud-init', 'status'], { name, cleanEnv: true, env: PATH_ENV });
     expect(ex.stdout).to.match(/done/);
+  });
+});
+
+describe('ConfigDrive (lab t-cd: config-2 files in the seed dir, written once at boot)', function () {
+  this.timeout(300_000);
+  const fx = labFixture('t-cd', { cloud: 'configdrive', install: true, config: 'retry:\n  budget_seconds: 60\n' });
+  const name = fx.name;
+  before(async function () {
+    await fx.boot();
+  });
+  after(async function () {
+    await fx.teardown();
+    expect(await assertLabGone(name)).to.deep.equal([]);
+  });
+
+  it('cloud-init cached DataSourceConfigDrive; status says the drive is static', async () => {
+    const s = await status(name);
+    expect(s.datasource).to.equal('DataSourceConfigDrive');
+    expect(s.metadata).to.deep.equal({ source: 'config drive /var/lib/cloud/seed/config_drive', static: true });
+    const text = await hotplug(name, ['status']);
+    expect(text.stdout).to.match(/static \(a config drive is written once at boot/);
+  });
+
+  it('a NIC the drive does not list → one clear record at once (not the 60 s retry budget), nothing written', async () => {
+    const eni = await readIn(name, ENI);
+    const nic = await lab.attach({ name });
+    const rec = await waitRecord(name, (r) => r.mac === nic.mac && r.action === 'add', 20_000);
+    expect(rec.result, JSON.stringify(rec)).to.equal('ignored');
+    expect(rec.reason).to.match(/metadata is static \(config drive .*does not list MAC/);
+    expect(rec.probes, 'no blind waiting').to.equal(0);
+    expect(await readIn(name, ENI)).to.equal(eni);
+    const lines = ((await readIn(name, '/var/log/cloud-hotplug.log')) ?? '').split('\n').filter((l) => l.includes(nic.mac) && l.includes('metadata is static'));
+    expect(lines.length, 'log lines about it').to.be.at.least(1).and.at.most(2);
+    await lab.detach(nic.ifname, { name });
+    await waitRecord(name, (r) => (r.mac === nic.mac || r.iface === nic.ifname) && r.action === 'remove');
+  });
+
+  it('configdrive.metadata_fallback: true → the same kind of NIC is configured from the metadata service, with its policy routing', async () => {
+    await lab.writeFileInInstance('/etc/cloud-hotplug/config.yaml', 'retry:\n  budget_seconds: 60\nconfigdrive:\n  metadata_fallback: true\n', { name });
+    const nic = await lab.attach({ name, ips: 1, static: true });
+    const rec = await waitRecord(name, (r) => r.mac === nic.mac && r.action === 'add');
+    expect(rec.result, JSON.stringify(rec)).to.equal('configured');
+    await waitConfigured(name, nic, TABLE_BASE + nic.deviceNumber);
+    await expectReachable(name, nic.ips);
+    expect((await status(name)).metadata.static).to.equal(false);
   });
 });
