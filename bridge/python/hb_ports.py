@@ -65,7 +65,12 @@ def _mask_ok(v, fam):
         if not 0 <= int(v) <= (32 if fam == 4 else 128):
             raise ValueError
         return
-    ipaddress.ip_network("%s/%s" % ("0.0.0.0" if fam == 4 else "::", _ip(v, fam)))
+    # A contiguous mask (IPv6's ip_network takes no mask form, so checked by hand for both).
+    bits = 32 if fam == 4 else 128
+    m = int(_ip(v, fam))
+    ones = bin(m).count("1")
+    if m != ((1 << bits) - 1) ^ ((1 << (bits - ones)) - 1):
+        raise ValueError
 
 
 def _network_problem(n):
