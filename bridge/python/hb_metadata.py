@@ -267,3 +267,26 @@ def _hotplug_state(init, ds):
         return {"enabled": False, "reason": "hotplug not in updates.network.when of user/vendor data"}
     return {"enabled": True, "reason": "datasource supports hotplug and updates.network.when has hotplug"}
 
+
+def refresh_network_json(ds, timeout):
+    """refresh_network for the OpenStack family: network_data.json is the whole network subtree,
+    one request (or one file read on a config drive). Accepted only when it lists links."""
+    import time
+
+    from hb_network import net_interfaces
+
+    t0 = time.monotonic()
+    nj, source = hb_ports.fetch_network_json(ds, timeout)
+    if not isinstance(nj, dict) or not isinstance(nj.get("links"), list) or not nj["links"]:
+        raise RefreshFailed("network_data.json from the %s lists no links" % ("config drive" if source == "drive" else "metadata service"))
+    ds.network_json, S.rejected = hb_ports.sanitize_network_json(nj, getattr(ds, "network_json", None))
+    hb_ports.reset_network_config(ds)
+    netcfg = _network_config(S.init)
+    return {
+        "supported": True,
+        "duration_ms": int((time.monotonic() - t0) * 1000),
+        "summary": _summary(S.init, ds),
+        "network_config": netcfg,
+        "interfaces": net_interfaces(netcfg),
+    }
+

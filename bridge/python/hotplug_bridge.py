@@ -1,7 +1,9 @@
 """Entry module of the Python bridge: the coarse, plain-data functions over upstream cloud-init
 that TypeScript calls via pythonia (bridge/index.ts). The work is done by its sibling modules:
 hb_state (state, errors), hb_files (obj.pkl guard, atomic writes), hb_runtime (cloud-init
-repairs), hb_metadata (summary, EC2 metadata checks), hb_network (interfaces, rendering, bring-up).
+repairs), hb_metadata (summary, EC2 metadata checks), hb_ports (ports of any datasource, OpenStack
+family network config), hb_netdata (network_data.json checks and reads), hb_network (interfaces,
+rendering, bring-up).
 
 Every public function returns a JSON-able dict: {"ok": True, ...} or
 {"ok": False, "kind": <error class>, "error": <one line>}. No Python object
@@ -34,7 +36,7 @@ import hb_ports  # noqa: E402
 import hb_runtime  # noqa: E402
 from hb_state import S, BridgeError, NoCache, RefreshFailed, UnsafeCache, require_open as _require_open  # noqa: E402,F401
 from hb_files import _atomic_write, _check_target, _read_trusted_pickle, _safe_loads, _store_pickle_atomic  # noqa: E402,F401
-from hb_metadata import _check_complete, _ec2_macs, _hotplug_state, _is_ec2, _network_config, _sanitize_nics, _summary  # noqa: E402
+from hb_metadata import _check_complete, _ec2_macs, _hotplug_state, _is_ec2, _network_config, _sanitize_nics, _summary, refresh_network_json  # noqa: E402
 from hb_network import _brings_up_all_at_once, bring_up_all, net_interfaces, network_stack, render_preview  # noqa: E402,F401
 
 # (_atomic_write and _brings_up_all_at_once are imported for the tests, which reach them here.)
@@ -351,7 +353,7 @@ def refresh_network(timeout=2):
 
     ds = S.ds
     if hb_ports.is_openstack_family(ds):
-        return _refresh_network_json(ds, timeout)
+        return refresh_network_json(ds, timeout)
     if not isinstance(ds, DataSourceEc2) or not getattr(ds, "metadata_address", None) or not isinstance(ds.metadata, dict):
         return {"supported": False}
     crawled = getattr(ds, "_crawled_metadata", None) or {}
@@ -376,25 +378,6 @@ def refresh_network(timeout=2):
         crawled["meta-data"]["network"] = md
     if hasattr(ds, "_network_config"):
         ds._network_config = sources.UNSET
-    netcfg = _network_config(S.init)
-    return {
-        "supported": True,
-        "duration_ms": int((time.monotonic() - t0) * 1000),
-        "summary": _summary(S.init, ds),
-        "network_config": netcfg,
-        "interfaces": net_interfaces(netcfg),
-    }
-
-
-def _refresh_network_json(ds, timeout):
-    """refresh_network for the OpenStack family: network_data.json is the whole network subtree,
-    one request (or one file read on a config drive). Accepted only when it lists links."""
-    t0 = time.monotonic()
-    nj, source = hb_ports.fetch_network_json(ds, timeout)
-    if not isinstance(nj, dict) or not isinstance(nj.get("links"), list) or not nj["links"]:
-        raise RefreshFailed("network_data.json from the %s lists no links" % ("config drive" if source == "drive" else "metadata service"))
-    ds.network_json, S.rejected = hb_ports.sanitize_network_json(nj, getattr(ds, "network_json", None))
-    hb_ports.reset_network_config(ds)
     netcfg = _network_config(S.init)
     return {
         "supported": True,
