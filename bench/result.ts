@@ -40,7 +40,7 @@ export interface BenchResult {
   startedAt: string;
   finishedAt: string;
   durationS: number;
-  options: { runs: number; quick: boolean; modes: string[]; contenders: string[]; scenarios: string[]; budgetS: number };
+  options: { runs: number; quick: boolean; modes: string[]; contenders: string[]; scenarios: string[]; budgetS: number; cloud?: string };
   machine: Record<string, unknown>;
   contenders: { id: string; label: string; available: boolean; reason?: string }[];
   labs: { name: string; mode: string; contender: string; run: number; upMs: number; idleRssMb: number | null; error?: string }[];

@@ -10,7 +10,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import type * as lab from '../scripts/lab/index.js';
 import { CONTENDERS } from './contenders.js';
 import { LabCtx } from './lib/labctx.js';
@@ -60,6 +60,7 @@ export function buildProgram(): Command {
     .option('--contenders <list>', `contenders (default all: ${CONTENDERS.map((c) => c.id).join(',')})`, oneOf('contender', CONTENDERS.map((c) => c.id)))
     .option('--scenarios <list>', `scenarios (default all: ${SCENARIO_IDS.join(',')}; --quick: add1,remove1)`, oneOf('scenario', SCENARIO_IDS))
     .option('--budget <seconds>', 'skip lab jobs that would start after this (default 570; --quick: 300)', seconds)
+    .addOption(new Option('--cloud <cloud>', 'the cloud every lab emulates (default ec2)').choices(['ec2', 'openstack', 'configdrive']))
     .option('--no-save', 'do not write bench/results/')
     .option('--results <dir>', 'where results go (default bench/results)')
     .option('--prefix <prefix>', 'lab name prefix: labs are PREFIX-… (default b; --quick: b-q)')
@@ -78,7 +79,7 @@ function parseArgs(argv: string[]): BenchOptions {
     // commander has printed the help (exit 0) or a one-line error; a bad flag exits 2
     process.exit((e as { exitCode?: number }).exitCode === 0 ? 0 : 2);
   }
-  const v = program.opts<{ runs?: number; quick?: boolean; modes?: string[]; contenders?: string[]; scenarios?: string[]; budget?: number; save: boolean; results?: string; prefix?: string; report?: string }>();
+  const v = program.opts<{ cloud?: 'ec2' | 'openstack' | 'configdrive'; runs?: number; quick?: boolean; modes?: string[]; contenders?: string[]; scenarios?: string[]; budget?: number; save: boolean; results?: string; prefix?: string; report?: string }>();
   const o: BenchOptions = {};
   if (v.runs !== undefined) o.runs = v.runs;
   if (v.quick) o.quick = true;
@@ -90,6 +91,7 @@ function parseArgs(argv: string[]): BenchOptions {
   if (v.results !== undefined) o.resultsDir = v.results;
   if (v.prefix !== undefined) o.prefix = v.prefix;
   if (v.report !== undefined) o.report = v.report;
+  if (v.cloud !== undefined) o.cloud = v.cloud;
   return o;
 }
 

@@ -77,10 +77,11 @@ export function stat(xs: number[]): Stat | null {
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** EC2: GETs of the network listing; OpenStack (whose crawls also read EC2's tree): reads of network_data.json. */
 function crawlsOf(st: lab.ImdsStats): number {
-  return Object.entries(st.byPath)
-    .filter(([p]) => /\/meta-data\/network\/?$/.test(p))
-    .reduce((n, [, c]) => n + c, 0);
+  const count = (re: RegExp) => Object.entries(st.byPath).filter(([p]) => re.test(p)).reduce((n, [, c]) => n + c, 0);
+  const os = count(/^\/openstack\/[^/]+\/network_data\.json$/);
+  return os || count(/\/meta-data\/network\/?$/);
 }
 
 /** Counters and samplers around one scenario. */

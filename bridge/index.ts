@@ -66,10 +66,13 @@ export interface Bridge {
   rederive(): Promise<{ network_config: NetworkConfig | null; summary: InstanceSummary; interfaces: NetInterface[] }>;
   /** MACs the metadata service lists now (one cheap request); supported=false outside Ec2.
    * `others`: entries of the listing that are not MACs (no device can ever match them). */
-  probeMacs(timeoutS?: number): Promise<{ supported: boolean; macs: string[]; others: string[] }>;
+  probeMacs(timeoutS?: number): Promise<{ supported: boolean; macs: string[]; others: string[]; static?: boolean }>;
   /** The `cloud_hotplug:` key of cloud-init's merged config (user-data, vendor-data), read now.
    * present=false: no such key; config=null with present: the key is not a mapping (`type` says what). */
   cloudConfig(): Promise<{ present: boolean; config: Record<string, unknown> | null; type: string }>;
+  /** Where metadata may come from besides the datasource's own source: an OpenStack metadata
+   * service base URL a config drive falls back to (null: none, the default). */
+  setSources(mdFallback: string | null): Promise<{ md_fallback: string | null }>;
   close(): Promise<void>;
 }
 
@@ -276,6 +279,9 @@ export async function startBridge(opts: StartOptions = {}): Promise<Bridge> {
     },
     async probeMacs(timeoutS = 1) {
       return call('probe_macs', [timeoutS], (timeoutS * 3 + 10) * 1000);
+    },
+    async setSources(mdFallback) {
+      return call('set_sources', [mdFallback]);
     },
     async close() {
       try {

@@ -11,6 +11,7 @@ import type {
   NetworkConfig,
   NetworkStackInfo,
   NicMeta,
+  PortMeta,
   PreviewFile,
   RejectedEntry,
 } from './types.js';
@@ -131,6 +132,30 @@ export const nicMeta: Check<NicMeta> = (v, at) => {
   };
 };
 
+const portAddress = (v: unknown, at: string) => {
+  const o = obj(v, at);
+  return { address: str(o.address, `${at}.address`), prefixlen: num(o.prefixlen, `${at}.prefixlen`) };
+};
+
+export const portMeta: Check<PortMeta> = (v, at) => {
+  const o = obj(v, at);
+  return {
+    mac: str(o.mac, `${at}.mac`),
+    index: orNull(num)(o.index, `${at}.index`),
+    name: orNull(str)(o.name, `${at}.name`),
+    dhcp4: bool(o.dhcp4, `${at}.dhcp4`),
+    dhcp6: bool(o.dhcp6, `${at}.dhcp6`),
+    ipv4: list(portAddress)(o.ipv4, `${at}.ipv4`),
+    ipv6: list(portAddress)(o.ipv6, `${at}.ipv6`),
+    gateway4: orNull(str)(o.gateway4, `${at}.gateway4`),
+    gateway6: orNull(str)(o.gateway6, `${at}.gateway6`),
+    routes: list((r, ra) => {
+      const x = obj(r, ra);
+      return { dst: str(x.dst, `${ra}.dst`), gateway: str(x.gateway, `${ra}.gateway`) };
+    })(o.routes, `${at}.routes`),
+  };
+};
+
 const rejectedEntry: Check<RejectedEntry> = (v, at) => {
   const o = obj(v, at);
   return { why: str(o.why, `${at}.why`), key_is_mac: bool(o.key_is_mac, `${at}.key_is_mac`), mac: orNull(str)(o.mac, `${at}.mac`) };
@@ -150,6 +175,9 @@ export const summary: Check<InstanceSummary> = (v, at) => {
     nics: dict(nicMeta)(o.nics, `${at}.nics`),
     hotplug: hotplugState(o.hotplug, `${at}.hotplug`),
   };
+  if (o.ports !== undefined) s.ports = dict(portMeta)(o.ports, `${at}.ports`);
+  if (o.metadata_static !== undefined) s.metadata_static = bool(o.metadata_static, `${at}.metadata_static`);
+  if (o.metadata_source !== undefined) s.metadata_source = orNull(str)(o.metadata_source, `${at}.metadata_source`) ?? undefined;
   if (o.rejected_nics !== undefined) s.rejected_nics = dict(str)(o.rejected_nics, `${at}.rejected_nics`);
   if (o.rejected_entries !== undefined) s.rejected_entries = dict(rejectedEntry)(o.rejected_entries, `${at}.rejected_entries`);
   return s;
@@ -226,7 +254,10 @@ export const replies = {
     supported: bool(r.supported, 'supported'),
     macs: list(str)(r.macs, 'macs'),
     others: r.others === undefined ? [] : list(str)(r.others, 'others'),
+    /** The source cannot change while the instance runs (a config drive read without a fallback). */
+    ...(r.static === undefined ? {} : { static: bool(r.static, 'static') }),
   }),
+  set_sources: (r: Fields) => ({ md_fallback: orNull(str)(r.md_fallback, 'md_fallback') }),
 };
 
 /** A JSON value as Python's json.dumps makes it (no NaN/Infinity reach here: JSON.parse would fail). */

@@ -32,6 +32,35 @@ export interface NicMeta {
   ipv6_prefixes: string[];
 }
 
+/** A static address of a port, with its prefix length. */
+export interface PortAddress {
+  address: string;
+  prefixlen: number;
+}
+
+/**
+ * One NIC as any datasource describes it, derived by the bridge from the network config
+ * cloud-init itself built (its NetworkState parse), so that TS needs no datasource's key names.
+ */
+export interface PortMeta {
+  mac: string;
+  /** Device index when the datasource gives one (EC2 device-number; OpenStack: place in network_data.json's links). */
+  index: number | null;
+  /** The interface name in cloud-init's config; null when the NIC is not on this system. */
+  name: string | null;
+  /** Addresses by DHCP (IPv4) or DHCPv6/SLAAC: not listed, the DHCP client's. */
+  dhcp4: boolean;
+  dhcp6: boolean;
+  /** Static addresses in metadata order. */
+  ipv4: PortAddress[];
+  ipv6: PortAddress[];
+  /** Default gateway from metadata (a default route or a subnet gateway); null: none / the DHCP lease's. */
+  gateway4: string | null;
+  gateway6: string | null;
+  /** Other routes from metadata: canonical "net/len" and gateway. */
+  routes: { dst: string; gateway: string }[];
+}
+
 export interface HotplugState {
   enabled: boolean;
   reason: string;
@@ -47,6 +76,12 @@ export interface InstanceSummary {
   macs: string[];
   primary_mac: string | null;
   nics: Record<string, NicMeta>;
+  /** Every datasource: MAC → generic description (see PortMeta). Absent from older bridges. */
+  ports?: Record<string, PortMeta>;
+  /** The network metadata cannot change while the instance runs (a config drive without a fallback). */
+  metadata_static?: boolean;
+  /** Where network metadata comes from, for humans ("OpenStack metadata service …", "config drive …"). */
+  metadata_source?: string;
   hotplug: HotplugState;
   /** NICs whose metadata the bridge refused at the last crawl (invalid values): MAC → why. */
   rejected_nics?: Record<string, string>;

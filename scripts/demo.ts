@@ -1,13 +1,25 @@
 /**
  * The demo: boot a lab cloud running the real cloud-init, wire cloud-hotplug into the
  * instance, hot-attach a NIC (a real kernel add event), and show what got configured;
- * then detach it and show that nothing of it is left. `--keep` leaves the lab running.
+ * then detach it and show that nothing of it is left. `--keep` leaves the lab running;
+ * `--cloud openstack|configdrive` boots a Nova guest instead of an EC2 one.
  */
 import * as lab from './lab/index.js';
 import { fileURLToPath } from 'node:url';
 
 const name = 'demo';
 const keep = process.argv.includes('--keep');
+const cloudArg = process.argv.indexOf('--cloud');
+const cloud = (cloudArg >= 0 ? process.argv[cloudArg + 1] : 'ec2') as 'ec2' | 'openstack' | 'configdrive';
+if (!['ec2', 'openstack', 'configdrive'].includes(cloud)) {
+  process.stderr.write(`demo: --cloud must be ec2, openstack or configdrive\n`);
+  process.exit(2);
+}
+const BOOT = {
+  ec2: 'fake EC2 metadata (IMDSv2), DHCP',
+  openstack: "a Nova guest (DMI 'OpenStack Nova'), Nova's metadata service with network_data.json, DHCP",
+  configdrive: "a Nova guest with a config drive (config-2 files, written once at boot) and the metadata service beside it",
+}[cloud];
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
 
@@ -31,14 +43,23 @@ async function waitFor(what: string, fn: () => Promise<boolean>, ms = 30_000): P
 
 async function main() {
   await lab.down({ name, quiet: true }).catch(() => {});
-  say('Booting a lab cloud: fake EC2 metadata (IMDSv2), DHCP, and an instance running the real cloud-init');
-  const up = await lab.up({ name, mode: 'faithful' });
+  say(`Booting a lab cloud: ${BOOT}, and an instance running the real cloud-init`);
+  const up = await lab.up({ name, mode: 'faithful', cloud });
   await inside(['cloud-init', 'status', '--long']);
   say('Wiring cloud-hotplug into the instance (udev rule)');
   await hotplug('install');
+  if (cloud === 'configdrive') {
+    say('The drive never lists a NIC attached later: opting in to ask the metadata service for those');
+    await lab.writeFileInInstance('/etc/cloud-hotplug/config.yaml', 'configdrive:\n  metadata_fallback: true\n', { name });
+    await inside(['cat', '/etc/cloud-hotplug/config.yaml']);
+  }
   await hotplug('status');
 
-  say('Hot-attaching a NIC with 2 secondary IPs (a veth moved into the instance: a real kernel add event)');
+  say(
+    cloud === 'ec2'
+      ? 'Hot-attaching a NIC with 2 secondary IPs (a veth moved into the instance: a real kernel add event)'
+      : 'Hot-attaching a port with 3 fixed IPs (the first by DHCP, two static in network_data.json; a real kernel add event)',
+  );
   const nic = await lab.attach({ name, ips: 2 });
   process.stdout.write(`attached ${nic.ifname} ${nic.mac} in ${nic.cidr}; metadata lists ${nic.ips.join(', ')}\n`);
   const handled = (result: string) => async () =>

@@ -44,6 +44,14 @@ export interface Config {
     /** HTTP URLs polled for changes (ETag / If-None-Match); a change runs events.url_change. */
     url_sources: UrlSourceConfig[];
   };
+  /**
+   * A config drive is written once at boot: a NIC attached later is never in it. Opt-in: read
+   * network_data.json from the OpenStack metadata service instead, when it answers.
+   */
+  configdrive: {
+    metadata_fallback: boolean;
+    metadata_url: string;
+  };
   events: {
     add: EventPolicy;
     remove: EventPolicy;
@@ -73,6 +81,7 @@ export const defaultConfig: Readonly<Config> = deepFreeze({
   },
   routing: { enabled: true, table_base: 10000, primary: null },
   daemon: { poll_interval_seconds: 10, socket: '/run/cloud-hotplug/daemon.sock', listeners: defaultListeners, url_sources: [] },
+  configdrive: { metadata_fallback: false, metadata_url: 'http://169.254.169.254' },
   events: { add: 'apply', remove: 'apply', metadata_change: 'apply', link_down: 'reconcile', url_change: 'apply' },
 });
 
@@ -137,7 +146,7 @@ export function validateConfig(doc: unknown, name = 'config.yaml'): Config {
   const c: Checker = new Checker(name); // explicit type: lets fail()'s never narrow
   const d = defaultConfig;
   if (doc !== undefined && doc !== null && !isObj(doc)) c.fail('the document', 'must be a mapping');
-  const top = c.section(doc, '(top level)', ['retry', 'filter', 'routing', 'daemon', 'events']);
+  const top = c.section(doc, '(top level)', ['retry', 'filter', 'routing', 'daemon', 'configdrive', 'events']);
 
   const r = c.section(top.retry, 'retry', ['budget_seconds', 'initial_ms', 'max_ms']);
   const retry = {
@@ -187,6 +196,14 @@ export function validateConfig(doc: unknown, name = 'config.yaml'): Config {
     url_sources: validateUrlSources(c, da.url_sources),
   };
 
+  const cd = c.section(top.configdrive, 'configdrive', ['metadata_fallback', 'metadata_url']);
+  let metadataUrl = d.configdrive.metadata_url;
+  if (cd.metadata_url !== undefined) {
+    if (typeof cd.metadata_url !== 'string' || !/^https?:\/\/[A-Za-z0-9.:[\]-]{1,100}\/?$/.test(cd.metadata_url)) c.fail('configdrive.metadata_url', 'must be an http(s) base URL such as http://169.254.169.254');
+    metadataUrl = cd.metadata_url.replace(/\/$/, '');
+  }
+  const configdrive = { metadata_fallback: c.bool(cd.metadata_fallback, 'configdrive.metadata_fallback', d.configdrive.metadata_fallback), metadata_url: metadataUrl };
+
   const e = c.section(top.events, 'events', ['add', 'remove', 'metadata_change', 'link_down', 'url_change']);
   const events = {
     add: c.policy(e.add, 'events.add', d.events.add),
@@ -196,7 +213,7 @@ export function validateConfig(doc: unknown, name = 'config.yaml'): Config {
     url_change: c.policy(e.url_change, 'events.url_change', d.events.url_change),
   };
 
-  return { retry, filter, routing, daemon, events };
+  return { retry, filter, routing, daemon, configdrive, events };
 }
 
 /** Parses YAML text into a document (not yet validated); syntax errors become one-line UserErrors. */

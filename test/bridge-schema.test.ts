@@ -55,6 +55,7 @@ const cases: Record<CallName, { good: Record<string, unknown>; bad: (r: any) => 
   rederive: { good: { network_config: netcfg, summary, interfaces }, bad: (r) => (r.summary.nics['0a:00:00:00:00:02'].ipv4s = '10.0.1.5'), field: 'summary.nics["0a:00:00:00:00:02"].ipv4s' },
   cloud_config: { good: { present: true, config: { daemon: { poll_interval_seconds: 5 } }, type: 'dict' }, bad: (r) => (r.config = ['a']), field: 'config' },
   probe_macs: { good: { supported: true, macs: ['0a:00:00:00:00:02'], others: [] }, bad: (r) => (r.macs = null), field: 'macs' },
+  set_sources: { good: { md_fallback: 'http://169.254.169.254' }, bad: (r) => (r.md_fallback = 3), field: 'md_fallback' },
 };
 
 const clone = <T>(v: T): T => JSON.parse(JSON.stringify(v));
@@ -101,5 +102,19 @@ describe('bridge: replies checked at the seam', () => {
     expect(checkReply('refresh_network', { ok: true, supported: false })).to.deep.equal({ supported: false });
     expect(checkReply('probe_macs', { ok: true, supported: false, macs: [] })).to.deep.equal({ supported: false, macs: [], others: [] });
     expect(checkReply('summary', { ok: true, summary })).to.deep.equal(summary);
+  });
+
+  it('ports (any datasource) and a static source are checked field by field', () => {
+    const port = { mac: 'fa:16:3e:00:00:02', index: 1, name: 'eth1', dhcp4: false, dhcp6: false, ipv4: [{ address: '10.0.2.30', prefixlen: 24 }], ipv6: [], gateway4: '10.0.2.1', gateway6: null, routes: [{ dst: '10.0.9.0/24', gateway: '10.0.2.1' }] };
+    const os = { ...summary, nics: {}, ports: { [port.mac]: port }, metadata_static: true, metadata_source: 'config drive /config-drive' };
+    expect(checkReply('summary', { ok: true, summary: os })).to.deep.equal(os);
+    const bad = clone(os) as any;
+    bad.ports[port.mac].ipv4[0].prefixlen = '24';
+    expect(protocolError('summary', { ok: true, summary: bad }).message).to.include('summary.ports["fa:16:3e:00:00:02"].ipv4[0].prefixlen is not a number');
+    const bad2 = clone(os) as any;
+    bad2.ports[port.mac].dhcp4 = 'no';
+    expect(protocolError('summary', { ok: true, summary: bad2 }).message).to.include('.dhcp4 is not a boolean');
+    expect(checkReply('probe_macs', { ok: true, supported: true, macs: [], others: [], static: true })).to.deep.equal({ supported: true, macs: [], others: [], static: true });
+    expect(protocolError('probe_macs', { ok: true, supported: true, macs: [], static: 'yes' }).message).to.include('static is not a boolean');
   });
 });

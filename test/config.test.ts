@@ -87,6 +87,15 @@ events:
     expect(await bad('filter: {allow_names: [3]}')).to.match(/filter\.allow_names\[0\]/);
   });
 
+  it('configdrive: the metadata-service fallback is off by default; on, with a checked base URL', async () => {
+    expect(validateConfig(null).configdrive).to.deep.equal({ metadata_fallback: false, metadata_url: 'http://169.254.169.254' });
+    const on = await parseConfig('configdrive: {metadata_fallback: true, metadata_url: "http://[fe80::a9fe:a9fe]/"}');
+    expect(on.configdrive).to.deep.equal({ metadata_fallback: true, metadata_url: 'http://[fe80::a9fe:a9fe]' });
+    expect(await bad('configdrive: {metadata_fallback: 1}')).to.match(/configdrive\.metadata_fallback must be true or false/);
+    expect(await bad('configdrive: {metadata_url: "http://x/; reboot"}')).to.match(/configdrive\.metadata_url must be an http\(s\) base URL/);
+    expect(await bad('configdrive: {url: x}')).to.match(/configdrive\.url is not a known key/);
+  });
+
   it('rejects unknown keys at every level', async () => {
     expect(await bad('retyr: {}')).to.match(/^config\.yaml: \(top level\)\.retyr is not a known key/);
     expect(await bad('retry: {budget: 5}')).to.match(/retry\.budget is not a known key/);

@@ -24,6 +24,8 @@ export class LabCtx {
   constructor(
     readonly name: string,
     readonly mode: lab.LabMode,
+    /** The cloud the lab emulates (the mode then only sets EC2's token policy). */
+    readonly cloud: 'ec2' | 'openstack' | 'configdrive' = 'ec2',
   ) {
     this.netns = `chl-${name}-inst`;
     this.monoOffsetMs = Date.now() - lab.monotonicNow() * 1000;
@@ -32,7 +34,7 @@ export class LabCtx {
   async up(): Promise<number> {
     const t0 = performance.now();
     await lab.down({ name: this.name, quiet: true }).catch(() => {});
-    const r = await lab.up({ name: this.name, mode: this.mode, quiet: true });
+    const r = await lab.up({ name: this.name, mode: this.mode, cloud: this.cloud, quiet: true });
     this.holderPid = r.holderPid;
     this.netIno = readlinkSync(`/proc/${this.holderPid}/ns/net`);
     this.root = `/proc/${this.holderPid}/root`;

@@ -11,6 +11,7 @@ from cloudinit import sources, stages
 from cloudinit.event import EventScope, EventType
 
 from hb_state import S, RefreshFailed, StaleCache
+import hb_ports
 
 
 def _mac_list(netcfg):
@@ -88,6 +89,9 @@ def _summary(init, ds):
         "macs": _mac_list(netcfg),
         "primary_mac": primary_mac,
         "nics": _ec2_nics(ds),
+        "ports": hb_ports.ports(ds, netcfg),
+        "metadata_static": hb_ports.metadata_static(ds),
+        "metadata_source": hb_ports.metadata_source(ds),
         "hotplug": _hotplug_state(init, ds),
         "rejected_nics": dict(S.rejected),
         "rejected_entries": dict(getattr(S.rejected, "entries", {})),
@@ -102,6 +106,9 @@ def _network_config(init):
     md = getattr(ds, "metadata", None)
     if _is_ec2(ds) and getattr(ds, "_network_config", None) == sources.UNSET and not (isinstance(md, dict) and isinstance(md.get("network"), dict)):
         raise StaleCache("cached datasource has no network metadata (a partial crawl?); run `hotplug refresh-metadata`")
+    if hb_ports.is_openstack_family(ds):
+        # cloud-init's own conversion, for the NICs present (its property fails on any absent one).
+        ds._network_config = hb_ports.openstack_network_config(ds)
     cfg, _src = init._find_networking_config()
     return cfg
 
@@ -240,6 +247,14 @@ def _check_complete(ds, instance_id):
             raise RefreshFailed("metadata crawl of %s is incomplete: no network interfaces" % type(ds).__name__)
         if instance_id and got != instance_id:
             raise RefreshFailed("metadata crawl returned instance-id %s, cached is %s; refusing to switch instance" % (got, instance_id))
+    if hb_ports.is_openstack_family(ds):
+        # network_data.json is optional to cloud-init's reader: a crawl where it failed must not read as "no NICs".
+        got = md.get("instance-id")
+        nj = getattr(ds, "network_json", None)
+        if not isinstance(nj, dict) or not isinstance(nj.get("links"), list) or not nj["links"]:
+            raise RefreshFailed("metadata crawl of %s is incomplete: no network_data.json links" % type(ds).__name__)
+        if instance_id and got != instance_id:
+            raise RefreshFailed("metadata crawl returned instance-id %s, cached is %s; refusing to switch instance" % (got, instance_id))
 
 
 def _hotplug_state(init, ds):
@@ -251,4 +266,27 @@ def _hotplug_state(init, ds):
     ):
         return {"enabled": False, "reason": "hotplug not in updates.network.when of user/vendor data"}
     return {"enabled": True, "reason": "datasource supports hotplug and updates.network.when has hotplug"}
+
+
+def refresh_network_json(ds, timeout):
+    """refresh_network for the OpenStack family: network_data.json is the whole network subtree,
+    one request (or one file read on a config drive). Accepted only when it lists links."""
+    import time
+
+    from hb_network import net_interfaces
+
+    t0 = time.monotonic()
+    nj, source = hb_ports.fetch_network_json(ds, timeout)
+    if not isinstance(nj, dict) or not isinstance(nj.get("links"), list) or not nj["links"]:
+        raise RefreshFailed("network_data.json from the %s lists no links" % ("config drive" if source == "drive" else "metadata service"))
+    ds.network_json, S.rejected = hb_ports.sanitize_network_json(nj, getattr(ds, "network_json", None))
+    hb_ports.reset_network_config(ds)
+    netcfg = _network_config(S.init)
+    return {
+        "supported": True,
+        "duration_ms": int((time.monotonic() - t0) * 1000),
+        "summary": _summary(S.init, ds),
+        "network_config": netcfg,
+        "interfaces": net_interfaces(netcfg),
+    }
 

@@ -38,6 +38,7 @@ class _State:
     obj_pkl = None
     logging_ready = False
     rejected = {}  # mac -> why its metadata was refused (last crawl)
+    md_fallback = None  # OpenStack metadata service a config drive may fall back to (opt-in)
 
 
 S = _State()

@@ -1,7 +1,9 @@
 """Entry module of the Python bridge: the coarse, plain-data functions over upstream cloud-init
 that TypeScript calls via pythonia (bridge/index.ts). The work is done by its sibling modules:
 hb_state (state, errors), hb_files (obj.pkl guard, atomic writes), hb_runtime (cloud-init
-repairs), hb_metadata (summary, EC2 metadata checks), hb_network (interfaces, rendering, bring-up).
+repairs), hb_metadata (summary, EC2 metadata checks), hb_ports (ports of any datasource, OpenStack
+family network config), hb_netdata (network_data.json checks and reads), hb_network (interfaces,
+rendering, bring-up).
 
 Every public function returns a JSON-able dict: {"ok": True, ...} or
 {"ok": False, "kind": <error class>, "error": <one line>}. No Python object
@@ -30,10 +32,11 @@ if _HERE not in sys.path:
 from cloudinit import log as ci_log  # noqa: E402
 from cloudinit import sources, stages  # noqa: E402
 
+import hb_ports  # noqa: E402
 import hb_runtime  # noqa: E402
 from hb_state import S, BridgeError, NoCache, RefreshFailed, UnsafeCache, require_open as _require_open  # noqa: E402,F401
 from hb_files import _atomic_write, _check_target, _read_trusted_pickle, _safe_loads, _store_pickle_atomic  # noqa: E402,F401
-from hb_metadata import _check_complete, _ec2_macs, _hotplug_state, _is_ec2, _network_config, _sanitize_nics, _summary  # noqa: E402
+from hb_metadata import _check_complete, _ec2_macs, _hotplug_state, _is_ec2, _network_config, _sanitize_nics, _summary, refresh_network_json  # noqa: E402
 from hb_network import _brings_up_all_at_once, bring_up_all, net_interfaces, network_stack, render_preview  # noqa: E402,F401
 
 # (_atomic_write and _brings_up_all_at_once are imported for the tests, which reach them here.)
@@ -83,6 +86,8 @@ def open_instance(obj_pkl=None, setup_logging=True):
         raise UnsafeCache("refusing %s: it does not hold a cloud-init datasource" % path)
     if _is_ec2(ds):
         S.rejected = _sanitize_nics(_ec2_macs(getattr(ds, "metadata", None)), None)
+    elif hb_ports.is_openstack_family(ds):
+        ds.network_json, S.rejected = hb_ports.sanitize_network_json(getattr(ds, "network_json", None))
     init.datasource = ds
     init._reset()
     init.read_cfg()
@@ -142,6 +147,7 @@ def refresh(timeout=2, max_wait=10, retries=0):
     except Exception:
         before_id = None
     old_macs = _ec2_macs(getattr(ds, "metadata", None))
+    old_nj = getattr(ds, "network_json", None)
     old_rejected = S.rejected
     had_dhcp_attr = "perform_dhcp_setup" in ds.__dict__
     old_dhcp = ds.__dict__.get("perform_dhcp_setup")
@@ -157,8 +163,7 @@ def refresh(timeout=2, max_wait=10, retries=0):
         ds.ds_cfg["retries"] = retries
         # What update_metadata_if_supported() does, minus its persist (which
         # rewrites obj.pkl in place): drop the cached network config and metadata.
-        if hasattr(ds, "_network_config"):
-            ds._network_config = sources.UNSET
+        hb_ports.reset_network_config(ds)
         ds._dirty_cache = True
         ds.clear_cached_attrs()
         ds._dirty_cache = True
@@ -169,6 +174,9 @@ def refresh(timeout=2, max_wait=10, retries=0):
         _check_complete(ds, before_id)
         if _is_ec2(ds):
             S.rejected = _sanitize_nics(_ec2_macs(ds.metadata), old_macs)
+        elif hb_ports.is_openstack_family(ds):
+            ds.network_json, S.rejected = hb_ports.sanitize_network_json(ds.network_json, old_nj)
+            hb_ports.reset_network_config(ds)
         netcfg = _network_config(S.init)
         if netcfg is None:
             raise RefreshFailed("datasource returned no network config after refresh")
@@ -289,6 +297,11 @@ def probe_macs(timeout=1.0):
     from cloudinit.sources.DataSourceEc2 import DataSourceEc2
 
     ds = S.ds
+    if hb_ports.is_openstack_family(ds):
+        try:
+            return hb_ports.probe(ds, timeout)
+        except RefreshFailed as e:
+            raise BridgeError(str(e))
     if not isinstance(ds, DataSourceEc2) or not getattr(ds, "metadata_address", None):
         return {"supported": False, "macs": []}
     crawled = getattr(ds, "_crawled_metadata", None) or {}
@@ -325,8 +338,7 @@ def rederive():
     Ec2 datasource renders only NICs present on the system, so after a device is
     removed this drops it even while the metadata service still lists it."""
     _require_open()
-    if hasattr(S.ds, "_network_config"):
-        S.ds._network_config = sources.UNSET
+    hb_ports.reset_network_config(S.ds)
     cfg = _network_config(S.init)
     return {"network_config": cfg, "summary": _summary(S.init, S.ds), "interfaces": net_interfaces(cfg)}
 
@@ -356,6 +368,8 @@ def refresh_network(timeout=2):
     from cloudinit.sources.helpers import ec2 as ec2_helper
 
     ds = S.ds
+    if hb_ports.is_openstack_family(ds):
+        return refresh_network_json(ds, timeout)
     if not isinstance(ds, DataSourceEc2) or not getattr(ds, "metadata_address", None) or not isinstance(ds.metadata, dict):
         return {"supported": False}
     crawled = getattr(ds, "_crawled_metadata", None) or {}
@@ -388,3 +402,13 @@ def refresh_network(timeout=2):
         "network_config": netcfg,
         "interfaces": net_interfaces(netcfg),
     }
+
+
+@_result
+def set_sources(md_fallback=None):
+    """Options of where metadata comes from: `md_fallback`, an OpenStack metadata service base
+    URL a config drive (static since boot) falls back to for NICs hot-added later (opt-in)."""
+    if md_fallback is not None and (not isinstance(md_fallback, str) or not __import__("re").match(r"^https?://[A-Za-z0-9.:\[\]-]{1,100}/?$", md_fallback)):
+        raise BridgeError("metadata fallback %r is not an http(s) base URL" % (md_fallback,))
+    S.md_fallback = md_fallback.rstrip("/") if md_fallback else None
+    return {"md_fallback": S.md_fallback}

@@ -89,11 +89,17 @@ export function buildProgram(): Command {
     .option('--no-udev', 'do not run systemd-udevd in the instance')
     .addOption(new Option('--stack <stack>', "the instance's network stack: ifupdown, nm (NetworkManager) or networkd (systemd-networkd), the last two with a system D-Bus in the instance").choices(['ifupdown', 'nm', 'networkd']).default('ifupdown'))
     .addOption(new Option('--pause-before <stage>', 'stop the boot before this stage').choices(['config', 'final']))
+    .addOption(
+      new Option('--cloud <cloud>', 'ec2 (IMDS), openstack (Nova metadata service, OpenStackLocal) or configdrive (a config-2 drive as a directory, plus the service)')
+        .choices(['ec2', 'openstack', 'configdrive'])
+        .default('ec2'),
+    )
     .option('--json', 'print the result as JSON')
     .action(async (o) => {
       const r = await lab.up({
         name: o.name,
         mode: o.mode,
+        cloud: o.cloud,
         hotplugUserdata: o.hotplugUserdata,
         userdataFile: o.userdata,
         udev: o.udev,
@@ -101,7 +107,7 @@ export function buildProgram(): Command {
         stack: o.stack,
       });
       if (o.json) out(r);
-      else process.stdout.write(`lab ${r.name} ${r.alreadyUp ? 'already ' : ''}${r.phase} (${r.mode}), instance holder pid ${r.holderPid}${r.upMs ? `, up in ${(r.upMs / 1000).toFixed(1)}s` : ''}\n`);
+      else process.stdout.write(`lab ${r.name} ${r.alreadyUp ? 'already ' : ''}${r.phase} (${r.cloud === 'ec2' ? r.mode : r.cloud}), instance holder pid ${r.holderPid}${r.upMs ? `, up in ${(r.upMs / 1000).toFixed(1)}s` : ''}\n`);
     });
 
   program
@@ -125,9 +131,10 @@ export function buildProgram(): Command {
     .option('--device-number <n>', 'device number (default: lowest free)', int)
     .option('--count <n>', 'attach n NICs at once', int, 1)
     .option('--no-metadata', 'do not list the NIC in metadata')
+    .option('--static', 'OpenStack: a port without DHCP (every fixed IP static in network_data.json)')
     .option('--json', 'print JSON')
     .action(async (o) => {
-      const opts = { name: o.name, lagSeconds: o.lag, ips: o.ips, subnet: o.subnet, metadata: o.metadata, deviceNumber: o.deviceNumber };
+      const opts = { name: o.name, lagSeconds: o.lag, ips: o.ips, subnet: o.subnet, metadata: o.metadata, deviceNumber: o.deviceNumber, static: o.static };
       const nics = o.count === 1 ? [await lab.attach(opts)] : await lab.attachMany(o.count, opts);
       if (o.json) out(o.count === 1 ? nics[0] : nics);
       else for (const n of nics) process.stdout.write(`${n.ifname} ${n.mac} device-number ${n.deviceNumber} ${n.ips.join(',')} subnet ${n.subnet} (${n.cidr}, gw ${n.gateway})\n`);

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { statSync, readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { API_VERSIONS, lookup, type MetadataModel } from './metadata.js';
+import { openstackLookup } from './openstack-md.js';
 import type { Fault, ImdsStats, RequestRecord } from './imds-api.js';
 
 const NOT_FOUND_BODY =
@@ -244,6 +245,12 @@ export class Imds {
       return done(200, tok, { 'X-Aws-Ec2-Metadata-Token-Ttl-Seconds': String(ttl) }, faultName);
     }
     if (method !== 'GET' && method !== 'HEAD') return done(405, statusBody(405), {}, faultName);
+    if (segs[0] === 'openstack' && model.cloud && model.cloud !== 'ec2') {
+      // Nova's own tree (openstack-md.ts): no tokens, JSON files, the same lag and faults.
+      const os = openstackLookup(model, segs.slice(1), now);
+      if (os.kind === 'missing') return done(404, NOT_FOUND_BODY, {}, faultName);
+      return done(200, os.body, os.kind === 'leaf' && segs[segs.length - 1]!.endsWith('.json') ? { 'Content-Type': 'application/json' } : {}, faultName);
+    }
     const headers: Record<string, string> = {};
     if (token !== undefined) {
       const exp = this.tokens.get(token);

@@ -14,13 +14,14 @@ import { spawnDaemon, isAlive, procComm, nsInode, type ProcRef } from './proc.js
 import { run, sleep, type RunOptions, type RunResult } from './run.js';
 import type { LabMode, StageTiming } from './state.js';
 import { networkSystemInfo, type LabStack } from './nm.js';
+import type { Cloud } from './metadata.js';
 
-/** Runs as `sh holder-setup.sh OVERLAY_DIR MODE HYPERVISOR_UUID HOSTNAME`; data only as "$N". */
+/** Runs as `sh holder-setup.sh OVERLAY_DIR MODE HYPERVISOR_UUID HOSTNAME PROJECT CLOUD`; data only as "$N". */
 export const HOLDER_SCRIPT = `#!/bin/sh
 # cloud-hotplug lab: mount setup of the instance (new mount + UTS namespaces, inside its netns).
 # Ends by exec'ing "sleep infinity": that process is the holder of the namespaces.
 set -eu
-OV="$1"; MODE="$2"; UUID="$3"; HN="$4"; PROJ="\${5:-}"
+OV="$1"; MODE="$2"; UUID="$3"; HN="$4"; PROJ="\${5:-}"; CLOUD="\${6:-ec2}"
 
 # 1. copy-on-write /etc and /var; upper and work dirs live in the lab dir on the host
 for d in etc var; do
@@ -33,6 +34,10 @@ fi
 rm -rf /var/lib/cloud /var/log/cloud-init.log /var/log/cloud-init-output.log /var/log/cloud-hotplug.log
 rm -f /var/lib/dhcp/*.leases /var/lib/dhcp/*.lease /etc/cloud/cloud-init.disabled
 find /etc/network/interfaces.d -mindepth 1 -maxdepth 1 ! -name 'lab-keep' -exec rm -rf {} +
+# a Nova guest is a VM: this machine may look like a container, and cloud-init ignores DMI in one
+if [ "$CLOUD" != ec2 ]; then
+  mount --bind "$OV/detect-virt" "$(command -v systemd-detect-virt || echo /usr/bin/systemd-detect-virt)"
+fi
 
 # 2. private /tmp and /run (this hides the lab dir from the instance). A project checkout
 #    under /tmp or /run (CI clones anywhere) is carried over so its CLI runs inside.
@@ -53,12 +58,32 @@ mount -t tmpfs -o mode=755,nosuid,nodev,noexec lab-sys /sys
 for d in /tmp/.lab-sys/*; do
   b="\${d##*/}"
   [ "$b" = hypervisor ] && continue
+  [ "$b" = class ] && [ "$CLOUD" != ec2 ] && continue
   mkdir "/sys/$b"
   mount --rbind "$d" "/sys/$b"
 done
+if [ "$CLOUD" != ec2 ]; then
+  # /sys/class of this netns, but with a DMI identity of its own: what Nova's SMBIOS says
+  mkdir /sys/class
+  mount -t tmpfs -o mode=755,nosuid,nodev,noexec lab-class /sys/class
+  for d in /tmp/.lab-sys/class/*; do
+    b="\${d##*/}"
+    [ "$b" = dmi ] && continue
+    mkdir "/sys/class/$b"
+    mount --rbind "$d" "/sys/class/$b"
+  done
+  mkdir -p /sys/class/dmi/id
+  printf 'OpenStack Nova\\n' > /sys/class/dmi/id/product_name
+  printf 'OpenStack Foundation\\n' > /sys/class/dmi/id/sys_vendor
+  printf '%s\\n' "$UUID" > /sys/class/dmi/id/product_uuid
+  printf '%s\\n' "$UUID" > /sys/class/dmi/id/product_serial
+  : > /sys/class/dmi/id/chassis_asset_tag
+fi
 umount /tmp/.lab-sys
 rmdir /tmp/.lab-sys
-if [ "$MODE" = faithful ]; then
+if [ "$CLOUD" != ec2 ]; then
+  :
+elif [ "$MODE" = faithful ]; then
   mkdir /sys/hypervisor
   printf '%s\\n' "$UUID" > /sys/hypervisor/uuid
   printf 'xen\\n' > /sys/hypervisor/type
@@ -97,16 +122,31 @@ export interface CloudCfgOptions {
   mode: LabMode;
 }
 
-/** /etc/cloud/cloud.cfg.d file the lab adds (in the overlay); the renderer (and activator) of the lab's stack. */
-export function cloudCfg(stack: LabStack = 'ifupdown'): string {
-  return `# cloud-hotplug lab: Ec2 datasource only, fast IMDS timeouts, no modules, the ${stack} stack's renderer
-datasource_list: [Ec2]
+/** The datasource part of the lab's cloud.cfg, per cloud. */
+function datasourceCfg(cloud: Cloud): string {
+  if (cloud === 'openstack') {
+    return `datasource_list: [OpenStack]
+datasource:
+  OpenStack:
+    metadata_urls: ['http://${IMDS_ADDR}']
+    timeout: 2
+    max_wait: 10
+    retries: 1`;
+  }
+  if (cloud === 'configdrive') return 'datasource_list: [ConfigDrive]';
+  return `datasource_list: [Ec2]
 datasource:
   Ec2:
     strict_id: false
     metadata_urls: ['http://${IMDS_ADDR}']
     timeout: 2
-    max_wait: 10
+    max_wait: 10`;
+}
+
+/** /etc/cloud/cloud.cfg.d file the lab adds (in the overlay). */
+export function cloudCfg(cloud: Cloud = 'ec2', stack: LabStack = 'ifupdown'): string {
+  return `# cloud-hotplug lab: ${cloud === 'ec2' ? 'Ec2' : cloud === 'openstack' ? 'OpenStack' : 'ConfigDrive'} datasource only, fast metadata timeouts, no modules, the ${stack} stack's renderer
+${datasourceCfg(cloud)}
 cloud_init_modules: []
 cloud_config_modules: []
 cloud_final_modules: []
@@ -127,14 +167,27 @@ export function defaultUserData(hotplug: boolean): string {
 /** Udev rules of the host that would act on NICs by themselves; masked in the instance. */
 export const MASKED_UDEV_RULES = ['80-ifupdown.rules'];
 
+/** The instance's systemd-detect-virt on a Nova guest: a VM (cloud-init reads DMI only outside containers). */
+export const DETECT_VIRT = [
+  '#!/bin/sh',
+  '# cloud-hotplug lab: this instance is a Nova guest (a KVM VM), not a container',
+  'c=; q=',
+  'for a in "$@"; do case "$a" in -c|--container) c=1;; -q|--quiet) q=1;; esac; done',
+  'if [ -n "$c" ]; then [ -n "$q" ] || echo none; exit 1; fi',
+  '[ -n "$q" ] || echo kvm',
+  'exit 0',
+  '',
+].join('\n');
+
 /** Create overlay upper/work dirs and pre-seed the instance's config in the upper dirs. */
-export async function prepareOverlay(p: LabPaths, stack: LabStack = 'ifupdown'): Promise<void> {
+export async function prepareOverlay(p: LabPaths, cloud: Cloud = 'ec2', stack: LabStack = 'ifupdown'): Promise<void> {
   for (const d of ['etc', 'var']) {
     await mkdir(join(p.overlay, d, 'upper'), { recursive: true, mode: 0o755 });
     await mkdir(join(p.overlay, d, 'work'), { recursive: true, mode: 0o755 });
   }
   const up = join(p.overlay, 'etc', 'upper');
-  await writeFileAtomic(join(up, 'cloud/cloud.cfg.d/99-cloud-hotplug-lab.cfg'), cloudCfg(stack));
+  await writeFileAtomic(join(up, 'cloud/cloud.cfg.d/99-cloud-hotplug-lab.cfg'), cloudCfg(cloud, stack));
+  await writeFile(join(p.overlay, 'detect-virt'), DETECT_VIRT, { mode: 0o755 });
   await writeFileAtomic(join(up, 'network/interfaces'), ETC_NETWORK_INTERFACES);
   await writeFileAtomic(join(up, 'resolv.conf'), `nameserver ${subnetInfo(PRIMARY_SUBNET).gateway}\n`);
   for (const r of MASKED_UDEV_RULES) {
@@ -156,7 +209,7 @@ export interface Holder extends ProcRef {
 /** The checkout this lab code runs from (dist/scripts/lab/ → three levels up). */
 const PROJECT_DIR = fileURLToPath(new URL('../../../', import.meta.url)).replace(/\/$/, '');
 
-export async function startHolder(p: LabPaths, mode: LabMode, onSpawn: (r: ProcRef) => Promise<void>): Promise<Holder> {
+export async function startHolder(p: LabPaths, mode: LabMode, onSpawn: (r: ProcRef) => Promise<void>, cloud: Cloud = 'ec2', uuid?: string): Promise<Holder> {
   await writeFile(p.holderScript, HOLDER_SCRIPT, { mode: 0o755 });
   const ref = spawnDaemon(
     [
@@ -173,9 +226,10 @@ export async function startHolder(p: LabPaths, mode: LabMode, onSpawn: (r: ProcR
       p.holderScript,
       p.overlay,
       mode,
-      hypervisorUuid(),
+      uuid ?? hypervisorUuid(),
       'localhost',
       PROJECT_DIR,
+      cloud,
     ],
     'holder',
     { log: p.holderLog, env: { PATH: INSTANCE_PATH } },

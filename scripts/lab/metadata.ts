@@ -25,7 +25,13 @@ export interface NicModel {
   visibleAt?: number;
   /** The instance's name for it (ethN), for humans and CLI lookups. */
   ifname?: string;
+  /** OpenStack: false for a port whose subnet has no DHCP (all its IPs static in network_data.json). */
+  dhcp?: boolean;
 }
+
+/** The cloud the lab emulates: EC2's IMDS, OpenStack's metadata service, or a config drive (plus the service). */
+export type Cloud = 'ec2' | 'openstack' | 'configdrive';
+export const CLOUDS: Cloud[] = ['ec2', 'openstack', 'configdrive'];
 
 export interface SubnetModel {
   id: string;
@@ -53,11 +59,13 @@ export interface MetadataModel {
   publicKeys: { name: string; key: string }[];
   pendingTime: string;
   nics: NicModel[];
+  /** Absent: ec2. */
+  cloud?: Cloud;
 }
 
 const hex = (n: number) => randomBytes(Math.ceil(n / 2)).toString('hex').slice(0, n);
 
-export function newModel(labName: string, mode: 'faithful' | 'generic', userData: string | null): MetadataModel {
+export function newModel(labName: string, mode: 'faithful' | 'generic', userData: string | null, cloud: Cloud = 'ec2'): MetadataModel {
   const h = nameHash(labName, 8);
   const subnets: Record<string, SubnetModel> = {};
   for (const s of allSubnets()) subnets[String(s.index)] = { id: `subnet-${h}${String(s.index).padStart(9, '0')}`, cidr: s.cidr };
@@ -74,12 +82,23 @@ export function newModel(labName: string, mode: 'faithful' | 'generic', userData
     vpcId: `vpc-${h}000000001`,
     vpcCidrs: [VPC_CIDR],
     subnets,
-    httpTokens: mode === 'faithful' ? 'required' : 'optional',
+    // Nova's EC2-compatible tree has no session tokens.
+    httpTokens: mode === 'faithful' && cloud === 'ec2' ? 'required' : 'optional',
     userData,
     publicKeys: [],
     pendingTime: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
     nics: [],
+    ...(cloud === 'ec2' ? {} : { cloud, instanceId: uuid() }),
   };
+}
+
+/** A random (version 4) UUID, as Nova's instance ids. */
+export function uuid(): string {
+  const h = hex(32).split('');
+  h[12] = '4';
+  h[16] = '89ab'[parseInt(h[16]!, 16) & 3]!;
+  const s = h.join('');
+  return `${s.slice(0, 8)}-${s.slice(8, 12)}-${s.slice(12, 16)}-${s.slice(16, 20)}-${s.slice(20)}`;
 }
 
 export function newInterfaceId(): string {

@@ -23,6 +23,8 @@ export interface AttachOptions extends LabOptions {
   metadata?: boolean;
   /** Device number (default: lowest free >= 1). Only for a single attach. */
   deviceNumber?: number;
+  /** OpenStack: a port without DHCP (its fixed IPs static in network_data.json). */
+  static?: boolean;
 }
 
 export interface NicInfo {
@@ -94,7 +96,7 @@ export async function attachMany(n: number, opts: AttachOptions = {}): Promise<N
     await reloadHosts(p, s.procs.dnsmasq);
     if (inMetadata) {
       const visibleAt = lag > 0 ? Date.now() + Math.round(lag * 1000) : undefined;
-      for (const a of atts) model.nics.push(nicModelOf(a, visibleAt));
+      for (const a of atts) model.nics.push({ ...nicModelOf(a, visibleAt), ...(opts.static ? { dhcp: false } : {}) });
       await saveModel(p.model, model);
       await ctl.imdsReload(p.imdsSock).catch(() => {});
     }

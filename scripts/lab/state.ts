@@ -2,6 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import { writeJsonAtomic } from '../../src/util/atomic.js';
 import type { ProcRef } from './proc.js';
+import type { Cloud } from './metadata.js';
 
 export type LabMode = 'faithful' | 'generic';
 export type Phase = 'creating' | 'booting' | 'paused-before-config' | 'paused-before-final' | 'up' | 'failed';
@@ -28,6 +29,8 @@ export interface LabState {
   version: 1;
   name: string;
   mode: LabMode;
+  /** Absent: ec2 (labs from before clouds). */
+  cloud?: Cloud;
   phase: Phase;
   createdAt: string;
   updatedAt: string;

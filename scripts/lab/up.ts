@@ -6,7 +6,8 @@ import { labPaths, PRIMARY_SUBNET, type LabPaths } from './paths.js';
 import { withLock } from './lock.js';
 import { loadState, saveState, type LabState, type LabMode, type StageTiming, type Phase } from './state.js';
 import { createNetns, setupCloud, setupInstance, createVeths, netnsExists, netnsPath } from './netns.js';
-import { newModel, saveModel } from './metadata.js';
+import { newModel, saveModel, CLOUDS, type Cloud } from './metadata.js';
+import { CONFIG_DRIVE_DIR, writeConfigDrive } from './configdrive.js';
 import { dnsmasqArgv, writeHostsFile, waitDnsmasqReady } from './dhcp.js';
 import { spawnDaemon, isAlive } from './proc.js';
 import { prepareOverlay, startHolder, runStage, cloudInitStatus, defaultUserData, bootStages, NM_STAGE, NETWORKD_STAGE, MASKED_UDEV_RULES, type CloudInitStatus, type Stage } from './instance.js';
@@ -35,11 +36,14 @@ export interface UpOptions extends LabOptions {
   pauseBefore?: 'config' | 'final';
   /** The instance's network stack: ifupdown (default) or nm (NetworkManager with a system D-Bus; needs udev). */
   stack?: LabStack;
+  /** The cloud emulated (default ec2). */
+  cloud?: Cloud;
 }
 
 export interface UpResult {
   name: string;
   mode: LabMode;
+  cloud: Cloud;
   phase: Phase;
   alreadyUp: boolean;
   holderPid: number;
@@ -57,6 +61,7 @@ function summary(p: LabPaths, s: LabState, alreadyUp: boolean, ci?: CloudInitSta
   return {
     name: p.name,
     mode: s.mode,
+    cloud: s.cloud ?? 'ec2',
     phase: s.phase,
     alreadyUp,
     holderPid: s.holder?.pid ?? 0,
@@ -92,6 +97,8 @@ async function create(p: LabPaths, opts: UpOptions): Promise<UpResult> {
   const t0 = performance.now();
   const mode: LabMode = opts.mode ?? 'faithful';
   if (mode !== 'faithful' && mode !== 'generic') throw new UserError(`unknown mode ${mode}: faithful or generic`);
+  const cloud: Cloud = opts.cloud ?? 'ec2';
+  if (!CLOUDS.includes(cloud)) throw new UserError(`unknown cloud ${cloud}: ${CLOUDS.join(', ')}`);
   const hotplugUserdata = opts.hotplugUserdata ?? true;
   const udev = opts.udev ?? true;
   const stack: LabStack = opts.stack ?? 'ifupdown';
@@ -117,6 +124,7 @@ async function create(p: LabPaths, opts: UpOptions): Promise<UpResult> {
     version: 1,
     name: p.name,
     mode,
+    cloud,
     phase: 'creating',
     createdAt: now,
     updatedAt: now,
@@ -142,7 +150,7 @@ async function create(p: LabPaths, opts: UpOptions): Promise<UpResult> {
     await setupInstance(p.netnsInst);
     await setupClient(p.netnsCloud, p.netnsClient);
 
-    const model = newModel(p.name, mode, userData);
+    const model = newModel(p.name, mode, userData, cloud);
     const eth0 = newAttachment(s, model, { subnet: PRIMARY_SUBNET, secondaryIps: 0, deviceNumber: 0, inMetadata: true });
     s.attachments.push(eth0);
     model.nics.push(nicModelOf(eth0));
@@ -168,15 +176,26 @@ async function create(p: LabPaths, opts: UpOptions): Promise<UpResult> {
     }
 
     progress(opts, 'starting the instance (namespaces, overlays, sysfs)');
-    await prepareOverlay(p, stack);
+    await prepareOverlay(p, cloud, stack);
     await srcCheckAddPorts(p.netnsCloud, [{ vif: eth0.vif, subnet: eth0.subnet }]);
     await createVeths(p.netnsCloud, p.netnsInst, [{ vif: eth0.vif, ifname: eth0.ifname, mac: eth0.mac, subnet: eth0.subnet }]);
-    const holder = await startHolder(p, mode, async (ref) => {
-      s.holder = ref;
-      await save();
-    });
+    const holder = await startHolder(
+      p,
+      mode,
+      async (ref) => {
+        s.holder = ref;
+        await save();
+      },
+      cloud,
+      cloud === 'ec2' ? undefined : model.instanceId,
+    );
     s.holder = holder;
     await save();
+    if (cloud === 'configdrive') {
+      // Nova writes the drive once, at boot: later attaches never reach it.
+      progress(opts, `writing the config drive (${CONFIG_DRIVE_DIR})`);
+      await writeConfigDrive(holder.pid, model);
+    }
 
     if (udev) {
       progress(opts, 'starting systemd-udevd in the instance');
@@ -192,7 +211,7 @@ async function create(p: LabPaths, opts: UpOptions): Promise<UpResult> {
     }
     s.phase = 'booting';
     await save();
-    progress(opts, `instance ready after ${secs(performance.now() - t0)}; booting cloud-init (${mode})`);
+    progress(opts, `instance ready after ${secs(performance.now() - t0)}; booting cloud-init (${cloud === 'ec2' ? mode : cloud})`);
     const ci = await boot(p, s, opts, t0);
     return summary(p, s, false, ci);
   } catch (e) {

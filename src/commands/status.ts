@@ -127,6 +127,8 @@ export function register(program: Command): void {
           hotplug: summary ? summary.hotplug : { enabled: null, reason: cacheError },
           interfaces_in_metadata: summary?.macs ?? [],
           network,
+          // Where network metadata comes from; static: a config drive, which never lists a NIC attached after boot.
+          metadata: { source: summary?.metadata_source ?? null, static: summary?.metadata_static ?? false },
           source,
           last_apply: last,
           queue: { pending: await pendingCount().catch(() => null) },
@@ -139,7 +141,9 @@ export function register(program: Command): void {
           `datasource:   ${st.datasource ?? '-'}`,
           `instance id:  ${st.instance_id ?? '-'}`,
           `hotplug:      ${summary ? (summary.hotplug.enabled ? 'enabled' : 'disabled') : 'unknown'} (${st.hotplug.reason})`,
-          `metadata:     ${st.interfaces_in_metadata.length} interface(s)`,
+          `metadata:     ${st.interfaces_in_metadata.length} interface(s)${st.metadata.source ? ` from ${st.metadata.source}` : ''}${
+            st.metadata.static ? '; static (a config drive is written once at boot: NICs attached later are not in it)' : ''
+          }`,
           `network:      renderer ${network.renderer ?? '-'}, activator ${network.activator ?? '-'}, stack ${network.stack ?? '-'}`,
           `source:       ${source.from}${source.by ? ` (by ${source.by})` : ''}${source.age_s !== null ? `, ${source.age_s} s old` : ''}${source.reason ? ` (${source.reason})` : ''}`,
           `last apply:   ${last ? `${last.time} ${last.result} in ${last.duration_ms} ms${last.error ? `: ${last.error}` : ''}` : 'never'}`,

@@ -7,7 +7,20 @@ import { BridgeManager, type BridgeManagerOptions } from '../../bridge/manager.j
 import type { StackReport } from '../stack/index.js';
 import { openInstance } from '../record/instance.js';
 import { paths } from '../paths.js';
+import { loadConfig } from '../config.js';
+import type { Bridge } from '../../bridge/index.js';
 import { log } from '../util/log.js';
+
+/**
+ * Before each open: where network metadata may come from besides the datasource's own source
+ * (configdrive.metadata_fallback). Read from the config file at each bridge start.
+ */
+async function metadataSources(b: Bridge): Promise<void> {
+  if (typeof b.setSources !== 'function') return; // a test's fake bridge
+  const cfg = await loadConfig().catch(() => null);
+  const url = cfg?.configdrive.metadata_fallback ? cfg.configdrive.metadata_url : null;
+  if (url) await b.setSources(url);
+}
 
 export class Bridges extends BridgeManager {
   /** Renderer and activator cloud-init reported at the last open (null before one). */
@@ -24,6 +37,7 @@ export class Bridges extends BridgeManager {
       procOf: opts.procOf,
       log: opts.log ?? log,
       open: async (b, objPkl) => {
+        await metadataSources(b);
         const o = await openInstance(b, objPkl);
         if (self.it) self.it.stackReport = o.stack ?? null;
         return o;

@@ -94,6 +94,6 @@ export async function daemonStatus(d: Daemon): Promise<Record<string, unknown>> 
           },
     memory: { node_rss_mb: mb(nodeRss), node_heap_used_mb: mb(process.memoryUsage().heapUsed), python_rss_mb: mb(pyRss), total_rss_mb: mb(nodeRss + (pyRss ?? 0)) },
     stats: { ...d.stats, ...d.kernel.stats },
-    summary: s ? { datasource: s.datasource, instance_id: s.instance_id, hotplug: s.hotplug, macs: s.macs, time: typeof sAt === 'number' ? new Date(sAt).toISOString() : null } : null,
+    summary: s ? { datasource: s.datasource, instance_id: s.instance_id, hotplug: s.hotplug, macs: s.macs, metadata_source: s.metadata_source, metadata_static: s.metadata_static, time: typeof sAt === 'number' ? new Date(sAt).toISOString() : null } : null,
   };
 }

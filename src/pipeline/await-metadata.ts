@@ -34,6 +34,16 @@ export function refusedFor(mac: string, summary: InstanceSummary, present: Set<s
   return undefined;
 }
 
+/** A NIC's device index from metadata: EC2's device-number, else the datasource-agnostic port's index. */
+export function deviceIndexOf(summary: InstanceSummary, mac: string): number | undefined {
+  const dn = Number(summary.nics[mac]?.device_number ?? summary.ports?.[mac]?.index ?? NaN);
+  return Number.isSafeInteger(dn) && dn >= 0 ? dn : undefined;
+}
+
+/** Why waiting cannot help: the metadata source is a config drive, written once at boot. */
+export const staticReason = (mac: string, source: string | undefined): string =>
+  `metadata is static (${source ?? 'config drive'}: written once at boot, never for a NIC attached later) and does not list MAC ${mac}; left unconfigured (configdrive.metadata_fallback lets it ask the metadata service)`;
+
 /** MACs of the interfaces a config describes. */
 export const macsOf = (interfaces: readonly NetInterface[]): Set<string> => new Set(interfaces.flatMap((i) => (i.mac ? [i.mac] : [])));
 
@@ -79,6 +89,10 @@ export async function addStage(ctx: BatchContext, b: Bridge, adds: HotplugEvent[
       for (const ev of unlisted) await done(ev, 'failed', `metadata refused: it has no valid entry for MAC ${ev.mac}, only entries no device can match (${desc})`);
     }
     const ready = [...pending.values()].filter((ev) => present.has(ev.mac!));
+    if (r.summary.metadata_static) {
+      // A config drive never learns of a NIC attached after boot: say so now, not after the budget.
+      for (const ev of [...pending.values()]) if (!present.has(ev.mac!)) await done(ev, 'ignored', staticReason(ev.mac!, r.summary.metadata_source));
+    }
     if (!ready.length) return;
     let failedUp: string[];
     try {
@@ -95,9 +109,13 @@ export async function addStage(ctx: BatchContext, b: Bridge, adds: HotplugEvent[
         await done(ev, 'failed', 'the network activator failed to bring it up');
         continue;
       }
-      const dn = Number(r.summary.nics[ev.mac!]?.device_number ?? NaN);
-      await deps.records.remember(ev.ifname, { mac: ev.mac!, addedAt: Date.now(), deviceNumber: Number.isSafeInteger(dn) && dn >= 0 ? dn : undefined });
-      await done(ev, 'configured');
+      const index = deviceIndexOf(r.summary, ev.mac!);
+      await deps.records.remember(ev.ifname, { mac: ev.mac!, addedAt: Date.now(), deviceNumber: index });
+      // No primary named by metadata and this NIC is its first port: it replaced the primary (the
+      // instance's first port detached and a new one attached, cloud-init #3463). Say so.
+      const primary = !r.summary.primary_mac && index === 0 ? `the new primary NIC (first port in metadata): main table and default route` : undefined;
+      if (primary) log('info', 'a hot-added NIC is the new primary', { iface: ev.ifname, mac: ev.mac });
+      await done(ev, 'configured', primary);
     }
   };
 
@@ -130,6 +148,9 @@ export async function addStage(ctx: BatchContext, b: Bridge, adds: HotplugEvent[
       ctx.probe.works = probe.supported;
       const newOthers = probe.others.filter((k) => !seenOthers.has(k));
       newOthers.forEach((k) => seenOthers.add(k)); // one crawl per new entry, even if the crawl drops it
+      if (probe.static) {
+        for (const ev of [...pending.values()]) if (!probe.macs.includes(ev.mac!)) await done(ev, 'ignored', staticReason(ev.mac!, undefined));
+      }
       if (!probe.supported || [...pending.keys()].some((m) => probe.macs.includes(m)) || newOthers.length) await crawlAndConfigure();
     } catch (e) {
       if (isBridgeFailure(e)) throw e;

@@ -11,6 +11,7 @@ import { enabledGate } from './gate.js';
 import { newContext } from './context.js';
 import { configure, type NetConfigView } from './configure.js';
 import { applyAll } from './apply-all.js';
+import { deviceIndexOf } from './await-metadata.js';
 import { oneLine } from '../util/errors.js';
 
 /** Exclusive access for changes (the daemon: the apply lock, then a look at the queue). */
@@ -56,8 +57,7 @@ export async function metadataChanged(
           const failed = await configure(newContext(deps, { works: true }), b, cur, { persist: true, bringUp: broughtUp });
           for (const i of fresh) {
             if (failed.includes(i.name)) continue;
-            const dn = Number(cur.summary.nics[i.mac!]?.device_number ?? NaN);
-            await deps.records.remember(i.name, { mac: i.mac!, addedAt: Date.now(), deviceNumber: Number.isSafeInteger(dn) && dn >= 0 ? dn : undefined });
+            await deps.records.remember(i.name, { mac: i.mac!, addedAt: Date.now(), deviceNumber: deviceIndexOf(cur.summary, i.mac!) });
           }
           if (failed.length) throw new Error(`the network activator failed to bring up ${failed.join(', ')}`);
         }

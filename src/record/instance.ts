@@ -20,7 +20,7 @@ import { oneLine } from '../util/errors.js';
 import { paths } from '../paths.js';
 
 /** The part of the bridge's summary that `status` reports. */
-export type StatusSummary = Pick<InstanceSummary, 'datasource' | 'instance_id' | 'hotplug' | 'macs'>;
+export type StatusSummary = Pick<InstanceSummary, 'datasource' | 'instance_id' | 'hotplug' | 'macs'> & Partial<Pick<InstanceSummary, 'metadata_static' | 'metadata_source'>>;
 
 export interface InstanceRecord {
   /** When the summary was read from cloud-init (ISO). */
@@ -79,7 +79,14 @@ export async function recordInstance(summary: StatusSummary, inputs: Record<stri
     time: new Date().toISOString(),
     by: command(),
     inputs,
-    summary: { datasource: summary.datasource, instance_id: summary.instance_id, hotplug: summary.hotplug, macs: summary.macs },
+    summary: {
+      datasource: summary.datasource,
+      instance_id: summary.instance_id,
+      hotplug: summary.hotplug,
+      macs: summary.macs,
+      ...(summary.metadata_source === undefined ? {} : { metadata_source: summary.metadata_source }),
+      ...(summary.metadata_static === undefined ? {} : { metadata_static: summary.metadata_static }),
+    },
     stack,
   };
   await writeJsonAtomic(paths.instanceRecordJson, rec, 0o644).catch((e) => log('debug', 'could not record the instance summary', { error: oneLine(e) }));

@@ -18,7 +18,7 @@ export interface RoutesPreview {
  * with this summary, changing nothing. A NIC not yet up or still without its DHCP address
  * shows fewer changes than the reconcile after the real apply will make.
  */
-export async function previewRoutes(summary: Pick<InstanceSummary, 'nics' | 'primary_mac'>, config: Config, env?: RoutingEnv): Promise<RoutesPreview> {
+export async function previewRoutes(summary: Pick<InstanceSummary, 'nics' | 'primary_mac'> & Partial<Pick<InstanceSummary, 'ports'>>, config: Config, env?: RoutingEnv): Promise<RoutesPreview> {
   if (!config.routing.enabled) return { enabled: false, changes: [], lines: [] };
   const s = await snapshot({ summary, config, metadataComplete: true, env });
   return { enabled: true, changes: s.plan.changes, lines: s.plan.changes.map(describeChange) };

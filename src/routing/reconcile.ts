@@ -14,10 +14,11 @@ import { applyPlan, type ApplyResult } from './apply.js';
 import { nextState, sameState } from './next-state.js';
 import { type RoutingEnv, resolveEnv, readCurrent } from './env.js';
 import { flushOwned } from './cleanup.js';
+import { routingMeta } from './metadata-input.js';
 import { log } from '../util/log.js';
 
 export interface ReconcileInput {
-  summary: Pick<InstanceSummary, 'nics' | 'primary_mac'>;
+  summary: Pick<InstanceSummary, 'nics' | 'primary_mac'> & Partial<Pick<InstanceSummary, 'ports'>>;
   config: Config | Config['routing'];
   metadataComplete: boolean;
   dryRun?: boolean;
@@ -49,15 +50,17 @@ export async function snapshot(input: Omit<ReconcileInput, 'dryRun'>): Promise<S
   const env = resolveEnv(input.env);
   const routing = routingOf(input.config);
   const { actual, owned } = await readCurrent(env);
-  const metaMacs = new Set(Object.keys(input.summary.nics ?? {}).map((m) => m.toLowerCase()));
+  // EC2's NIC metadata, or any datasource's generic ports in the same shape (metadata-input.ts).
+  const meta = routingMeta(input.summary, actual);
+  const metaMacs = new Set(Object.keys(meta.nics).map((m) => m.toLowerCase()));
   const ifnames = actual.links.filter((l) => metaMacs.has(l.mac)).map((l) => l.ifname);
   const { gateways, gateways6 } = await readGateways(ifnames, actual, env.leaseGateway);
   const desired = desiredState({
-    nics: input.summary.nics ?? {},
-    primaryMac: input.summary.primary_mac,
+    nics: meta.nics,
+    primaryMac: meta.primaryMac,
     links: actual.links,
-    gateways,
-    gateways6,
+    gateways: { ...gateways, ...meta.gateways },
+    gateways6: { ...gateways6, ...meta.gateways6 },
     config: { table_base: routing.table_base, primary: routing.primary },
   });
   return { desired, actual, owned, plan: planDetailed(desired, actual, owned, { metadataComplete: input.metadataComplete }) };

@@ -66,7 +66,7 @@ export class FakeCloud {
       probeMacs: async () => {
         call('probeMacs');
         for (const [m, x] of this.late) if (--x.probes <= 0) (this.late.delete(m), this.nics.set(m, x));
-        return { supported: true, macs: [...this.nics.keys()], others: [] };
+        return { supported: true, macs: [...this.nics.keys()], others: [], static: false };
       },
       close: async () => {},
     };
