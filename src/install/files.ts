@@ -124,6 +124,8 @@ export interface Manifest {
   masked: string[];
   /** Directories we created for those files (removed on uninstall when empty). */
   dirs?: string[];
+  /** The daemon enabled (default) or not (install --no-daemon); absent in installs before the default. */
+  daemon?: boolean;
   /** Installed with --replace-cloud-init-hook: the boot replay keeps cloud-init's rule aside. */
   replace_cloud_init_hook?: boolean;
 }
