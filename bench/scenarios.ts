@@ -383,3 +383,42 @@ export function multi(n: number, ips = 0): Scenario {
     },
   };
 }
+
+/** Events of the churn scenario: enough to see the daemon's memory grow if it leaks. */
+export const CHURN_EVENTS = 500;
+const CHURN_NICS = 16;
+
+/**
+ * Memory churn (the daemon only: it is what stays up): rounds of 16 NICs attached at once, then
+ * detached, until CHURN_EVENTS uevents (add + remove) were handled. Its time is the whole run;
+ * the lab's idle PSS before and after (runner.ts) is what the goal judges.
+ */
+export const churn: Scenario = {
+  id: 'churn',
+  label: `${CHURN_EVENTS} events (16 NICs attached, then detached, in rounds)`,
+  async run(env) {
+    const m = base(env, this.id);
+    if (env.contender.id !== 'daemon') return skipped(m, 'the daemon only (memory over many events)');
+    const meter = new Meter(env);
+    await meter.begin();
+    const t0 = Date.now();
+    const names = new Set<string>();
+    const rounds = Math.ceil(CHURN_EVENTS / (2 * CHURN_NICS));
+    for (let r = 0; r < rounds && !m.problems.length; r++) {
+      const since = Date.now();
+      const nics = await lab.attachMany(CHURN_NICS, { name: env.ctx.name });
+      const ifs = nics.map((n) => n.ifname);
+      ifs.forEach((i) => names.add(i));
+      if ((await env.watcher.waitAll(expectOf(nics), 60_000)) === null) m.problems.push(`round ${r + 1}: not every address configured within 60 s`);
+      for (const i of ifs) await lab.detach(i, { name: env.ctx.name });
+      const got = await waitHandled(env, ifs, 'remove', since, Date.now() + 60_000);
+      if (got.size !== ifs.length) m.problems.push(`round ${r + 1}: ${ifs.length - got.size} removes not handled within 60 s`);
+    }
+    await sleep(200);
+    await meter.end(m, [...names], ['add', 'remove']);
+    m.timeMs = Date.now() - t0;
+    m.correct = m.problems.length === 0;
+    if (!m.correct) m.status = 'failed';
+    return m;
+  },
+};

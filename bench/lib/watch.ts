@@ -137,6 +137,28 @@ export class RssSampler {
     return { totalKb: procs.reduce((s, p) => s + p.kb, 0), procs };
   }
 
+  /**
+   * Memory of the node/python processes in the instance now (the idle daemon and its bridge):
+   * VmRSS and the proportional set size (Pss of /proc/PID/smaps_rollup: shared pages divided by
+   * their sharers, so node and Python's common libraries are not counted twice), in MB.
+   */
+  memNow(): { rssMb: number; pssMb: number; procs: number; pssByComm: Record<string, number> } {
+    let pssKb = 0;
+    const byComm: Record<string, number> = {};
+    const s = this.sampleNow();
+    for (const p of s.procs) {
+      try {
+        const kb = Number(/^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${p.pid}/smaps_rollup`, 'utf8'))?.[1] ?? 0);
+        pssKb += kb;
+        byComm[p.comm] = (byComm[p.comm] ?? 0) + kb;
+      } catch {
+        /* gone */
+      }
+    }
+    const mb = (kb: number) => Math.round((kb / 1024) * 10) / 10;
+    return { rssMb: mb(s.totalKb), pssMb: mb(pssKb), procs: s.procs.length, pssByComm: Object.fromEntries(Object.entries(byComm).map(([k, v]) => [k, mb(v)])) };
+  }
+
   start(): void {
     const tick = () => {
       const s = this.sampleNow();
