@@ -197,7 +197,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
     labs,
     measurements,
     summary,
-    goals: goals(summary, labs, cinfo),
+    goals: goals(summary, labs, cinfo, measurements),
     ok: failures.length === 0,
     failures,
     notes: [

@@ -53,6 +53,8 @@ export interface Measurement {
   peakRssMb: number | null;
   /** Peak VmRSS of the largest single such process. */
   peakProcRssMb: number | null;
+  /** churn: node + python PSS/RSS idle after the first round (warm) and after the last (end). */
+  memMb?: { warm?: { pss: number; rss: number }; end?: { pss: number; rss: number } };
   events: number;
   notes: string[];
 }
@@ -384,6 +386,14 @@ export function multi(n: number, ips = 0): Scenario {
   };
 }
 
+/** PSS and RSS of node + python once the daemon has been idle for IDLE_MEM_MS (its bridge gives memory back then). */
+const IDLE_MEM_MS = 3000;
+async function idleMem(env: Env): Promise<{ pss: number; rss: number }> {
+  await sleep(IDLE_MEM_MS);
+  const x = new RssSampler(env.ctx).memNow();
+  return { pss: x.pssMb, rss: x.rssMb };
+}
+
 /** Events of the churn scenario: enough to see the daemon's memory grow if it leaks. */
 export const CHURN_EVENTS = 500;
 const CHURN_NICS = 16;
@@ -413,8 +423,10 @@ export const churn: Scenario = {
       for (const i of ifs) await lab.detach(i, { name: env.ctx.name });
       const got = await waitHandled(env, ifs, 'remove', since, Date.now() + 60_000);
       if (got.size !== ifs.length) m.problems.push(`round ${r + 1}: ${ifs.length - got.size} removes not handled within 60 s`);
+      // Warm: every module loaded, every code path run once; growth from here on is what stays.
+      if (r === 0) m.memMb = { warm: await idleMem(env) };
     }
-    await sleep(200);
+    m.memMb = { ...m.memMb, end: await idleMem(env) };
     await meter.end(m, [...names], ['add', 'remove']);
     m.timeMs = Date.now() - t0;
     m.correct = m.problems.length === 0;
