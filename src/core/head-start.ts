@@ -16,7 +16,6 @@ let taken: { lock: Lock | null } | undefined;
 
 export async function workerHeadStart(args: string[]): Promise<void> {
   if (process.getuid?.() !== 0 || args.length > 0) return;
-  (await import('../util/priority.js')).lowerPriority();
   try {
     const { tryLock } = await import('../lock.js');
     const lock = await tryLock();
