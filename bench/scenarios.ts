@@ -53,6 +53,9 @@ export interface Measurement {
   peakRssMb: number | null;
   /** Peak VmRSS of the largest single such process. */
   peakProcRssMb: number | null;
+  /** Daemon only: CPU s of its node and python processes and their reaped children; `other` = the
+   *  rest of cpuS (udev, hooks, DHCP clients and scripts, the lab's monitors). */
+  cpuParts?: Record<string, number>;
   /** churn: node + python PSS/RSS idle after the first round (warm) and after the last (end). */
   memMb?: { warm?: { pss: number; rss: number }; end?: { pss: number; rss: number } };
   events: number;
@@ -97,8 +100,12 @@ class Meter {
     this.rss = new RssSampler(env.ctx);
   }
 
+  private parts0: Record<string, number> | null = null;
+
   async begin(): Promise<void> {
     const { ctx } = this.env;
+    // Long-lived processes only (the daemon and its bridge); one-shot processes come and go.
+    this.parts0 = this.env.contender.id === 'daemon' ? this.rss.cpuParts() : null;
     await lab.imdsStats({ name: ctx.name, reset: true });
     this.hookLines0 = ((await ctx.read('/var/log/cloud-hotplug.log')) ?? '').split('\n').length - 1;
     ctx.sweep();
@@ -135,6 +142,12 @@ class Meter {
         .map((l) => Number(/ duration_ms=([\d.]+)/.exec(l)?.[1]))
         .filter((x) => Number.isFinite(x));
     }
+    if (this.parts0 && m.cpuS !== undefined) {
+      const p1 = this.rss.cpuParts();
+      const parts: Record<string, number> = {};
+      for (const [k, v] of Object.entries(p1)) if (k in this.parts0) parts[k] = round(v - this.parts0[k]!, 2);
+      m.cpuParts = parts;
+    }
     Object.assign(m, {
       events: kernel.length,
       imdsRequests: st.total,
@@ -146,6 +159,7 @@ class Meter {
       peakRssMb: round(this.rss.peakKb / 1024),
       peakProcRssMb: round(this.rss.peakProcKb / 1024),
     });
+    if (m.cpuParts && m.cpuS !== null) m.cpuParts.other = round(m.cpuS - Object.values(m.cpuParts).reduce((a, b) => a + b, 0), 2);
     return kernelT0;
   }
 }

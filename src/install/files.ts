@@ -4,6 +4,7 @@
  */
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DAEMON_NODE_FLAGS } from '../daemon/supervise.js';
 
 const distSrc = dirname(dirname(fileURLToPath(import.meta.url)));
 export const CLI_JS = join(distSrc, 'cli.js');
@@ -85,7 +86,7 @@ Wants=cloud-init-local.service
 [Service]
 Type=notify
 NotifyAccess=all
-ExecStart=${node} --jitless --no-expose-wasm --max-semi-space-size=1 ${CLI_JS} daemon
+ExecStart=${node} ${DAEMON_NODE_FLAGS.join(' ')} ${CLI_JS} daemon
 ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=1s
