@@ -148,7 +148,8 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
       }
       // Idle again after every event of this lab: growth shows against idlePssMb.
       if (entry.idlePssMb != null) {
-        await new Promise((r) => setTimeout(r, 1000));
+        // Long enough for the daemon's give-back after work (Python's 2 s, node's next quiet 2 s interval).
+        await new Promise((r) => setTimeout(r, 6000));
         const end = new RssSampler(ctx).memNow();
         entry.endRssMb = end.rssMb;
         entry.endPssMb = end.pssMb;

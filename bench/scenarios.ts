@@ -400,8 +400,8 @@ export function multi(n: number, ips = 0): Scenario {
   };
 }
 
-/** PSS and RSS of node + python once the daemon has been idle for IDLE_MEM_MS (its bridge gives memory back then). */
-const IDLE_MEM_MS = 3000;
+/** PSS and RSS of node + python once the daemon has been idle for IDLE_MEM_MS (it gives memory back by then: Python 2 s after its last heavy call, node in its next quiet 2 s interval). */
+const IDLE_MEM_MS = 6000;
 async function idleMem(env: Env): Promise<{ pss: number; rss: number }> {
   await sleep(IDLE_MEM_MS);
   const x = new RssSampler(env.ctx).memNow();

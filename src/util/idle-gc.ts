@@ -4,9 +4,9 @@
  * idle daemon never sees. Needs node's --expose-gc (the daemon's flags have it); without it this
  * does nothing. Busy = more than BUSY_MS of CPU in a CHECK_MS interval; quiet = less than QUIET_MS.
  */
-const CHECK_MS = 5000;
-const BUSY_MS = 100;
-const QUIET_MS = 20;
+const CHECK_MS = 2000;
+const BUSY_MS = 50;
+const QUIET_MS = 10;
 
 /** One interval's decision: `dirty` = work happened since the last collection. Returns whether to collect now. */
 export function idleGcStep(state: { dirty: boolean }, cpuMs: number): boolean {
