@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as lab from '../scripts/lab/index.js';
 import { PATH_ENV, type LabCtx } from './lib/labctx.js';
+import { DAEMON_NODE_FLAGS } from '../src/daemon/supervise.js';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = join(ROOT, 'dist/src/cli.js');
@@ -144,21 +145,22 @@ async function ourHandled(ctx: LabCtx, sinceMs: number): Promise<Handled[]> {
     .filter((h) => h.doneMs >= sinceMs);
 }
 
-async function hotplugInstall(ctx: LabCtx): Promise<void> {
-  const r = await ctx.exec([process.execPath, CLI, 'install']);
+/** `hotplug install` as a user runs it (the daemon is its default; the one-shot contender opts out). */
+async function hotplugInstall(ctx: LabCtx, extra: string[] = []): Promise<void> {
+  const r = await ctx.exec([process.execPath, CLI, 'install', ...extra]);
   if (r.exitCode !== 0) throw new Error(`hotplug install: ${r.stderr.trim()}`);
 }
 
 const oneshot: Contender = {
   id: 'oneshot',
-  label: 'cloud-hotplug one-shot (udev hook + worker)',
+  label: 'cloud-hotplug one-shot (install --no-daemon: udev hook + worker)',
   ours: true,
   poller: false,
   routes: true,
   hookLog: true,
   trigger: [process.execPath, CLI, 'apply'],
   unavailable: () => (existsSync(CLI) ? null : `${CLI} missing (npm run build)`),
-  setup: hotplugInstall,
+  setup: (ctx) => hotplugInstall(ctx, ['--no-daemon']),
   handled: ourHandled,
 };
 
@@ -175,7 +177,7 @@ const DAEMON_SOCK = '/run/cloud-hotplug/daemon.sock';
 
 const daemon: Contender = {
   id: 'daemon',
-  label: 'cloud-hotplug daemon',
+  label: 'cloud-hotplug daemon (the default after install)',
   ours: true,
   poller: true,
   routes: true,
@@ -184,7 +186,8 @@ const daemon: Contender = {
   async setup(ctx) {
     await hotplugInstall(ctx);
     const out = `/run/cloud-hotplug-lab/${ctx.name}/b-daemon.out`;
-    const pid = await spawnInInstance(ctx, [process.execPath, CLI, 'daemon'], out);
+    // With the node flags of its systemd unit and of --supervise: the default path, as installed.
+    const pid = await spawnInInstance(ctx, [process.execPath, ...DAEMON_NODE_FLAGS, CLI, 'daemon'], out);
     const end = Date.now() + 30_000;
     // ready = it printed "hotplug daemon ready" (after its bridge is warm and its socket listens)
     while (!/hotplug daemon ready/.test(readText(out)) || !ctx.exists(DAEMON_SOCK)) {

@@ -1,7 +1,7 @@
 /** Which lab jobs a bench run is made of: the scenario groups, and their order across modes, contenders and runs. */
 import type * as lab from '../scripts/lab/index.js';
 import type { Contender } from './contenders.js';
-import { add1, remove1, lag, secip, multi, type Scenario } from './scenarios.js';
+import { add1, remove1, lag, secip, multi, churn, type Scenario } from './scenarios.js';
 import { applyCmd } from './scenario-apply.js';
 
 /** A lab booted for one contender, running some scenarios in order. */
@@ -13,13 +13,14 @@ export interface Job {
   scenarios: Scenario[];
 }
 
-/** Scenarios that share a lab, in order; `once`: only in the first run. */
-export const GROUPS: { id: string; scenarios: Scenario[]; once?: boolean }[] = [
+/** Scenarios that share a lab, in order; `once`: only in the first run; `only`: for that contender alone. */
+export const GROUPS: { id: string; scenarios: Scenario[]; once?: boolean; only?: string }[] = [
   { id: 'a', scenarios: [add1, remove1, lag, secip, applyCmd] },
   { id: 'n4', scenarios: [multi(4)] },
   { id: 'n8', scenarios: [multi(8)] },
   { id: 'n16', scenarios: [multi(16)] },
   { id: 'x', scenarios: [multi(16, 8)], once: true },
+  { id: 'c', scenarios: [churn], once: true, only: 'daemon' },
 ];
 /** Scenarios of the first group run on the generic lab only. */
 export const GENERIC_ONLY = ['secip', 'apply'];
@@ -37,7 +38,7 @@ export function plan(o: { runs: number; modes: lab.LabMode[]; scenarios: string[
     for (const g of GROUPS) {
       if (g.once && run > 1) continue;
       const sc = g.scenarios.filter((s) => o.scenarios.includes(s.id));
-      if (sc.length) for (const c of rot(run)) jobs.push({ mode: 'generic', group: g.id, contender: c, run, scenarios: sc });
+      if (sc.length) for (const c of rot(run)) if (!g.only || g.only === c.id) jobs.push({ mode: 'generic', group: g.id, contender: c, run, scenarios: sc });
     }
   };
   const faithful = () => {

@@ -43,7 +43,24 @@ export interface BenchResult {
   options: { runs: number; quick: boolean; modes: string[]; contenders: string[]; scenarios: string[]; budgetS: number; cloud?: string };
   machine: Record<string, unknown>;
   contenders: { id: string; label: string; available: boolean; reason?: string }[];
-  labs: { name: string; mode: string; contender: string; run: number; upMs: number; idleRssMb: number | null; error?: string }[];
+  labs: {
+    name: string;
+    mode: string;
+    contender: string;
+    run: number;
+    upMs: number;
+    /** node + python in the instance after setup, before any event (the idle daemon and its bridge). */
+    idleRssMb: number | null;
+    idlePssMb?: number | null;
+    /** The same after the lab's last scenario, idle again, and how many uevents the lab's scenarios had. */
+    endRssMb?: number | null;
+    endPssMb?: number | null;
+    /** PSS per process name (node, python3), idle and at the end. */
+    idlePssByComm?: Record<string, number>;
+    endPssByComm?: Record<string, number>;
+    events?: number;
+    error?: string;
+  }[];
   measurements: Measurement[];
   summary: SummaryRow[];
   goals: Goal[];

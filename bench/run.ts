@@ -98,7 +98,7 @@ function parseArgs(argv: string[]): BenchOptions {
 function printReport(file: string): void {
   const saved = JSON.parse(readFileSync(file, 'utf8')) as BenchResult;
   saved.summary = summarize(saved.measurements);
-  saved.goals = goals(saved.summary, saved.labs, saved.contenders);
+  saved.goals = goals(saved.summary, saved.labs, saved.contenders, saved.measurements);
   const commit = saved.run?.commit ?? String(saved.machine.gitCommit);
   const clean = saved.run ? saved.run.clean : saved.machine.gitDirty === false;
   process.stdout.write(`${file}: ${saved.startedAt}, ${saved.durationS} s, commit ${commit.slice(0, 12)}${clean ? '' : ' (DIRTY tree)'}\n`);

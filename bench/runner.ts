@@ -128,7 +128,10 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
       entry.upMs = Math.round(await ctx.up());
       await job.contender.setup(ctx);
       await new Promise((r) => setTimeout(r, job.contender.poller ? 1000 : 300));
-      entry.idleRssMb = Math.round((new RssSampler(ctx).sampleNow().totalKb / 1024) * 10) / 10;
+      const idle = new RssSampler(ctx).memNow();
+      entry.idleRssMb = idle.rssMb;
+      entry.idlePssMb = idle.procs ? idle.pssMb : null;
+      if (idle.procs) entry.idlePssByComm = idle.pssByComm;
       await watcher.start();
       const env: Env = { ctx, contender: job.contender, watcher, run: job.run, state: {} };
       for (const s of job.scenarios) {
@@ -145,6 +148,16 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
             `${m.problems.length ? ` problems: ${m.problems.join('; ')}` : ''}${m.notes.length ? ` (${m.notes.join('; ')})` : ''}`,
         );
       }
+      // Idle again after every event of this lab: growth shows against idlePssMb.
+      if (entry.idlePssMb != null) {
+        // Long enough for the daemon's give-back after work (Python's 2 s, node's next quiet 2 s interval).
+        await new Promise((r) => setTimeout(r, 6000));
+        const end = new RssSampler(ctx).memNow();
+        entry.endRssMb = end.rssMb;
+        entry.endPssMb = end.pssMb;
+        entry.endPssByComm = end.pssByComm;
+      }
+      entry.events = measurements.filter((m) => m.lab === name).reduce((n, m) => n + m.events, 0);
     } catch (e) {
       entry.error = (e as Error).message.split('\n')[0];
       log(`  ${name}: ${entry.error}`);
@@ -188,7 +201,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
     labs,
     measurements,
     summary,
-    goals: goals(summary, labs, cinfo),
+    goals: goals(summary, labs, cinfo, measurements),
     ok: failures.length === 0,
     failures,
     notes: [

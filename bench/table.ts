@@ -55,6 +55,10 @@ export function table(res: BenchResult): string {
   }
   const idle = res.labs.filter((l) => l.idleRssMb);
   if (idle.length) lines.push('', `idle RSS after setup (node+python): ${[...new Set(idle.map((l) => `${l.contender} ${l.idleRssMb} MB`))].join(', ')}`);
+  for (const l of res.labs.filter((x) => x.idlePssMb != null)) {
+    const by = (m?: Record<string, number>) => (m ? ` (${Object.entries(m).map(([k, v]) => `${k} ${v}`).join(', ')})` : '');
+    lines.push(`PSS ${l.name}: idle ${l.idlePssMb} MB${by(l.idlePssByComm)} → ${l.endPssMb ?? '?'} MB${by(l.endPssByComm)} after ${l.events ?? 0} events; RSS ${l.idleRssMb} → ${l.endRssMb ?? '?'} MB`);
+  }
   if (res.goals.length) {
     lines.push('', 'goals:');
     for (const g of res.goals) lines.push(`  [${g.met === null ? ' - ' : g.met ? 'met' : 'MISSED'}] ${g.contender}: ${g.goal}: ${g.value}`);

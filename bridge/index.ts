@@ -168,13 +168,62 @@ export interface StartOptions {
   log?: BridgeLogger;
 }
 
+/** A Python child started ahead of startBridge (prestartBridge), with what happened to it meanwhile. */
+interface Prestarted {
+  pythonBin: string;
+  host: Promise<PythonHost>;
+  loaded: Promise<void>;
+  exited?: string;
+}
+let prestarted: Prestarted | undefined;
+
+/**
+ * Start Python and the import of the bridge module (cloud-init's imports) now, for the next
+ * startBridge() with the same interpreter to take over: a one-shot process calls this before node
+ * loads the rest of its modules, so both start-ups overlap. Never throws; a failure shows when
+ * startBridge takes it over.
+ */
+export function prestartBridge(pythonBin: string = DEFAULT_PYTHON_BIN): void {
+  if (prestarted) return;
+  const host = pythonHost(pythonBin);
+  const p: Prestarted = { pythonBin, host, loaded: host.then((h) => h.load(BRIDGE_PY)) };
+  // Listeners at once: an 'error' event without one would crash node; an exit must not go unseen.
+  void host.then(
+    (h) => {
+      h.proc.once('error', (e: Error) => (p.exited ??= `python failed to start: ${e.message}`));
+      h.proc.once('exit', (code, signal) => (p.exited ??= `python bridge process exited (${signal ?? `code ${code}`})`));
+    },
+    () => {},
+  );
+  p.loaded.catch(() => {});
+  prestarted = p;
+}
+
+/** Stops a prestarted Python child that no startBridge() took over (no-op otherwise). */
+export function stopPrestarted(): void {
+  const p = prestarted;
+  prestarted = undefined;
+  void p?.host.then(
+    (h) => {
+      try {
+        h.exit();
+      } catch {
+        /* already gone */
+      }
+    },
+    () => {},
+  );
+}
+
 export async function startBridge(opts: StartOptions = {}): Promise<Bridge> {
   const pythonBin = opts.pythonBin ?? DEFAULT_PYTHON_BIN;
   const defaultTimeout = opts.timeoutMs ?? 120_000;
   const log = opts.log ?? silentLogger;
-  const host = await pythonHost(pythonBin);
+  const pre = prestarted?.pythonBin === pythonBin ? prestarted : undefined;
+  prestarted = undefined;
+  const host = await (pre?.host ?? pythonHost(pythonBin));
   const proc = host.proc;
-  let exited: string | undefined;
+  let exited: string | undefined = pre?.exited;
   let onExit: ((why: string) => void)[] = [];
   proc.on('error', (e: Error) => {
     exited = `python failed to start: ${e.message}`;
@@ -194,7 +243,7 @@ export async function startBridge(opts: StartOptions = {}): Promise<Bridge> {
   if (exited) onLoadDeath(exited);
   else onExit.push(onLoadDeath);
   try {
-    await Promise.race([host.load(BRIDGE_PY), loadDeath]);
+    await Promise.race([pre?.loaded ?? host.load(BRIDGE_PY), loadDeath]);
   } catch (e) {
     if (e instanceof BridgeError) throw e;
     throw new BridgeError(

@@ -45,7 +45,7 @@ if [ "$BUILD" = 1 ]; then
   DIST=$WORK/build
 fi
 # The Python bridge is its entry module and the siblings it imports (all of bridge/python/ ships).
-for f in "$DIST/src/cli.js" "$DIST/bridge/index.js" bridge/python/{hotplug_bridge,hb_state,hb_files,hb_runtime,hb_metadata,hb_network,hb_ports,hb_netdata}.py; do
+for f in "$DIST/src/cli.js" "$DIST/bridge/index.js" bridge/python/{hotplug_bridge,hb_state,hb_files,hb_runtime,hb_metadata,hb_network,hb_ports,hb_netdata,hb_memory}.py; do
   [ -f "$f" ] || { say "$f missing: build first (npx tsc -p tsconfig.json)"; exit 1; }
 done
 PKG=$WORK/root

@@ -3,7 +3,7 @@ import { mkdtemp, mkdir, writeFile, readFile, readdir, rm, lstat, readlink } fro
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cli } from './helpers/run.js';
+import { cli, ROOT } from './helpers/run.js';
 import { reassertReplacement } from '../src/install/replace.js';
 
 async function tree(root: string): Promise<string[]> {
@@ -104,6 +104,29 @@ describe('hotplug install / uninstall (--root)', () => {
     await writeFile(upstream, firstBoot);
     expect(await reassertReplacement(root)).to.deep.equal([]);
     expect(existsSync(upstream)).to.equal(true);
+  });
+
+  it('the daemon is the default; --no-daemon opts out, and a later install without options keeps the choice', async () => {
+    await mkdir(join(root, 'lib/systemd/system'), { recursive: true });
+    await writeFile(join(root, 'lib/systemd/system/cloud-init.target'), '[Unit]\n');
+    const manifest = async () => JSON.parse(await readFile(join(root, 'var/lib/cloud-hotplug/install-manifest.json'), 'utf8')) as { daemon?: boolean };
+    const install = async (...extra: string[]) => {
+      const r = await cli(['install', '--root', root, ...extra]);
+      expect(r.exitCode, r.stderr).to.equal(0);
+      return (await manifest()).daemon;
+    };
+    expect(await install(), 'no options: the daemon').to.equal(true);
+    const unit = await readFile(join(root, 'etc/systemd/system/cloud-hotplug-daemon.service'), 'utf8');
+    expect(unit).to.match(/^ExecStart=\/\S*node .*\/dist\/src\/cli\.js daemon$/m);
+    expect(unit).to.match(/^WantedBy=multi-user\.target$/m);
+    expect(await install('--no-daemon'), '--no-daemon').to.equal(false);
+    expect(await install(), 'a re-run (package upgrade) keeps the opt-out').to.equal(false);
+    expect(await install('--daemon'), '--daemon opts back in').to.equal(true);
+    expect(await install()).to.equal(true);
+    // The package's postinst enables the unit offline (chroot, image build) unless opted out.
+    const postinst = await readFile(join(ROOT, 'scripts/package/maint/postinst'), 'utf8');
+    expect(postinst).to.contain(`grep -q '"daemon": false' /var/lib/cloud-hotplug/install-manifest.json`);
+    expect(postinst).to.match(/systemctl enable cloud-hotplug-daemon\.service/);
   });
 
   it('uninstall without an install is a clear one-line error', async () => {

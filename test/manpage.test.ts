@@ -55,7 +55,7 @@ describe('hotplug(8): generated from the commander definitions', function () {
 
   it('lists every command, with its description and every one of its options', async function () {
     const { text } = await render(PAGE);
-    const program = buildProgram();
+    const program = await buildProgram();
     const names = commandNames(program);
     expect(names, 'the commands the CLI has').to.include.members(['refresh-metadata', 'apply', 'query', 'status', 'handle', 'worker', 'enable', 'disable', 'install', 'uninstall', 'routes', 'daemon']);
     const flat = (s: string) => s.replace(/\s+/g, ' ').replace(/‐ /g, '');

@@ -12,7 +12,8 @@ import { reconcile, snapshot } from '../src/routing/reconcile.js';
 import { removeInterface, flushOwned } from '../src/routing/cleanup.js';
 import { dhclientLeaseGateway } from '../src/stack/dhclient-lease.js';
 import { ROUTING_PROTO } from '../src/routing/state.js';
-import type { IpRunner } from '../src/routing/run.js';
+import { systemIp, type IpRunner } from '../src/routing/run.js';
+import { execa } from 'execa';
 import { routesView, previewRoutes } from '../src/commands/routes.js';
 import { defaultConfig } from '../src/config.js';
 import { setQuiet } from '../src/util/log.js';
@@ -215,5 +216,34 @@ describe('routing/reconcile() with an injected ip runner', () => {
     const r = await applyPlan(cs, fakeIp(sys));
     expect(r.map((x) => x.status)).to.deep.equal(['failed', 'gone', 'ok']);
     expect(r[0]!.error).to.match(/Cannot find device/);
+  });
+
+  it('applyPlan with the real ip in a scratch namespace: one -batch per family, each line judged as one ip run would be', async () => {
+    const ns = `hp-batch-${process.pid}`;
+    await execa('ip', ['netns', 'add', ns]);
+    try {
+      const ip = systemIp({ netns: ns });
+      const batches: string[][][] = [];
+      const counted = Object.assign((a: readonly string[]) => ip(a), {
+        batch: (f: '-4' | '-6', lines: string[][]) => (batches.push(lines), ip.batch(f, lines)),
+      });
+      const rule = (op: 'add' | 'del', from: string): Change => ({ kind: 'rule', op, rule: { family: 4, from, table: 10009, priority: 10009 }, mac: null, ifname: null, reason: 'test' });
+      const cs: Change[] = [
+        rule('del', '10.0.9.8/32'),
+        { kind: 'route', op: 'add', route: { family: 4, table: 10009, dst: 'default', gateway: '10.0.9.1', dev: 'eth9' }, mac: null, ifname: 'eth9', reason: 'test' },
+        { kind: 'address', op: 'add', address: { family: 4, address: '10.0.9.9', prefixlen: 24, dev: 'lo' }, mac: null, ifname: 'lo', reason: 'test' },
+        rule('add', '10.0.9.9/32'),
+        rule('add', '10.0.9.9/32'),
+      ];
+      const r = await applyPlan(cs, counted);
+      expect(batches, 'one batch (IPv4 only)').to.have.length(1);
+      expect(batches[0]).to.have.length(5);
+      expect(r.map((x) => x.status)).to.deep.equal(['gone', 'failed', 'ok', 'ok', 'exists']);
+      expect(r[1]!.error).to.match(/Cannot find device "eth9"/);
+      const rules = JSON.parse((await execa('ip', ['-n', ns, '-json', 'rule', 'show'])).stdout) as { src?: string; table?: string }[];
+      expect(rules.filter((x) => x.src === '10.0.9.9').map((x) => x.table)).to.deep.equal(['10009']);
+    } finally {
+      await execa('ip', ['netns', 'del', ns], { reject: false });
+    }
   });
 });

@@ -137,6 +137,52 @@ export class RssSampler {
     return { totalKb: procs.reduce((s, p) => s + p.kb, 0), procs };
   }
 
+  /**
+   * Memory of the node/python processes in the instance now (the idle daemon and its bridge):
+   * VmRSS and the proportional set size (Pss of /proc/PID/smaps_rollup: shared pages divided by
+   * their sharers, so node and Python's common libraries are not counted twice), in MB.
+   */
+  memNow(): { rssMb: number; pssMb: number; procs: number; pssByComm: Record<string, number> } {
+    let pssKb = 0;
+    const byComm: Record<string, number> = {};
+    const s = this.sampleNow();
+    for (const p of s.procs) {
+      try {
+        const kb = Number(/^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${p.pid}/smaps_rollup`, 'utf8'))?.[1] ?? 0);
+        pssKb += kb;
+        byComm[p.comm] = (byComm[p.comm] ?? 0) + kb;
+      } catch {
+        /* gone */
+      }
+    }
+    const mb = (kb: number) => Math.round((kb / 1024) * 10) / 10;
+    return { rssMb: mb(s.totalKb), pssMb: mb(pssKb), procs: s.procs.length, pssByComm: Object.fromEntries(Object.entries(byComm).map(([k, v]) => [k, mb(v)])) };
+  }
+
+  /**
+   * CPU seconds of the long-lived node and python processes in the instance (the daemon and its
+   * bridge): their own, and their reaped children's (node: ip, flock, …; python: ifup and what it
+   * waits for), from /proc/PID/stat. Compared between two points, with the cgroup total beside
+   * it, the rest is udev, the hooks, DHCP clients and their scripts.
+   */
+  cpuParts(): Record<string, number> {
+    const hz = 100; // USER_HZ on Linux
+    const out: Record<string, number> = {};
+    for (const p of this.sampleNow().procs) {
+      try {
+        const st = readFileSync(`/proc/${p.pid}/stat`, 'utf8');
+        const f = st.slice(st.lastIndexOf(')') + 2).split(' ').map(Number);
+        // after the comm: state(0) … utime(11) stime(12) cutime(13) cstime(14)
+        const name = p.comm.startsWith('python') ? 'python' : p.comm;
+        out[`${name}`] = (out[name] ?? 0) + (f[11]! + f[12]!) / hz;
+        out[`${name} children`] = (out[`${name} children`] ?? 0) + (f[13]! + f[14]!) / hz;
+      } catch {
+        /* gone */
+      }
+    }
+    return out;
+  }
+
   start(): void {
     const tick = () => {
       const s = this.sampleNow();

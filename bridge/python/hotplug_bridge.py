@@ -33,6 +33,7 @@ from cloudinit import log as ci_log  # noqa: E402
 from cloudinit import sources, stages  # noqa: E402
 
 import hb_ports  # noqa: E402
+import hb_memory  # noqa: E402
 import hb_runtime  # noqa: E402
 from hb_state import S, BridgeError, NoCache, RefreshFailed, UnsafeCache, require_open as _require_open  # noqa: E402,F401
 from hb_files import _atomic_write, _check_target, _read_trusted_pickle, _safe_loads, _store_pickle_atomic  # noqa: E402,F401
@@ -44,6 +45,11 @@ from hb_network import _brings_up_all_at_once, bring_up_all, net_interfaces, net
 LOG = logging.getLogger("cloud-hotplug.bridge")
 
 hb_runtime.install()
+
+
+# Calls after which memory is given back once the bridge is idle (hb_memory); not the cheap,
+# frequent ones (the poller's probe, summaries).
+_HEAVY = {"open_instance", "refresh", "store", "apply_network", "bring_down", "bring_up", "rederive", "refresh_network", "preview"}
 
 
 def _result(fn):
@@ -60,6 +66,9 @@ def _result(fn):
             LOG.exception("bridge call %s failed", fn.__name__)
             first = (str(e).strip().splitlines() or [""])[0]
             return {"ok": False, "kind": type(e).__name__, "error": first or type(e).__name__}
+        finally:
+            if fn.__name__ in _HEAVY:
+                hb_memory.after_heavy_call()
 
     wrapper.__name__ = fn.__name__
     wrapper.__doc__ = fn.__doc__

@@ -28,7 +28,7 @@ function sourceDate(): string {
 
 const out = process.argv[2] ?? fileURLToPath(new URL('../../man/hotplug.8', import.meta.url));
 const page = manPage({
-  program: buildProgram(),
+  program: await buildProgram(),
   version: VERSION,
   date: sourceDate(),
   files: [

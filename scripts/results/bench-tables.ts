@@ -69,6 +69,17 @@ export function performanceTable(file: string, r: BenchResult): string {
     return xs.length ? `${Math.max(...xs)} MB` : '—';
   };
   lines.push(line('idle RSS, node + python (max)', idle));
+  // Runs before PSS was measured have no such row.
+  if (r.labs.some((l) => typeof l.idlePssMb === 'number')) {
+    lines.push(
+      line('idle PSS, node + python (max; before → after the lab with most events)', (c) => {
+        const xs = r.labs.filter((l) => l.contender === c && typeof l.idlePssMb === 'number');
+        if (!xs.length) return '—';
+        const most = [...xs].sort((a, b) => (b.events ?? 0) - (a.events ?? 0))[0]!;
+        return `${Math.max(...xs.map((l) => l.idlePssMb!))} MB; ${most.idlePssMb} → ${most.endPssMb ?? '?'} MB over ${most.events ?? 0} events`;
+      }),
+    );
+  }
   const notes = [...new Set(r.summary.filter((x) => x.mode === 'generic' && x.correct !== 'n/a' && !/^(\d+)\/\1$/.test(x.correct)).map((x) => `${x.scenario} ${x.contender}: ${x.notes.join('; ')}`))];
   const m = r.machine as { otherLabsAtStart?: string[]; otherLabsAtEnd?: string[] };
   const others = [...new Set([...(m.otherLabsAtStart ?? []), ...(m.otherLabsAtEnd ?? [])])];

@@ -33,6 +33,7 @@ Under systemd, cloud-hotplug-daemon.service (written by install) runs it; elsewh
           const flags = [...new Set([...DAEMON_NODE_FLAGS, ...process.execArgv])];
           return supervise([process.execPath, ...flags, process.argv[1]!, ...args]);
         }
+        (await import('../util/idle-gc.js')).gcWhenIdle();
         const { runDaemon } = await import('../daemon/run.js');
         return runDaemon({ configPath: o.config, socket: o.socket, monitor: o.monitor, poll: o.poll });
       }),

@@ -82,7 +82,9 @@ export function register(program: Command): void {
     .command('install')
     .description(
       `Wire this host: the udev rule (${RULE_PATH}) that queues net add/remove events, and on
-systemd hosts a unit that replays events queued during boot. Refuses while cloud-init's own
+systemd hosts a unit that replays events queued during boot and ${DAEMON_SERVICE}, enabled and
+started: the warm daemon handles every event (a one-shot worker only where it does not run).
+--no-daemon opts out (recorded: a later install keeps the choice). Refuses while cloud-init's own
 hotplug hook is installed, unless --replace-cloud-init-hook (which moves its rule aside and
 masks ${CLOUD_INIT_SOCKET}; uninstall restores both).`,
     )
@@ -90,12 +92,17 @@ masks ${CLOUD_INIT_SOCKET}; uninstall restores both).`,
     .option('--replace-cloud-init-hook', "disable cloud-init's own hotplug hook so events are not handled twice")
     // Described, not printed: the build machine's node path must not end up in the manual page.
     .addOption(new Option('--node <path>', 'node binary the rule runs').default(process.execPath, 'the node running this command'))
-    .option('--daemon', `enable and start ${DAEMON_SERVICE} (systemd hosts; its unit is written either way)`)
+    .option('--daemon', `enable and start ${DAEMON_SERVICE} (the default, unless an earlier install had --no-daemon)`)
+    .option('--no-daemon', `leave ${DAEMON_SERVICE} disabled and stopped: every event starts a one-shot worker`)
     .action(
       action(async (o: { root: string; replaceCloudInitHook?: boolean; node: string; daemon?: boolean }) => {
         requireRoot('install');
         const root = o.root;
         const m: Manifest = (await readManifest(root)) ?? { version: 1, installed_at: '', files: [], moved: [], masked: [] };
+        // The daemon is the default; an explicit choice is recorded so that a re-run (a package
+        // upgrade's postinst) keeps an opt-out.
+        const daemon = o.daemon ?? m.daemon ?? true;
+        m.daemon = daemon;
         const upstream = CLOUD_INIT_RULES.filter((r) => existsSync(join(root, r)));
         if (upstream.length && !o.replaceCloudInitHook) {
           throw new UserError(
@@ -123,9 +130,12 @@ masks ${CLOUD_INIT_SOCKET}; uninstall restores both).`,
           if (running) {
             await execa('systemctl', ['daemon-reload'], { reject: false });
             await execa('systemctl', ['enable', 'cloud-hotplug-replay.service'], { reject: false });
-            if (o.daemon) {
+            if (daemon) {
               const r = await execa('systemctl', ['enable', '--now', DAEMON_SERVICE], { reject: false });
               process.stdout.write(r.exitCode === 0 ? `enabled and started ${DAEMON_SERVICE}\n` : `could not start ${DAEMON_SERVICE}: ${String(r.stderr).trim()}\n`);
+            } else {
+              await execa('systemctl', ['disable', '--now', DAEMON_SERVICE], { reject: false });
+              process.stdout.write(`${DAEMON_SERVICE} disabled (--no-daemon): events are handled one-shot\n`);
             }
           }
         }
@@ -134,8 +144,12 @@ masks ${CLOUD_INIT_SOCKET}; uninstall restores both).`,
           // A running NM reads it now (nothing when it does not run: it reads it when it starts).
           if (root === '/') await execa('nmcli', ['general', 'reload', 'conf'], { reject: false, stdin: 'ignore', timeout: 10_000 });
         }
-        if (o.daemon && !running) {
-          process.stdout.write('no running systemd here: start the daemon with "hotplug daemon --supervise" (it restarts the daemon if it dies)\n');
+        if (daemon && root === '/' && !running) {
+          process.stdout.write(
+            usesSystemd(root)
+              ? `systemd is not running here: ${DAEMON_SERVICE} starts at boot once enabled (the package's postinst enables it)\n`
+              : 'no systemd here: start the daemon with "hotplug daemon --supervise" (it restarts the daemon if it dies)\n',
+          );
         }
         m.installed_at = new Date().toISOString();
         await writeJsonAtomic(join(root, MANIFEST), m, 0o644);

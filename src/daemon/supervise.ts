@@ -12,9 +12,10 @@ export const EXIT_ALREADY_RUNNING = 3;
 
 /**
  * Node flags for the long-running daemon: no JIT (its JS is glue around I/O; the JIT's code and
- * compiler pages cost ~6 MB RSS) and a 1 MB young generation (~3 MB). The unit file uses the same.
+ * compiler pages cost ~6 MB RSS), a 1 MB young generation (~3 MB), and gc() for the full
+ * collection once it goes quiet after a batch (util/idle-gc.ts). The unit file uses the same.
  */
-export const DAEMON_NODE_FLAGS = ['--jitless', '--no-expose-wasm', '--max-semi-space-size=1'];
+export const DAEMON_NODE_FLAGS = ['--jitless', '--no-expose-wasm', '--max-semi-space-size=1', '--expose-gc'];
 
 /**
  * Re-runs `argv` (the daemon in the foreground) whenever it dies other than by a clean exit:

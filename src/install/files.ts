@@ -4,6 +4,7 @@
  */
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DAEMON_NODE_FLAGS } from '../daemon/supervise.js';
 
 const distSrc = dirname(dirname(fileURLToPath(import.meta.url)));
 export const CLI_JS = join(distSrc, 'cli.js');
@@ -99,7 +100,7 @@ Wants=cloud-init-local.service
 [Service]
 Type=notify
 NotifyAccess=all
-ExecStart=${node} --jitless --no-expose-wasm --max-semi-space-size=1 ${CLI_JS} daemon
+ExecStart=${node} ${DAEMON_NODE_FLAGS.join(' ')} ${CLI_JS} daemon
 ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=1s
@@ -138,6 +139,8 @@ export interface Manifest {
   masked: string[];
   /** Directories we created for those files (removed on uninstall when empty). */
   dirs?: string[];
+  /** The daemon enabled (default) or not (install --no-daemon); absent in installs before the default. */
+  daemon?: boolean;
   /** Installed with --replace-cloud-init-hook: the boot replay keeps cloud-init's rule aside. */
   replace_cloud_init_hook?: boolean;
 }

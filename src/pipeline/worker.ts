@@ -2,19 +2,22 @@
  * The one-shot worker (started by the udev program when no daemon runs): drains the queue with the
  * pipeline under the apply lock, then leaves.
  *
- *   lock → sweep stale temp files → wait for boot → drainOnce() until the queue is empty
+ *   lock (cli.ts may have taken it and started Python: core/head-start.ts) → sweep stale temp
+ *        files → wait for boot → drainOnce() until the queue is empty
  *        → release, then re-check the queue (an event queued while we held the lock is seen
  *          here, see hook.ts) → lock again or leave
  */
 import { loadConfig } from '../config.js';
 import { tryLock, acquireLock, releaseThenRecheck, type Lock } from '../lock.js';
 import { newBridgeManager } from '../core/bridges.js';
+import { stopPrestarted } from '../../bridge/index.js';
 import { Pipeline } from './pipeline.js';
 import { defaultDeps } from './deps.js';
 import { waitForBoot } from './gate.js';
 import { log } from '../util/log.js';
 import { oneLine } from '../util/errors.js';
 import { sweepStaleTemps } from '../util/sweep.js';
+import { takeHeadStartLock } from '../core/head-start.js';
 
 export interface WorkerOptions {
   /** Wait for the lock instead of leaving when another worker holds it. */
@@ -22,8 +25,16 @@ export interface WorkerOptions {
 }
 
 export async function runWorker(opts: WorkerOptions = {}): Promise<number> {
-  const cfg = await loadConfig();
-  let lock: Lock | null = opts.waitForLock ? await acquireLock({ timeoutMs: 600_000 }) : await tryLock();
+  // cli.ts may have taken the lock already (and started Python): see core/head-start.ts.
+  const head = takeHeadStartLock();
+  let cfg;
+  try {
+    cfg = await loadConfig();
+  } catch (e) {
+    await head?.lock?.release();
+    throw e;
+  }
+  let lock: Lock | null = head ? head.lock : opts.waitForLock ? await acquireLock({ timeoutMs: 600_000 }) : await tryLock();
   if (!lock) {
     log('debug', 'another worker holds the lock; it will see our events');
     return 0;
@@ -53,6 +64,7 @@ export async function runWorker(opts: WorkerOptions = {}): Promise<number> {
     }
   } finally {
     await bridges.stop();
+    stopPrestarted(); // a head start nobody took over (the queue was empty)
     await lock?.release();
   }
   return rc;

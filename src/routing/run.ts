@@ -18,16 +18,23 @@ export type FileReader = (path: string) => Promise<string | null>;
 
 const NETNS_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 
-export function systemIp(opts: { netns?: string; timeoutMs?: number; bin?: string } = {}): IpRunner {
+/**
+ * The host's `ip`, and `.batch`: `ip -4|-6 -force -batch -` with the lines on stdin (every line
+ * runs, failures are reported per line; routing/apply.ts parses them).
+ */
+export function systemIp(opts: { netns?: string; timeoutMs?: number; bin?: string } = {}): IpRunner & { batch: (family: '-4' | '-6', lines: string[][]) => Promise<IpResult> } {
   if (opts.netns !== undefined && (!NETNS_RE.test(opts.netns) || opts.netns === '.' || opts.netns === '..')) {
     throw new Error(`invalid network namespace name ${JSON.stringify(opts.netns)}`);
   }
   const pre = opts.netns ? ['-n', opts.netns] : [];
-  return async (args) => {
-    const r = await execa(opts.bin ?? 'ip', [...pre, ...args], { reject: false, stdin: 'ignore', timeout: opts.timeoutMs ?? 15_000 });
+  const run = async (args: readonly string[], input?: string): Promise<IpResult> => {
+    const r = await execa(opts.bin ?? 'ip', [...pre, ...args], { reject: false, ...(input !== undefined ? { input } : { stdin: 'ignore' as const }), timeout: opts.timeoutMs ?? 15_000 });
     const exitCode = typeof r.exitCode === 'number' ? r.exitCode : 125;
     return { exitCode, stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? '') || (r.failed && exitCode === 125 ? r.shortMessage ?? '' : '') };
   };
+  return Object.assign((args: readonly string[]) => run(args), {
+    batch: (family: '-4' | '-6', lines: string[][]) => run([family, '-force', '-batch', '-'], lines.map((l) => l.join(' ') + '\n').join('')),
+  });
 }
 
 export const systemReadFile: FileReader = async (path) => {
