@@ -19,6 +19,8 @@ export interface ActualRule {
   protocol: number;
   /** Has selectors or actions besides from/lookup/priority (fwmark, iif, not, suppress_* …). */
   extra: boolean;
+  /** suppress_prefixlength, only on a rule whose sole extra is that (the main-table rule ahead of ours). */
+  suppress?: number;
 }
 
 export interface ActualRoute {
@@ -77,8 +79,13 @@ export function parseRules(json: unknown, family: Family): ActualRule[] {
       if (typeof p === 'string') continue;
       from = p.text;
     }
-    const extra = Object.keys(r).some((k) => !RULE_PLAIN_KEYS.has(k)) || (Array.isArray(r.flags) && r.flags.length > 0);
-    out.push({ family, priority, from, table: num(r.table), protocol: num(r.protocol, 0) ?? 0, extra });
+    const flagged = Array.isArray(r.flags) && r.flags.length > 0;
+    const others = Object.keys(r).filter((k) => !RULE_PLAIN_KEYS.has(k));
+    const extra = others.length > 0 || flagged;
+    const rule: ActualRule = { family, priority, from, table: num(r.table), protocol: num(r.protocol, 0) ?? 0, extra };
+    const suppress = num(r.suppress_prefixlen);
+    if (!flagged && others.length === 1 && others[0] === 'suppress_prefixlen' && suppress !== null) rule.suppress = suppress;
+    out.push(rule);
   }
   return out;
 }
