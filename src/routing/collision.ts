@@ -30,7 +30,7 @@ export interface Collision {
 export const foreignRuleText = (r: ActualRule): string =>
   `${r.priority}: from ${r.from} ${r.table === null ? '(no lookup)' : `lookup ${r.table === 254 ? 'main' : r.table}`}${r.extra ? ' (with other selectors)' : ''}`;
 export const foreignRouteText = (r: ActualRoute): string =>
-  `${r.dst}${r.gateway ? ` via ${r.gateway}` : ''}${r.dev ? ` dev ${r.dev}` : ''} table ${r.table} proto ${r.protocol}`;
+  `${r.dst}${r.gateway ? ` via ${r.gateway}` : ''}${r.dev ? ` dev ${r.dev}` : ''} table ${r.table}${r.protocol ? ` proto ${r.protocol}` : ''}`;
 
 const sameMainRule = (a: ActualRule, r: RuleSpec) => a.family === r.family && a.priority === r.priority && a.from === 'all' && a.table === r.table && a.suppress === r.suppressPrefixlength;
 

@@ -97,7 +97,8 @@ export function explainRule(rules: unknown, family: Family, dest: string, src: s
     if (rule.table === null) return { rule, passed, unevaluated }; // unreachable, blackhole, prohibit …
     const suppress = num(r.suppress_prefixlen);
     if (rule.table !== table) {
-      passed.push({ rule, why: `no usable route in table ${tableName(rule.table)}` });
+      const why = suppress !== null ? `table ${tableName(rule.table)} has no route there longer than /${suppress} (suppressed: suppress_prefixlength ${suppress})` : `no usable route in table ${tableName(rule.table)}`;
+      passed.push({ rule, why });
       continue;
     }
     if (suppress !== null && fibLen <= suppress) {

@@ -28,6 +28,8 @@ export interface PlanResult {
   notes: Skip[];
   /** Our tables or priorities that someone else uses: left alone, reported. */
   collisions: Collision[];
+  /** The desired state planned for: the one given less what collides (what the state file may record). */
+  desired: DesiredState;
 }
 
 const sameRoute = (a: { family: Family; table: number; dst: string; gateway?: string; dev?: string }, b: typeof a) =>
@@ -226,7 +228,7 @@ export function planDetailed(wanted: DesiredState, actual: ActualState, owned: O
     }
   }
 
-  return { changes: sortChanges(changes), notes, collisions };
+  return { changes: sortChanges(changes), notes, collisions, desired };
 }
 
 /** The changes alone (see planDetailed). */

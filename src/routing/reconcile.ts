@@ -60,7 +60,9 @@ export async function snapshot(input: Omit<ReconcileInput, 'dryRun'>): Promise<S
     gateways6,
     config: { table_base: routing.table_base, primary: routing.primary },
   });
-  return { desired, actual, owned, plan: planDetailed(desired, actual, owned, { metadataComplete: input.metadataComplete }) };
+  const plan = planDetailed(desired, actual, owned, { metadataComplete: input.metadataComplete });
+  // A NIC whose numbers collide with a user's is not ours to record: from here on, the planned-for state.
+  return { desired: plan.desired, actual, owned, plan };
 }
 
 /**
