@@ -28,6 +28,9 @@ import type { RoutingEnv } from '../../src/routing/env.js';
 import { systemIp } from '../../src/routing/run.js';
 import { routesView } from '../../src/commands/routes.js';
 import { setQuiet } from '../../src/util/log.js';
+import { pingFrom, makeBridge as bridgeIn } from './layout-helpers.js';
+
+const makeBridge = (name: string, ctr: string, v4: string, v6: string) => bridgeIn(HOST, name, ctr, v4, v6);
 
 const P = `chy-${process.pid}`;
 const HOST = `${P}-host`;
@@ -50,48 +53,7 @@ async function routeGet(dst: string, src?: string): Promise<{ dev: string; gatew
   return { dev: String(r.dev), gateway: (r.gateway as string | undefined) ?? null, table: String(r.table ?? '254') };
 }
 
-/** ICMP echo from SRC in the instance (raw socket bound to SRC; no ping binary needed). */
-const PING_PY = `
-import json, os, select, socket, struct, sys, time
-src, dst, wait_ms = sys.argv[1], sys.argv[2], int(sys.argv[3])
-v6 = ':' in dst
-s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP)
-s.bind((src, 0))
-ident = os.getpid() & 0xffff
-def csum(b):
-    if len(b) % 2: b += b'\\0'
-    t = sum(struct.unpack('!%dH' % (len(b) // 2), b))
-    t = (t >> 16) + (t & 0xffff)
-    t += t >> 16
-    return ~t & 0xffff
-body = b'cloud-hotplug-19'
-got = 0
-# Up to 3 requests, as ping would send: a fresh link's neighbour discovery can take a second or two.
-for seq in (1, 2, 3):
-    if v6:
-        pkt = struct.pack('!BBHHH', 128, 0, 0, ident, seq) + body  # the kernel fills in the ICMPv6 checksum
-    else:
-        hdr = struct.pack('!BBHHH', 8, 0, 0, ident, seq)
-        pkt = struct.pack('!BBHHH', 8, 0, csum(hdr + body), ident, seq) + body
-    s.sendto(pkt, (dst, 0))
-    end = time.monotonic() + wait_ms / 1000
-    while not got:
-        left = end - time.monotonic()
-        if left <= 0 or not select.select([s], [], [], left)[0]:
-            break
-        data, addr = s.recvfrom(4096)
-        off = 0 if v6 else (data[0] & 0xf) * 4
-        t, _, _, i, q = struct.unpack('!BBHHH', data[off:off + 8])
-        if t == (129 if v6 else 0) and i == ident and addr[0] == dst:
-            got = 1
-    if got:
-        break
-print(json.dumps({'received': got}))
-`;
-async function ping(src: string, dst: string): Promise<boolean> {
-  const out = await sh(['ip', 'netns', 'exec', HOST, '/usr/bin/python3', '-c', PING_PY, src, dst, '2000']);
-  return (JSON.parse(out) as { received: number }).received === 1;
-}
+const ping = (src: string, dst: string) => pingFrom(HOST, src, dst);
 
 function nic(i: number, o: Partial<NicMeta> = {}): NicMeta {
   return {
@@ -130,24 +92,6 @@ async function plugNic(i: number, mac = MAC(i)): Promise<void> {
   await sh(['ip', '-n', RTR, 'addr', 'add', `10.0.${i}.1/24`, 'dev', `r${i}`]);
   await ipH('link', 'set', `eth${i}`, 'up');
   await sh(['ip', '-n', RTR, 'link', 'set', `r${i}`, 'up']);
-}
-
-/** A docker0-like bridge with its own subnets, one container (its own netns) on it. */
-async function makeBridge(name: string, ctr: string, v4: string, v6: string): Promise<void> {
-  await sh(['ip', 'netns', 'add', ctr]);
-  await ipH('link', 'add', name, 'type', 'bridge');
-  await ipH('link', 'add', `${name}-p`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ctr);
-  await ipH('link', 'set', `${name}-p`, 'master', name);
-  await ipH('addr', 'add', `${v4}.1/16`, 'dev', name);
-  await ipH('-6', 'addr', 'add', `${v6}::1/64`, 'dev', name, 'nodad');
-  for (const dev of [name, `${name}-p`]) await ipH('link', 'set', dev, 'up');
-  const c = (...a: string[]) => sh(['ip', '-n', ctr, ...a]);
-  await c('link', 'set', 'lo', 'up');
-  await c('addr', 'add', `${v4}.2/16`, 'dev', 'eth0');
-  await c('-6', 'addr', 'add', `${v6}::2/64`, 'dev', 'eth0', 'nodad');
-  await c('link', 'set', 'eth0', 'up');
-  await c('route', 'add', 'default', 'via', `${v4}.1`);
-  await c('-6', 'route', 'add', 'default', 'via', `${v6}::1`);
 }
 
 /** Our rules as "family priority from table [suppress]". */
