@@ -94,6 +94,43 @@ describe('routing layout: the main-table rule ahead of the per-NIC tables', () =
   });
 });
 
+describe('routing layout: cross-subnet rules (a secondary NIC to another NIC’s subnet by its own table)', () => {
+  it('one per other subnet (the primary’s included), at table_base - 2, IPv6 where the NIC has an IPv6 table', () => {
+    const nics = baseNics();
+    nics[MAC0] = nic(MAC0, 0, { ipv4s: ['10.0.0.10'], ipv6s: ['fd00::10'], subnet_ipv6_cidrs: ['fd00::/64'] });
+    nics[MAC1] = nic(MAC1, 1, { ipv6s: ['fd00:1::10'], subnet_ipv6_cidrs: ['fd00:1::/64'] });
+    const d = desiredState(input({ nics, gateways6: { eth1: 'fe80::1' } }));
+    const cross = d.nics.flatMap((n) => n.rules.filter((r) => r.to !== undefined).map((r) => `${n.ifname} ${r.family} ${r.from} > ${r.to} ${r.table}/${r.priority}`));
+    expect(cross).to.deep.equal([
+      'eth1 4 10.0.1.0/24 > 10.0.0.0/24 10001/9998',
+      'eth1 4 10.0.1.0/24 > 10.0.2.0/24 10001/9998',
+      'eth1 6 fd00:1::/64 > fd00::/64 10001/9998',
+      'eth2 4 10.0.2.0/24 > 10.0.0.0/24 10002/9998',
+      'eth2 4 10.0.2.0/24 > 10.0.1.0/24 10002/9998',
+    ]);
+    const c = d.nics[0]!.rules.find((r) => r.to)!;
+    expect(changeArgv({ kind: 'rule', op: 'add', rule: c, mac: null, ifname: null, reason: '' })).to.deep.equal(['-4', 'rule', 'add', 'from', '10.0.1.0/24', 'to', '10.0.0.0/24', 'lookup', '10001', 'priority', '9998', 'protocol', '199']);
+  });
+
+  it('none for NICs sharing a subnet (the subnet as source would take in the other’s addresses)', () => {
+    const nics = baseNics();
+    nics[MAC2] = nic(MAC2, 2, { ipv4s: ['10.0.1.20', '10.0.1.21'], subnet_ipv4_cidr: '10.0.1.0/24' });
+    const d = desiredState(input({ nics }));
+    expect(d.nics.flatMap((n) => n.rules.filter((r) => r.to !== undefined))).to.deep.equal([]);
+  });
+
+  it('parsed back as ours (a destination is not an "extra"); towards a NIC kept as it is, kept', () => {
+    const [r] = parseRules([{ priority: 9998, src: '10.0.1.0', srclen: 24, dst: '10.0.2.0', dstlen: 24, table: '10001', protocol: '199' }], 4);
+    expect(r).to.deep.equal({ family: 4, priority: 9998, from: '10.0.1.0/24', to: '10.0.2.0/24', table: 10001, protocol: 199, extra: false });
+    const { a1, owned } = reconciledOnce();
+    const nics = baseNics();
+    delete nics[MAC2]; // eth2 still present, missing from metadata: kept as it is, and so is eth1's rule towards it
+    const out = planDetailed(desiredState(input({ nics })), a1, owned, { metadataComplete: true });
+    expect(del(out.changes)).to.deep.equal([]);
+    expect(out.notes.some((n) => /subnet of a NIC kept as it is/.test(n.reason))).to.equal(true);
+  });
+});
+
 describe('routing layout: collisions with a user’s tables and priorities', () => {
   it("a foreign route in our table: the NIC gets nothing and keeps what it has; reported", () => {
     const a = dhcpActual();
@@ -119,7 +156,7 @@ describe('routing layout: collisions with a user’s tables and priorities', () 
     const r = planDetailed(desiredState(input()), a, emptyState(), { metadataComplete: true });
     expect(r.collisions.map((c) => [c.kind, c.number, c.mac])).to.deep.equal([['priority', 9999, null]]);
     expect(r.changes.some((c) => c.kind === 'rule' && c.rule.from === 'all')).to.equal(false);
-    expect(r.changes.filter((c) => c.kind === 'rule').length).to.equal(7);
+    expect(r.changes.filter((c) => c.kind === 'rule').length).to.equal(11);
   });
 
   it('our own routes and a twin of a desired route are not collisions', () => {

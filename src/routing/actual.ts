@@ -13,6 +13,8 @@ export interface ActualRule {
   priority: number;
   /** Canonical "addr/len", or "all". */
   from: string;
+  /** Destination selector, canonical "network/len" (only when the rule has one). */
+  to?: string;
   /** Table looked up; null for rules that do something else (goto, unreachable …). */
   table: number | null;
   /** rtnetlink protocol (0 = unspecified, what a plain `ip rule add` sets). */
@@ -80,9 +82,16 @@ export function parseRules(json: unknown, family: Family): ActualRule[] {
       from = p.text;
     }
     const flagged = Array.isArray(r.flags) && r.flags.length > 0;
-    const others = Object.keys(r).filter((k) => !RULE_PLAIN_KEYS.has(k));
+    // A destination selector is one of ours (the cross-subnet rules), not an "extra".
+    let to: string | undefined;
+    if (r.dst !== undefined) {
+      const p = parsePrefix(`${String(r.dst)}/${r.dstlen === undefined ? bits(family) : num(r.dstlen)}`, { family });
+      if (typeof p === 'string') continue;
+      to = p.text;
+    }
+    const others = Object.keys(r).filter((k) => !RULE_PLAIN_KEYS.has(k) && k !== 'dst' && k !== 'dstlen');
     const extra = others.length > 0 || flagged;
-    const rule: ActualRule = { family, priority, from, table: num(r.table), protocol: num(r.protocol, 0) ?? 0, extra };
+    const rule: ActualRule = { family, priority, from, ...(to !== undefined ? { to } : {}), table: num(r.table), protocol: num(r.protocol, 0) ?? 0, extra };
     const suppress = num(r.suppress_prefixlen);
     if (!flagged && others.length === 1 && others[0] === 'suppress_prefixlen' && suppress !== null) rule.suppress = suppress;
     out.push(rule);

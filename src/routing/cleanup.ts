@@ -5,7 +5,7 @@
  */
 import type { ActualState, ActualRule, ActualRoute } from './actual.js';
 import { ROUTING_PROTO, writeState, ruleKey } from './state.js';
-import { type Change, sortChanges } from './change.js';
+import { type Change, sortChanges, ruleId } from './change.js';
 import { applyPlan, type ApplyResult } from './apply.js';
 import { type RoutingEnv, type ResolvedEnv, resolveEnv, readCurrent } from './env.js';
 import { log } from '../util/log.js';
@@ -37,7 +37,7 @@ function ownedDeletes(actual: ActualState, sel: DeleteSelection): Change[] {
   for (const r of actual.rules) {
     if (r.protocol !== ROUTING_PROTO || r.table === null || !sel.rule(r)) continue;
     if (r.extra && !isMainRule(r)) continue;
-    const rule = { family: r.family, from: r.from, table: r.table, priority: r.priority, ...(r.suppress !== undefined ? { suppressPrefixlength: r.suppress } : {}) };
+    const rule = { family: r.family, from: r.from, ...(r.to !== undefined ? { to: r.to } : {}), table: r.table, priority: r.priority, ...(r.suppress !== undefined ? { suppressPrefixlength: r.suppress } : {}) };
     changes.push({ kind: 'rule', op: 'del', rule, ...sel.ruleOwner(r), reason: sel.reason });
   }
   for (const r of actual.routes) {
@@ -54,8 +54,8 @@ const isNicRule = (r: ActualRule) => r.protocol === ROUTING_PROTO && !r.extra &&
 
 /** Deletes of our main-table rules of the families where no per-NIC rule of ours is left after `changes`. */
 function orphanMainRules(actual: ActualState, changes: Change[], reason: string): Change[] {
-  const gone = new Set(changes.map((c) => (c.kind === 'rule' ? `${c.rule.family}|${c.rule.from}|${c.rule.table}|${c.rule.priority}` : '')));
-  const left = (f: number) => actual.rules.some((r) => r.family === f && isNicRule(r) && !gone.has(`${r.family}|${r.from}|${r.table}|${r.priority}`));
+  const gone = new Set(changes.map((c) => (c.kind === 'rule' ? ruleId(c.rule) : '')));
+  const left = (f: number) => actual.rules.some((r) => r.family === f && isNicRule(r) && !gone.has(ruleId(r)));
   return actual.rules
     .filter((r) => isMainRule(r) && !left(r.family))
     .map((r) => ({ kind: 'rule' as const, op: 'del' as const, rule: { family: r.family, from: r.from, table: r.table!, priority: r.priority, suppressPrefixlength: r.suppress }, mac: null, ifname: null, reason }));
@@ -94,6 +94,17 @@ export async function removeInterface(ifnameOrMac: string, opts: { env?: Routing
         route: (r) => r.table === n.table && routeDev !== null && r.dev === routeDev,
         ruleOwner: () => ({ mac, ifname: n.ifname }),
         routeOwner: (r) => ({ mac, ifname: r.dev ?? null }),
+        reason: 'interface removed',
+      }),
+    );
+    // Other NICs' cross-subnet rules towards this NIC's subnet (its rule sources that are networks).
+    const subnets = new Set(n.rules.filter((k) => !/\/(32|128)$/.test(k)));
+    changes.push(
+      ...ownedDeletes(actual, {
+        rule: (r) => isNicRule(r) && r.to !== undefined && r.table !== n.table && subnets.has(ruleKey(r.family, r.to)),
+        route: () => false,
+        ruleOwner: () => ({ mac, ifname: n.ifname }),
+        routeOwner: () => ({ mac, ifname: n.ifname }),
         reason: 'interface removed',
       }),
     );

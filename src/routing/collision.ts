@@ -6,7 +6,8 @@
  * whose table holds a route that is not ours, or whose priority carries a rule of someone else's
  * that looks up another table, is left alone entirely (nothing added into or next to the user's
  * policy, nothing of ours deleted) and the collision is reported; so is a foreign rule at the
- * priority of our `lookup main suppress_prefixlength 0` rule, which is then not added.
+ * priority of our `lookup main suppress_prefixlength 0` rule (or of the cross-subnet rules), which
+ * are then not added.
  */
 import type { Family } from './addr.js';
 import type { DesiredState, RuleSpec } from './spec.js';
@@ -28,7 +29,7 @@ export interface Collision {
 }
 
 export const foreignRuleText = (r: ActualRule): string =>
-  `${r.priority}: from ${r.from} ${r.table === null ? '(no lookup)' : `lookup ${r.table === 254 ? 'main' : r.table}`}${r.extra ? ' (with other selectors)' : ''}`;
+  `${r.priority}: from ${r.from}${r.to ? ` to ${r.to}` : ''} ${r.table === null ? '(no lookup)' : `lookup ${r.table === 254 ? 'main' : r.table}`}${r.extra ? ' (with other selectors)' : ''}`;
 export const foreignRouteText = (r: ActualRoute): string =>
   `${r.dst}${r.gateway ? ` via ${r.gateway}` : ''}${r.dev ? ` dev ${r.dev}` : ''} table ${r.table}${r.protocol ? ` proto ${r.protocol}` : ''}`;
 
@@ -62,6 +63,15 @@ export function findCollisions(desired: DesiredState, actual: ActualState): Coll
       out.push({ kind: 'priority', family: a.family, number: n.priority, mac: n.mac, ifname: n.ifname, found: foreignRuleText(a), reason: `priority ${n.priority} already has a foreign rule; ${n.ifname} gets no table (nothing added, nothing of ours removed)` });
     }
   }
+  // The cross-subnet rules' priority (shared by every NIC): a foreign rule there keeps them all out.
+  const cross = new Map<string, RuleSpec>();
+  for (const n of desired.nics) for (const r of n.rules) if (r.to !== undefined) cross.set(`${r.family} ${r.priority}`, r);
+  for (const r of cross.values()) {
+    for (const a of actual.rules) {
+      if (a.family !== r.family || a.priority !== r.priority || a.protocol === ROUTING_PROTO) continue;
+      out.push({ kind: 'priority', family: a.family, number: r.priority, mac: null, ifname: null, found: foreignRuleText(a), reason: `priority ${r.priority} already has a foreign rule; the cross-subnet rules are not added` });
+    }
+  }
   for (const r of desired.mainRules) {
     for (const a of actual.rules) {
       if (a.family !== r.family || a.priority !== r.priority || a.protocol === ROUTING_PROTO || sameMainRule(a, r)) continue;
@@ -75,8 +85,8 @@ export function findCollisions(desired: DesiredState, actual: ActualState): Coll
 export function withoutCollisions(desired: DesiredState, collisions: Collision[]): DesiredState {
   if (!collisions.length) return desired;
   const bad = new Set(collisions.map((c) => c.mac).filter((m): m is string => m !== null));
-  const nics = desired.nics.filter((n) => !bad.has(n.mac));
   const mainBlocked = new Set(collisions.filter((c) => c.mac === null).map((c) => `${c.family} ${c.number}`));
+  const nics = desired.nics.filter((n) => !bad.has(n.mac)).map((n) => ({ ...n, rules: n.rules.filter((r) => r.to === undefined || !mainBlocked.has(`${r.family} ${r.priority}`)) }));
   const mainRules = desired.mainRules.filter((r) => !mainBlocked.has(`${r.family} ${r.priority}`) && nics.some((n) => n.rules.some((x) => x.family === r.family)));
   return { ...desired, nics, mainRules, incomplete: [...new Set([...desired.incomplete, ...bad])].sort() };
 }

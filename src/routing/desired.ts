@@ -6,7 +6,9 @@
  * those when metadata gains one after boot: ifup of an up interface is a no-op). Every other
  * NIC present on the system and in metadata gets a table T = table_base + 100 × network_card +
  * device_number holding its subnet route and a default route, `from <ip> lookup T priority T`
- * rules for each of its addresses and delegated prefixes, and its secondary addresses. Each
+ * rules for each of its addresses and delegated prefixes, and its secondary addresses; ahead of
+ * those, `from <its subnet> to <each other NIC's subnet> lookup T` (table_base - 2) and one
+ * `lookup main suppress_prefixlength 0` per family (table_base - 1). Each
  * value from metadata is validated; anything invalid is skipped with a reason, never handed to `ip`.
  *
  * A NIC whose metadata cannot be complete (no private address at all, or an IPv4 subnet but
@@ -14,8 +16,8 @@
  * nothing of it is deleted.
  */
 import type { NicMeta } from '../../bridge/index.js';
-import type { Family } from './addr.js';
-import { MAIN_RULE_PRIORITY, MAIN_TABLE, MAX_INDEX, suppressPriority, type DesiredInput, type DesiredState, type AddressPlan, type NicPlan, type RuleSpec, type RouteSpec, type AddressSpec, type Skip } from './spec.js';
+import { type Family, type Prefix, parsePrefix, contains } from './addr.js';
+import { MAIN_RULE_PRIORITY, MAIN_TABLE, MAX_INDEX, suppressPriority, crossPriority, type DesiredInput, type DesiredState, type AddressPlan, type NicPlan, type RuleSpec, type RouteSpec, type AddressSpec, type Skip } from './spec.js';
 import { smallInt, show, linkFor, incompleteWhy, addressPart, nicPlan } from './nic-plan.js';
 
 export * from './spec.js';
@@ -131,7 +133,41 @@ export function desiredState(input: DesiredInput): DesiredState {
     plans.push(nicPlan(mac, n, link, table, dev, card, input, skipped));
   }
 
+  addCrossRules(plans, primary.mac ? nics.get(primary.mac) : undefined, input.config.table_base);
   return { primary, nics: plans, mainRules: mainRules(plans, input.config.table_base), primaryAddresses, incomplete: [...incomplete].sort(), skipped };
+}
+
+const overlap = (a: Prefix, b: Prefix) => a.family === b.family && (contains(a, { family: b.family, value: b.network, text: '' }) || contains(b, { family: a.family, value: a.network, text: '' }));
+
+/**
+ * The cross-subnet rules: `from <NIC's subnet> to <another NIC's subnet> lookup <NIC's table>` at
+ * table_base - 2, ahead of the main-table rule. Main's route to another NIC's subnet goes out of
+ * that other NIC, whose source/destination check drops a packet with this NIC's source (a reply to
+ * a peer in the primary's subnet, say); through the NIC's own table it leaves by its own NIC and
+ * the cloud's router delivers it. Per family with a default route in the NIC's table; none for a
+ * NIC sharing its subnet with another (its subnet as source would take in the other's addresses).
+ */
+function addCrossRules(plans: NicPlan[], primaryMeta: NicMeta | undefined, tableBase: number): void {
+  const subnetsOf = (n: NicPlan, family: Family): Prefix[] =>
+    n.routes.filter((r) => r.family === family && r.dst !== 'default' && n.routes.some((d) => d.family === family && d.dst === 'default')).map((r) => parsePrefix(r.dst, { family })).filter((p): p is Prefix => typeof p !== 'string');
+  const primarySubnets = (family: Family): Prefix[] => {
+    const raw = family === 4 ? (primaryMeta?.subnet_ipv4_cidr == null ? [] : [primaryMeta.subnet_ipv4_cidr]) : Array.isArray(primaryMeta?.subnet_ipv6_cidrs) ? primaryMeta!.subnet_ipv6_cidrs : [];
+    return raw.map((c) => parsePrefix(c, { family, minLen: 1 })).filter((p): p is Prefix => typeof p !== 'string');
+  };
+  for (const family of [4, 6] as Family[]) {
+    const all = [...primarySubnets(family).map((p) => ({ mac: null as string | null, p })), ...plans.flatMap((n) => subnetsOf(n, family).map((p) => ({ mac: n.mac as string | null, p })))];
+    for (const n of plans) {
+      for (const own of subnetsOf(n, family)) {
+        if (all.some((o) => o.mac !== n.mac && overlap(o.p, own))) continue;
+        const seen = new Set<string>();
+        for (const o of all) {
+          if (o.mac === n.mac || seen.has(o.p.text)) continue;
+          seen.add(o.p.text);
+          n.rules.push({ family, from: own.text, to: o.p.text, table: n.table, priority: crossPriority(tableBase) });
+        }
+      }
+    }
+  }
 }
 
 /**

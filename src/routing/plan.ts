@@ -10,11 +10,11 @@
  * complete metadata for a present NIC no longer lists them: a failed or partial metadata
  * read never counts as "no addresses".
  */
-import type { Family } from './addr.js';
+import { type Family, parsePrefix, parseIp, contains } from './addr.js';
 import { addressPlans, type DesiredState, type RuleSpec, type RouteSpec, type AddressSpec, type Skip, type NicPlan } from './desired.js';
 import type { ActualState, ActualRule, ActualRoute } from './actual.js';
 import { ROUTING_PROTO, type OwnedState, ruleKey } from './state.js';
-import { type Change, ruleText, routeText, addressText, sortChanges } from './change.js';
+import { type Change, ruleText, routeText, addressText, sortChanges, ruleId } from './change.js';
 import { type Collision, findCollisions, withoutCollisions, sameMainRule } from './collision.js';
 
 export interface PlanOptions {
@@ -55,6 +55,11 @@ export function planDetailed(wanted: DesiredState, actual: ActualState, owned: O
   const protectedMacs = new Set(desired.incomplete);
   if (!opts.metadataComplete) for (const m of presentMacs) protectedMacs.add(m);
   const nicByTable = new Map<number, NicPlan>(desired.nics.map((n) => [n.table, n]));
+  const protectedDevs = new Set(actual.links.filter((l) => protectedMacs.has(l.mac)).map((l) => l.ifname));
+  const towardsProtected = (family: Family, to: string): boolean => {
+    const p = parsePrefix(to, { family });
+    return typeof p !== 'string' && actual.addresses.some((x) => x.family === family && protectedDevs.has(x.dev) && contains(p, parseIp(x.address, family) ?? { family, value: -1n, text: '' }));
+  };
 
   const ownerOfRule = (r: ActualRule): string | null => {
     const key = ruleKey(r.family, r.from);
@@ -110,8 +115,8 @@ export function planDetailed(wanted: DesiredState, actual: ActualState, owned: O
   for (const n of desired.nics) {
     for (const r of n.rules) {
       if (r.family === 6 && !v6) continue;
-      desiredRuleKeys.add(`${r.family}|${r.from}|${r.table}|${r.priority}`);
-      const have = actual.rules.filter((a) => a.family === r.family && a.from === r.from && a.table === r.table && a.priority === r.priority && !a.extra);
+      desiredRuleKeys.add(ruleId(r));
+      const have = actual.rules.filter((a) => ruleId(a) === ruleId(r) && !a.extra);
       if (have.some(isOwnedRule)) continue;
       if (have.length) {
         notes.push({ mac: n.mac, ifname: n.ifname, what: `rule ${ruleText(r)}`, reason: 'present, added by someone else (foreign); left as is' });
@@ -122,18 +127,23 @@ export function planDetailed(wanted: DesiredState, actual: ActualState, owned: O
   }
   for (const a of actual.rules) {
     if (!isOwnedRule(a) || a.table === null || a.from === 'all') continue;
-    if (desiredRuleKeys.has(`${a.family}|${a.from}|${a.table}|${a.priority}`)) continue;
+    if (desiredRuleKeys.has(ruleId(a))) continue;
     if (a.family === 6 && !v6) continue;
     const mac = ownerOfRule(a);
-    const rule: RuleSpec = { family: a.family, from: a.from, table: a.table, priority: a.priority };
+    const rule: RuleSpec = { family: a.family, from: a.from, ...(a.to !== undefined ? { to: a.to } : {}), table: a.table, priority: a.priority };
+    // A cross-subnet rule towards a NIC that is kept as it is (metadata incomplete) stays with it.
+    if (a.to !== undefined && mac !== null && presentMacs.has(mac) && towardsProtected(a.family, a.to)) {
+      notes.push({ mac, what: `rule ${ruleText(rule)}`, reason: 'kept: its destination is the subnet of a NIC kept as it is' });
+      continue;
+    }
     const why = deletable(mac, `rule ${ruleText(rule)}`);
     if (why) changes.push({ kind: 'rule', op: 'del', rule, mac, ifname: mac ? devOfMac(mac) ?? owned.nics[mac]?.ifname ?? null : null, reason: why });
   }
 
   // Our main-table rules that are no longer wanted go once no per-NIC rule of ours of their family stays.
-  const deletedRules = new Set(changes.filter((c) => c.kind === 'rule' && c.op === 'del').map((c) => (c.kind === 'rule' ? `${c.rule.family}|${c.rule.from}|${c.rule.table}|${c.rule.priority}` : '')));
+  const deletedRules = new Set(changes.filter((c) => c.kind === 'rule' && c.op === 'del').map((c) => (c.kind === 'rule' ? ruleId(c.rule) : '')));
   const keepsNicRules = (f: Family) =>
-    actual.rules.some((a) => a.family === f && isOwnedRule(a) && a.from !== 'all' && a.table !== null && !deletedRules.has(`${a.family}|${a.from}|${a.table}|${a.priority}`)) ||
+    actual.rules.some((a) => a.family === f && isOwnedRule(a) && a.from !== 'all' && a.table !== null && !deletedRules.has(ruleId(a))) ||
     changes.some((c) => c.kind === 'rule' && c.op === 'add' && c.rule.family === f && c.rule.from !== 'all');
   for (const a of actual.rules) {
     if (a.protocol !== ROUTING_PROTO || a.suppress === undefined || a.from !== 'all' || a.table === null) continue;

@@ -31,6 +31,8 @@ export interface RuleSpec {
   family: Family;
   /** Source selector as `ip -json rule` prints it plus length: canonical "addr/len", or "all". */
   from: string;
+  /** Destination selector (canonical "network/len"), only on the cross-subnet rules. */
+  to?: string;
   table: number;
   priority: number;
   /**
@@ -115,3 +117,5 @@ export const MAX_INDEX = 9999;
 
 /** Priority of the `lookup main suppress_prefixlength 0` rules: just ahead of every per-NIC table/priority. */
 export const suppressPriority = (tableBase: number): number => tableBase - 1;
+/** Priority of the `from <NIC subnet> to <another NIC's subnet> lookup <NIC table>` rules: ahead of those. */
+export const crossPriority = (tableBase: number): number => tableBase - 2;

@@ -96,6 +96,17 @@ describe('rule layout in the lab (real cloud-init): bridges, an operator route, 
     for (const src of secondaries) expect(await routeGet(OPERATOR_TARGET, src), src).to.deep.equal({ dev: 'eth0', gateway: eth0.gateway, table: '254' });
   });
 
+  it("to a host in eth0's subnet (its gateway) every eth1 address goes by eth1; the cloud's source check passes it", async () => {
+    await lab.resetSourceCheck({ name: NAME });
+    for (const src of eth1.ips) {
+      expect(await routeGet(eth0.gateway, src), src).to.deep.equal({ dev: eth1.ifname, gateway: eth1.gateway, table: '10001' });
+      expect(await pingFrom(INST, src, eth0.gateway), `ping ${eth0.gateway} from ${src}`).to.equal(true);
+    }
+    const sc = await lab.sourceCheck({ name: NAME });
+    expect(sc.drops, JSON.stringify(sc.dropped)).to.equal(0);
+    for (const src of eth1.ips) expect(sc.passed.filter((f) => f.saddr === src).map((f) => f.ifname), src).to.deep.equal([eth1.ifname]);
+  });
+
   it("cloud-init's refresh reaches the IMDS with the secondary NIC present; the IMDS answers every address, each by its own NIC", async () => {
     const t = Date.now();
     const [added] = await lab.addIp('eth1', 1, { name: NAME });

@@ -100,7 +100,7 @@ async function ourRules(): Promise<string[]> {
   for (const f of ['-4', '-6']) {
     for (const r of await jsonH(f, 'rule', 'show')) {
       if (r.protocol !== '199') continue;
-      out.push(`${f} ${r.priority} ${r.src}${r.srclen !== undefined ? `/${r.srclen}` : ''} ${r.table}${r.suppress_prefixlen !== undefined ? ` suppress ${r.suppress_prefixlen}` : ''}`);
+      out.push(`${f} ${r.priority} ${r.src}${r.srclen !== undefined ? `/${r.srclen}` : ''} ${r.table}${r.dst !== undefined ? ` to ${r.dst}/${r.dstlen}` : ''}${r.suppress_prefixlen !== undefined ? ` suppress ${r.suppress_prefixlen}` : ''}`);
     }
   }
   return out.sort();
@@ -154,8 +154,16 @@ describe('rule layout on real namespaces (chy-*): main’s specific routes win, 
     expect(r.failed).to.deep.equal([]);
     const rules = await ourRules();
     expect(rules.filter((x) => x.includes('suppress'))).to.deep.equal(['-4 9999 all 254 suppress 0', '-6 9999 all 254 suppress 0']);
-    expect(rules.filter((x) => !x.includes('suppress')).map((x) => x.split(' ').slice(0, 2).join(' '))).to.satisfy((l: string[]) => l.every((p) => p === '-4 10001' || p === '-4 10002' || p === '-6 10001'));
-    expect(rules.some((x) => x.includes(' 10.0.0.') || x.includes(' fd00::'))).to.equal(false);
+    expect(rules.filter((x) => !x.includes('suppress') && !x.startsWith('-4 9998 ') && !x.startsWith('-6 9998 ')).map((x) => x.split(' ').slice(0, 2).join(' '))).to.satisfy((l: string[]) => l.every((p) => p === '-4 10001' || p === '-4 10002' || p === '-6 10001'));
+    // Ahead of it, each secondary NIC's subnet towards the other NICs' subnets through its own table.
+    expect(rules.filter((x) => / 9998 /.test(x))).to.deep.equal([
+      '-4 9998 10.0.1.0/24 10001 to 10.0.0.0/24',
+      '-4 9998 10.0.1.0/24 10001 to 10.0.2.0/24',
+      '-4 9998 10.0.2.0/24 10002 to 10.0.0.0/24',
+      '-4 9998 10.0.2.0/24 10002 to 10.0.1.0/24',
+      '-6 9998 fd00:1::/64 10001 to fd00::/64',
+    ]);
+    expect(rules.some((x) => x.split(' ')[2]!.startsWith('10.0.0.') || x.split(' ')[2]!.startsWith('fd00::'))).to.equal(false);
     const st = JSON.parse(await readFile(env.statePath!, 'utf8'));
     expect(st.mainRules).to.deep.equal(['4 9999', '6 9999']);
     expect(st.nics[MAC(1)]).to.deep.include({ table: 10001, priority: 10001 });
@@ -199,6 +207,28 @@ describe('rule layout on real namespaces (chy-*): main’s specific routes win, 
   it("an operator's route in main: reachable from the primary's addresses, and the route chosen for every secondary source", async () => {
     for (const src of ['10.0.0.10', '10.0.0.11']) expect(await ping(src, '192.0.2.1'), `ping 192.0.2.1 from ${src}`).to.equal(true);
     for (const src of [...SECONDARY4, undefined]) expect(await routeGet('192.0.2.1', src), String(src)).to.deep.equal({ dev: 'eth0', gateway: '10.0.0.1', table: '254' });
+  });
+
+  it("to another NIC's subnet a secondary address goes by its own NIC (the router's strict reverse-path filter shows it), not by main's route", async () => {
+    await sh(['ip', 'netns', 'exec', RTR, 'sysctl', '-qw', 'net.ipv4.conf.all.rp_filter=1']);
+    try {
+      // 10.0.0.1 is the router's address in eth0's subnet: a peer there, as the cloud's check sees it.
+      for (const src of ['10.0.1.10', '10.0.1.11', '10.0.2.11']) {
+        const n = src.split('.')[2];
+        expect(await routeGet('10.0.0.1', src), src).to.deep.equal({ dev: `eth${n}`, gateway: `10.0.${n}.1`, table: `1000${n}` });
+        expect(await ping(src, '10.0.0.1'), `ping 10.0.0.1 from ${src}`).to.equal(true);
+      }
+      expect(await routeGet('10.0.2.1', '10.0.1.11')).to.deep.equal({ dev: 'eth1', gateway: '10.0.1.1', table: '10001' });
+      expect(await routeGet('10.0.0.1', '10.0.0.11')).to.deep.equal({ dev: 'eth0', gateway: null, table: '254' });
+      // Without those rules main's subnet route would send it out of eth0, and the strict router drops it.
+      await ipH('rule', 'del', 'priority', '9998', 'from', '10.0.1.0/24', 'to', '10.0.0.0/24');
+      expect(await routeGet('10.0.0.1', '10.0.1.11')).to.deep.equal({ dev: 'eth0', gateway: null, table: '254' });
+      expect(await ping('10.0.1.11', '10.0.0.1')).to.equal(false);
+      await reconcile({ summary: summary([0, 1, 2]), config, metadataComplete: true, env });
+      expect(await ping('10.0.1.11', '10.0.0.1')).to.equal(true);
+    } finally {
+      await sh(['ip', 'netns', 'exec', RTR, 'sysctl', '-qw', 'net.ipv4.conf.all.rp_filter=0']);
+    }
   });
 
   it("main's default route is never chosen for a secondary address; the IMDS and link-local: main without a source, the NIC's table from its addresses", async () => {
@@ -248,7 +278,8 @@ describe('rule layout on real namespaces (chy-*): main’s specific routes win, 
     await plugNic(3);
     await ipH('route', 'add', '198.51.100.0/24', 'via', '10.0.0.1', 'dev', 'eth0', 'table', '10003');
     const r = await reconcile({ summary: summary([0, 1, 2, 3]), config, metadataComplete: true, env });
-    expect(r.changes).to.deep.equal([]);
+    // Nothing for eth3 or in its table (the other NICs do get their cross-subnet rules towards its subnet).
+    expect(r.changes.filter((c) => c.ifname === 'eth3' || (c.kind === 'rule' && c.rule.table === 10003) || (c.kind === 'route' && c.route.table === 10003))).to.deep.equal([]);
     expect((await ourRules()).some((x) => x.includes(' 10003'))).to.equal(false);
     expect(await jsonH('-4', 'route', 'show', 'table', '10003')).to.deep.equal([{ dst: '198.51.100.0/24', gateway: '10.0.0.1', dev: 'eth0', flags: [] }]);
     const st = JSON.parse(await readFile(env.statePath!, 'utf8'));
@@ -272,7 +303,11 @@ describe('rule layout on real namespaces (chy-*): main’s specific routes win, 
       await plugNic(5, mac);
       const r = await reconcile({ summary: summary([0, 1, 2], { [mac]: nic(5, { mac }) }), config, metadataComplete: true, env });
       expect(r.failed, `cycle ${k}`).to.deep.equal([]);
-      expect(r.changes.filter((c) => c.kind === 'rule').map((c) => c.kind === 'rule' && `${c.rule.from} ${c.rule.priority}`), `cycle ${k}`).to.deep.equal(['10.0.5.10/32 10005', '10.0.5.11/32 10005']);
+      // Its two sources, its rules towards the three other subnets, the other two NICs' towards its own.
+      const rules = r.changes.filter((c) => c.kind === 'rule').map((c) => c.kind === 'rule' && `${c.rule.from}${c.rule.to ? ` > ${c.rule.to}` : ''} ${c.rule.priority}`);
+      expect(rules.sort(), `cycle ${k}`).to.deep.equal(
+        ['10.0.1.0/24 > 10.0.5.0/24 9998', '10.0.2.0/24 > 10.0.5.0/24 9998', '10.0.5.0/24 > 10.0.0.0/24 9998', '10.0.5.0/24 > 10.0.1.0/24 9998', '10.0.5.0/24 > 10.0.2.0/24 9998', '10.0.5.10/32 10005', '10.0.5.11/32 10005'].sort(),
+      );
       await ipH('link', 'del', 'eth5');
       const d = await removeInterface('eth5', { env });
       expect(d.failed, `cycle ${k}`).to.deep.equal([]);
