@@ -68,9 +68,14 @@ describe('rule layout in the lab (real cloud-init): bridges, an operator route, 
       const addrs = (await ipj('-4', 'addr', 'show')).flatMap((l) => ((l.addr_info as { local: string }[]) ?? []).map((a) => `${l.ifname} ${a.local}`));
       return eth1.ips.every((ip) => rules.some((r) => r.src === ip && r.protocol === '199')) && addrs.includes(`eth0 ${eth0.ips[1]}`);
     });
+    const st0 = (await lab.status({ name: NAME })).nics.find((n) => n.ifname === 'eth0')!;
     const ours = (await ipj('-4', 'rule', 'show')).filter((r) => r.protocol === '199');
-    expect(ours[0]).to.deep.equal({ priority: 9999, src: 'all', table: '254', suppress_prefixlen: 0, protocol: '199' });
-    expect(ours.slice(1).every((r) => Number(r.priority) > 9999 && eth1.ips.includes(String(r.src)))).to.equal(true);
+    // eth1's subnet towards eth0's by eth1's table, main without its default, then eth1's addresses.
+    expect(ours.slice(0, 2)).to.deep.equal([
+      { priority: 9998, src: eth1.cidr.split('/')[0], srclen: Number(eth1.cidr.split('/')[1]), dst: st0.cidr.split('/')[0], dstlen: Number(st0.cidr.split('/')[1]), table: '10001', protocol: '199' },
+      { priority: 9999, src: 'all', table: '254', suppress_prefixlen: 0, protocol: '199' },
+    ]);
+    expect(ours.slice(2).every((r) => Number(r.priority) > 9999 && eth1.ips.includes(String(r.src)))).to.equal(true);
     secondaries = [eth0.ips[1]!, ...eth1.ips];
   });
 
