@@ -291,7 +291,13 @@ describe('rule layout on real namespaces (chy-*): main’s specific routes win, 
     await ipH('route', 'del', '198.51.100.0/24', 'table', '10003');
     const again = await reconcile({ summary: summary([0, 1, 2, 3]), config, metadataComplete: true, env });
     expect(again.failed).to.deep.equal([]);
-    expect((await ourRules()).filter((x) => x.includes(' 10003'))).to.deep.equal(['-4 10003 10.0.3.10 10003', '-4 10003 10.0.3.11 10003']);
+    expect((await ourRules()).filter((x) => x.includes(' 10003'))).to.deep.equal([
+      '-4 10003 10.0.3.10 10003',
+      '-4 10003 10.0.3.11 10003',
+      '-4 9998 10.0.3.0/24 10003 to 10.0.0.0/24',
+      '-4 9998 10.0.3.0/24 10003 to 10.0.1.0/24',
+      '-4 9998 10.0.3.0/24 10003 to 10.0.2.0/24',
+    ]);
     await ipH('link', 'del', 'eth3');
     expect((await removeInterface('eth3', { env })).failed).to.deep.equal([]);
   });
