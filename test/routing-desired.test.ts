@@ -43,8 +43,11 @@ describe('routing/desired', () => {
     expect(d.primary).to.deep.equal({ mac: MAC0, ifname: 'eth0', source: 'metadata' });
     expect(d.nics.map((n) => [n.ifname, n.table, n.priority])).to.deep.equal([['eth1', 10001, 10001], ['eth2', 10002, 10002]]);
     const eth1 = d.nics[0]!;
-    expect(eth1.rules.map((r) => r.from)).to.deep.equal(['10.0.1.10/32', '10.0.1.11/32', '10.0.1.12/32', '10.0.1.64/28']);
-    expect(eth1.rules.every((r) => r.table === 10001 && r.priority === 10001 && r.family === 4)).to.equal(true);
+    const own = eth1.rules.filter((r) => r.to === undefined);
+    expect(own.map((r) => r.from)).to.deep.equal(['10.0.1.10/32', '10.0.1.11/32', '10.0.1.12/32', '10.0.1.64/28']);
+    expect(own.every((r) => r.table === 10001 && r.priority === 10001 && r.family === 4)).to.equal(true);
+    // And towards the other NICs' subnets, through its own table (ahead of the main-table rule).
+    expect(eth1.rules.filter((r) => r.to !== undefined).map((r) => `${r.from} ${r.to} ${r.table} ${r.priority}`)).to.deep.equal(['10.0.1.0/24 10.0.0.0/24 10001 9998', '10.0.1.0/24 10.0.2.0/24 10001 9998']);
     expect(eth1.routes).to.deep.equal([
       { family: 4, table: 10001, dst: '10.0.1.0/24', dev: 'eth1', scope: 'link' },
       { family: 4, table: 10001, dst: 'default', gateway: '10.0.1.1', dev: 'eth1' },
@@ -107,7 +110,7 @@ describe('routing/desired', () => {
     nics[MAC2] = nic(MAC2, 2, { device_number: '2; reboot' });
     const d = desiredState(input({ nics, gateways: { eth1: '192.168.0.1' } }));
     const eth1 = d.nics.find((n) => n.ifname === 'eth1')!;
-    expect(eth1.rules.map((r) => r.from)).to.deep.equal(['10.0.1.10/32', '10.0.9.9/32', '10.0.1.13/32', '2600:1f14:aa:1::10/128', '2600:1f14:aa:1::11/128', '10.0.1.80/28']);
+    expect(eth1.rules.filter((r) => r.to === undefined).map((r) => r.from)).to.deep.equal(['10.0.1.10/32', '10.0.9.9/32', '10.0.1.13/32', '2600:1f14:aa:1::10/128', '2600:1f14:aa:1::11/128', '10.0.1.80/28']);
     expect(eth1.addresses.map((a) => `${a.address}/${a.prefixlen}`)).to.deep.equal(['10.0.1.13/24', '2600:1f14:aa:1::11/64']);
     expect(eth1.gateway4).to.deep.equal({ address: '10.0.1.1', source: 'subnet-first-host' });
     const whats = d.skipped.map((s) => s.what);

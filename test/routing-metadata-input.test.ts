@@ -33,8 +33,8 @@ describe('routing input: ports of any datasource in desired.ts shape', () => {
     const t2 = d.nics.find((n) => n.mac === P2.mac)!;
     expect(t2.table).to.equal(10002);
     expect(t2.gateway4).to.deep.equal({ address: '10.0.3.254', source: 'lease' });
-    expect(t2.rules.map((r) => r.from)).to.deep.equal(['10.0.3.30/32', '10.0.3.31/32']);
-    expect(d.nics.find((n) => n.mac === P1.mac)!.rules.map((r) => r.from)).to.deep.equal(['10.0.2.10/32', '10.0.2.20/32']);
+    expect(t2.rules.filter((r) => r.to === undefined).map((r) => r.from)).to.deep.equal(['10.0.3.30/32', '10.0.3.31/32']);
+    expect(d.nics.find((n) => n.mac === P1.mac)!.rules.filter((r) => r.to === undefined).map((r) => r.from)).to.deep.equal(['10.0.2.10/32', '10.0.2.20/32']);
   });
 
   it('a DHCP port without its lease yet is incomplete (nothing planned or deleted), never its static IP taken for the DHCP one', () => {

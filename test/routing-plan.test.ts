@@ -12,19 +12,21 @@ import { compareRows } from '../src/routing/report.js';
 import { MAC0, MAC1, MAC2, nic, baseNics, input, dhcpActual, simulate, ownedAfter, reconciledOnce, del, add } from './helpers/routing-fixtures.js';
 
 describe('routing/reconcile plan', () => {
-  it('from a fresh DHCP system: adds addresses, then routes (subnet before default), then rules', () => {
+  it('from a fresh DHCP system: adds addresses, then routes (subnet before default), then the main-table rule, then the per-NIC rules', () => {
     const d = desiredState(input());
     const cs = plan(d, dhcpActual(), emptyState());
     expect(del(cs)).to.deep.equal([]);
     expect(cs.map((c) => `${c.kind} ${c.op}`)).to.deep.equal([
       ...Array(4).fill('address add'),
       ...Array(4).fill('route add'),
-      ...Array(7).fill('rule add'),
+      ...Array(12).fill('rule add'),
     ]);
+    // Ahead of the tables before any of their rules exists: main's more specific routes are never captured.
+    expect(changeArgv(cs.find((c) => c.kind === 'rule')!)).to.deep.equal(['-4', 'rule', 'add', 'from', 'all', 'lookup', '254', 'suppress_prefixlength', '0', 'priority', '9999', 'protocol', '199']);
     const routes = cs.filter((c) => c.kind === 'route').map(changeArgv);
     expect(routes[0]).to.deep.equal(['-4', 'route', 'add', '10.0.1.0/24', 'dev', 'eth1', 'table', '10001', 'proto', '199', 'scope', 'link']);
     expect(routes[3]).to.deep.equal(['-4', 'route', 'add', 'default', 'via', '10.0.2.1', 'dev', 'eth2', 'table', '10002', 'proto', '199']);
-    expect(changeArgv(cs.find((c) => c.kind === 'rule')!)).to.deep.equal(['-4', 'rule', 'add', 'from', '10.0.1.10/32', 'lookup', '10001', 'priority', '10001', 'protocol', '199']);
+    expect(changeArgv(cs.filter((c) => c.kind === 'rule')[1]!)).to.deep.equal(['-4', 'rule', 'add', 'from', '10.0.1.10/32', 'lookup', '10001', 'priority', '10001', 'protocol', '199']);
     expect(changeArgv(cs[0]!)).to.deep.equal(['-4', 'addr', 'add', '10.0.1.11/24', 'dev', 'eth1', 'noprefixroute']);
   });
 
@@ -36,7 +38,7 @@ describe('routing/reconcile plan', () => {
     const owned = ownedAfter(emptyState(), d, a1, cs);
     expect(plan(d, a1, owned)).to.deep.equal([]);
     expect(owned.nics[MAC1]).to.deep.include({ ifname: 'eth1', table: 10001, addresses: [{ family: 4, address: '10.0.1.11', prefixlen: 24 }, { family: 4, address: '10.0.1.12', prefixlen: 24 }] });
-    expect(owned.nics[MAC1]!.rules).to.deep.equal(['4 10.0.1.10/32', '4 10.0.1.11/32', '4 10.0.1.12/32', '4 10.0.1.64/28']);
+    expect(owned.nics[MAC1]!.rules).to.deep.equal(['4 10.0.1.10/32', '4 10.0.1.11/32', '4 10.0.1.12/32', '4 10.0.1.64/28', '4 10.0.1.0/24']);
   });
 
   it('never touches foreign rules, routes or addresses; a foreign equivalent satisfies desired', () => {
@@ -172,7 +174,7 @@ describe('routing/reconcile plan', () => {
     delete nics[MAC2];
     // Even a partial read may clean up after a device that no longer exists.
     const out = plan(desiredState(input({ nics, links: a1.links })), a1, owned, { metadataComplete: false });
-    expect(out.map((c) => `${c.kind} ${c.op} ${c.mac} ${c.reason}`)).to.deep.equal(Array(3).fill(`rule del ${MAC2} NIC gone`));
+    expect(out.map((c) => `${c.kind} ${c.op} ${c.mac} ${c.reason}`)).to.deep.equal(Array(5).fill(`rule del ${MAC2} NIC gone`)); // 3 sources, 2 cross-subnet rules
   });
 
   it('a new lease gateway replaces our default route in place', () => {
@@ -188,7 +190,7 @@ describe('routing/reconcile plan', () => {
     const r = planDetailed(desiredState(input({ links: a.links })), a, emptyState(), { metadataComplete: true });
     expect(r.changes.filter((c) => c.kind === 'address').map((c) => c.ifname)).to.deep.equal(['eth1', 'eth1']);
     expect(r.changes.filter((c) => c.kind === 'route').map((c) => c.ifname)).to.deep.equal(['eth2', 'eth2']);
-    expect(r.changes.filter((c) => c.kind === 'rule').length).to.equal(7);
+    expect(r.changes.filter((c) => c.kind === 'rule').length).to.equal(12);
     expect(r.notes.map((n) => n.reason).join('\n')).to.match(/waiting for the primary address 10\.0\.2\.10/).and.match(/eth1 is down/);
   });
 
@@ -197,7 +199,7 @@ describe('routing/reconcile plan', () => {
     const out = plan(desiredState(input({ config: { table_base: 10000, primary: 'eth1' } })), a1, owned);
     const dels = del(out);
     expect(dels.every((c) => c.mac === MAC1 && /primary/.test(c.reason))).to.equal(true);
-    expect(dels.map((c) => c.kind).sort()).to.deep.equal(['route', 'route', 'rule', 'rule', 'rule', 'rule']);
+    expect(dels.map((c) => c.kind).sort()).to.deep.equal(['route', 'route', 'rule', 'rule', 'rule', 'rule', 'rule', 'rule']); // 4 sources, 2 cross-subnet rules
     expect(add(out).every((c) => c.ifname === 'eth0')).to.equal(true);
   });
 

@@ -25,7 +25,7 @@ import { MAC0, MAC1, MAC2, nic, baseNics, baseLinks } from './helpers/routing-fi
 interface FakeSys {
   links: Array<{ ifname: string; mac: string; up: boolean }>;
   addrs: Array<{ dev: string; family: 4 | 6; address: string; prefixlen: number }>;
-  rules: Array<{ family: 4 | 6; priority: number; from: string; table: number; protocol: number }>;
+  rules: Array<{ family: 4 | 6; priority: number; from: string; to?: string; table: number; protocol: number; suppress?: number }>;
   routes: Array<{ family: 4 | 6; table: number; dst: string; gateway?: string; dev: string; protocol: number }>;
   log: string[][];
 }
@@ -43,7 +43,9 @@ function fakeIp(sys: FakeSys): IpRunner {
     if (a[0] === 'rule' && a[1] === 'show') {
       const rs = [{ priority: 0, src: 'all', table: '255' }, ...sys.rules.filter((r) => r.family === family).map((r) => {
         const [src, len] = r.from.split('/');
-        return { priority: r.priority, src, ...(Number(len) === (family === 4 ? 32 : 128) ? {} : { srclen: Number(len) }), table: String(r.table), ...(r.protocol ? { protocol: String(r.protocol) } : {}) };
+        const sel = r.from === 'all' ? {} : Number(len) === (family === 4 ? 32 : 128) ? {} : { srclen: Number(len) };
+        const to = r.to ? { dst: r.to.split('/')[0], dstlen: Number(r.to.split('/')[1]) } : {};
+        return { priority: r.priority, src, ...sel, ...to, table: String(r.table), ...(r.suppress !== undefined ? { suppress_prefixlen: r.suppress } : {}), ...(r.protocol ? { protocol: String(r.protocol) } : {}) };
       }), { priority: 32766, src: 'all', table: '254' }];
       return ok(JSON.stringify(rs));
     }
@@ -53,8 +55,8 @@ function fakeIp(sys: FakeSys): IpRunner {
     sys.log.push([...argv]);
     const opt = (k: string) => a[a.indexOf(k) + 1]!;
     if (a[0] === 'rule') {
-      const r = { family, priority: Number(opt('priority')), from: opt('from'), table: Number(opt('lookup')), protocol: Number(opt('protocol')) };
-      const i = sys.rules.findIndex((x) => x.family === r.family && x.priority === r.priority && x.from === r.from && x.table === r.table && x.protocol === r.protocol);
+      const r = { family, priority: Number(opt('priority')), from: opt('from'), ...(a.includes('to') ? { to: opt('to') } : {}), table: Number(opt('lookup')), protocol: Number(opt('protocol')), ...(a.includes('suppress_prefixlength') ? { suppress: Number(opt('suppress_prefixlength')) } : {}) };
+      const i = sys.rules.findIndex((x) => x.family === r.family && x.priority === r.priority && x.from === r.from && x.table === r.table && x.protocol === r.protocol && x.suppress === r.suppress && x.to === r.to);
       if (a[1] === 'add') return i >= 0 ? fail('RTNETLINK answers: File exists') : (sys.rules.push(r), ok());
       return i < 0 ? fail('RTNETLINK answers: No such file or directory') : (sys.rules.splice(i, 1), ok());
     }
@@ -103,7 +105,8 @@ describe('routing/reconcile() with an injected ip runner', () => {
   it('applies, records ownership, and a second run changes nothing', async () => {
     const r1 = await reconcile({ summary: summary(), config, metadataComplete: true, env: env() });
     expect(r1.failed).to.deep.equal([]);
-    expect(r1.applied.length).to.equal(15);
+    expect(r1.applied.length).to.equal(20); // 4 addresses, 4 routes, 7 per-NIC rules, 4 cross-subnet rules, the main-table rule
+    expect(sys.rules).to.deep.include({ family: 4, priority: 9999, from: 'all', table: 254, protocol: 199, suppress: 0 });
     expect(sys.routes.find((r) => r.table === 10002 && r.dst === 'default')?.gateway).to.equal('10.0.2.254');
     const st = JSON.parse(await readFile(join(dir, 'routing-state.json'), 'utf8'));
     expect(st).to.deep.include({ version: 1, protocol: 199 });
@@ -117,7 +120,7 @@ describe('routing/reconcile() with an injected ip runner', () => {
 
   it('dry run and disabled change nothing', async () => {
     const r = await reconcile({ summary: summary(), config, metadataComplete: true, dryRun: true, env: env() });
-    expect(r.changes.length).to.equal(15);
+    expect(r.changes.length).to.equal(20);
     const off = await reconcile({ summary: summary(), config: { ...config, enabled: false }, metadataComplete: true, env: env() });
     expect(off.changes).to.deep.equal([]);
     expect(sys.log).to.deep.equal([]);
@@ -131,7 +134,7 @@ describe('routing/reconcile() with an injected ip runner', () => {
     expect(sys.rules.filter((x) => x.table === 10002)).to.deep.equal([]);
     expect(sys.routes.filter((x) => x.table === 10002)).to.deep.equal([]);
     expect(sys.addrs.filter((x) => x.dev === 'eth2').map((x) => x.address)).to.deep.equal(['10.0.2.10', '10.0.2.99']);
-    expect(sys.rules.filter((x) => x.table === 10001).length).to.equal(4);
+    expect(sys.rules.filter((x) => x.table === 10001).length).to.equal(5); // its cross-subnet rule towards eth2 went too
     const st = JSON.parse(await readFile(join(dir, 'routing-state.json'), 'utf8'));
     expect(Object.keys(st.nics)).to.deep.equal([MAC1]);
   });
@@ -157,7 +160,8 @@ describe('routing/reconcile() with an injected ip runner', () => {
     const n = sys.log.length;
     const dry = await removeInterface('eth2', { env: env(), dryRun: true });
     expect(sys.log.length).to.equal(n);
-    expect(dry.changes.filter((c) => c.kind === 'rule').map((c) => c.kind === 'rule' && c.rule.from)).to.deep.equal(['10.0.2.10/32', '10.0.2.11/32', '10.0.2.12/32']);
+    // Its sources, its cross-subnet rules, and eth1's cross-subnet rule towards its subnet.
+    expect(dry.changes.filter((c) => c.kind === 'rule').map((c) => c.kind === 'rule' && c.rule.from)).to.deep.equal(['10.0.2.10/32', '10.0.2.11/32', '10.0.2.12/32', '10.0.2.0/24', '10.0.2.0/24', '10.0.1.0/24']);
     expect(dry.changes.every((c) => c.mac === MAC2 && c.reason === 'interface removed')).to.equal(true);
     const r = await removeInterface('eth2', { env: env() });
     expect(r.failed).to.deep.equal([]);
@@ -204,7 +208,7 @@ describe('routing/reconcile() with an injected ip runner', () => {
     expect(v.text).to.include('    10.0.2.11/24 dev eth2');
     expect(v.text).to.match(/3 change\(s\) pending/);
     expect((v.json.pending as unknown[]).length).to.equal(3);
-    expect(sys.log.length).to.equal(16); // the reconcile's; the preview and the view ran none
+    expect(sys.log.length).to.equal(21); // the reconcile's; the preview and the view ran none
   });
 
   it('applyPlan: failures are reported and do not stop the rest; EEXIST/ENOENT are not failures', async () => {

@@ -12,6 +12,9 @@ import { chooseStack } from '../stack/index.js';
 export { previewRoutes, type RoutesPreview } from '../routing/preview.js';
 import { compareRows, type Row } from '../routing/report.js';
 import { ROUTING_PROTO } from '../routing/state.js';
+import { explain, explainText } from '../routing/explain.js';
+import { systemIp } from '../routing/run.js';
+import { UserError } from '../util/errors.js';
 
 
 const MARK: Record<Row['status'], string> = { ok: ' ', missing: '+', extra: '-', foreign: '~' };
@@ -37,6 +40,8 @@ export function routesView(s: Snapshot, enabled: boolean): { json: Record<string
     nics,
     rows,
     pending: s.plan.changes.map((c) => ({ ...c, command: describeChange(c) })),
+    main_rules: s.desired.mainRules,
+    collisions: s.plan.collisions,
     skipped: [...s.desired.skipped, ...s.plan.notes],
   };
   const out: string[] = [];
@@ -56,6 +61,10 @@ export function routesView(s: Snapshot, enabled: boolean): { json: Record<string
       out.push(`  ${MARK[r.status]} ${r.family === 6 ? '-6 ' : ''}${r.text}${who}${r.note ? `   # ${r.note}` : ''}`);
     }
   }
+  if (s.plan.collisions.length) {
+    out.push('', 'collisions (numbers of our layout someone else uses; left alone):');
+    for (const c of s.plan.collisions) out.push(`  ${c.family === 6 ? '-6 ' : ''}${c.kind} ${c.number}: ${c.found}: ${c.reason}`);
+  }
   if (s.desired.skipped.length) {
     out.push('', 'skipped metadata:');
     for (const k of s.desired.skipped) out.push(`  ${[k.ifname ?? k.mac, k.what, k.value].filter(Boolean).join(' ')}: ${k.reason}`);
@@ -70,11 +79,22 @@ export function register(program: Command): void {
     .command('routes')
     .description(
       `Show the policy routing for secondary NICs that metadata asks for versus what the system has:
-"+" missing, "-" extra (ours, no longer wanted), "~" foreign (not ours; never touched). Changes nothing.`,
+"+" missing, "-" extra (ours, no longer wanted), "~" foreign (not ours; never touched), and any
+collision with a user's tables or rule priorities. With --explain DEST [--from SRC]: which rule and
+table the kernel uses for that packet (ip route get, matched against ip rule). Changes nothing.`,
     )
     .option('--json', 'machine-readable output')
+    .option('--explain <dest>', 'explain the route the kernel chooses to this address')
+    .option('--from <src>', 'with --explain: the source address of the packet (one of this host)')
     .action(
-      action(async (opts: { json?: boolean }) => {
+      action(async (opts: { json?: boolean; explain?: string; from?: string }) => {
+        if (opts.from !== undefined && opts.explain === undefined) throw new UserError('--from needs --explain DEST');
+        if (opts.explain !== undefined) {
+          const e = await explain(systemIp(), opts.explain, opts.from);
+          if (opts.json) printJson(e);
+          else process.stdout.write(explainText(e));
+          return;
+        }
         const config = await loadConfig();
         const { summary, stack } = await withSession(async ({ summary, stack }) => ({ summary, stack: chooseStack(stack) }));
         const s = await snapshot({ summary, config, metadataComplete: true, env: { leaseGateway: (n) => stack.leaseGateway(n) } });

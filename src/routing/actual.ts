@@ -13,12 +13,16 @@ export interface ActualRule {
   priority: number;
   /** Canonical "addr/len", or "all". */
   from: string;
+  /** Destination selector, canonical "network/len" (only when the rule has one). */
+  to?: string;
   /** Table looked up; null for rules that do something else (goto, unreachable …). */
   table: number | null;
   /** rtnetlink protocol (0 = unspecified, what a plain `ip rule add` sets). */
   protocol: number;
   /** Has selectors or actions besides from/lookup/priority (fwmark, iif, not, suppress_* …). */
   extra: boolean;
+  /** suppress_prefixlength, only on a rule whose sole extra is that (the main-table rule ahead of ours). */
+  suppress?: number;
 }
 
 export interface ActualRoute {
@@ -77,8 +81,20 @@ export function parseRules(json: unknown, family: Family): ActualRule[] {
       if (typeof p === 'string') continue;
       from = p.text;
     }
-    const extra = Object.keys(r).some((k) => !RULE_PLAIN_KEYS.has(k)) || (Array.isArray(r.flags) && r.flags.length > 0);
-    out.push({ family, priority, from, table: num(r.table), protocol: num(r.protocol, 0) ?? 0, extra });
+    const flagged = Array.isArray(r.flags) && r.flags.length > 0;
+    // A destination selector is one of ours (the cross-subnet rules), not an "extra".
+    let to: string | undefined;
+    if (r.dst !== undefined) {
+      const p = parsePrefix(`${String(r.dst)}/${r.dstlen === undefined ? bits(family) : num(r.dstlen)}`, { family });
+      if (typeof p === 'string') continue;
+      to = p.text;
+    }
+    const others = Object.keys(r).filter((k) => !RULE_PLAIN_KEYS.has(k) && k !== 'dst' && k !== 'dstlen');
+    const extra = others.length > 0 || flagged;
+    const rule: ActualRule = { family, priority, from, ...(to !== undefined ? { to } : {}), table: num(r.table), protocol: num(r.protocol, 0) ?? 0, extra };
+    const suppress = num(r.suppress_prefixlen);
+    if (!flagged && others.length === 1 && others[0] === 'suppress_prefixlen' && suppress !== null) rule.suppress = suppress;
+    out.push(rule);
   }
   return out;
 }

@@ -21,8 +21,9 @@ export type Change =
 
 const fam = (f: Family) => (f === 4 ? '-4' : '-6');
 
-export function ruleText(r: Pick<RuleSpec, 'family' | 'from' | 'table' | 'priority'>): string {
-  return `from ${r.from} lookup ${r.table} priority ${r.priority}`;
+export function ruleText(r: Pick<RuleSpec, 'family' | 'from' | 'to' | 'table' | 'priority' | 'suppressPrefixlength'>): string {
+  const lookup = r.table === 254 ? 'main' : String(r.table);
+  return `from ${r.from}${r.to ? ` to ${r.to}` : ''} lookup ${lookup}${r.suppressPrefixlength !== undefined ? ` suppress_prefixlength ${r.suppressPrefixlength}` : ''} priority ${r.priority}`;
 }
 export function routeText(r: RouteSpec): string {
   return `${r.dst}${r.gateway ? ` via ${r.gateway}` : ''} dev ${r.dev} table ${r.table}${r.scope ? ` scope ${r.scope}` : ''}`;
@@ -31,13 +32,17 @@ export function addressText(a: AddressSpec): string {
   return `${a.address}/${a.prefixlen} dev ${a.dev}`;
 }
 
+/** A rule's identity: family, selectors, table and priority. */
+export const ruleId = (r: { family: Family; from: string; to?: string; table: number | null; priority: number }): string => `${r.family}|${r.from}|${r.to ?? ''}|${r.table}|${r.priority}`;
+
 /** The `ip` argv (without the leading "ip") that carries out a change. */
 export function changeArgv(c: Change): string[] {
   const proto = String(ROUTING_PROTO);
   switch (c.kind) {
     case 'rule': {
       const r = c.rule;
-      return [fam(r.family), 'rule', c.op, 'from', r.from, 'lookup', String(r.table), 'priority', String(r.priority), 'protocol', proto];
+      const suppress = r.suppressPrefixlength !== undefined ? ['suppress_prefixlength', String(r.suppressPrefixlength)] : [];
+      return [fam(r.family), 'rule', c.op, 'from', r.from, ...(r.to ? ['to', r.to] : []), 'lookup', String(r.table), ...suppress, 'priority', String(r.priority), 'protocol', proto];
     }
     case 'route': {
       const r = c.route;

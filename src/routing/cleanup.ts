@@ -5,7 +5,7 @@
  */
 import type { ActualState, ActualRule, ActualRoute } from './actual.js';
 import { ROUTING_PROTO, writeState, ruleKey } from './state.js';
-import { type Change, sortChanges } from './change.js';
+import { type Change, sortChanges, ruleId } from './change.js';
 import { applyPlan, type ApplyResult } from './apply.js';
 import { type RoutingEnv, type ResolvedEnv, resolveEnv, readCurrent } from './env.js';
 import { log } from '../util/log.js';
@@ -35,14 +35,30 @@ interface DeleteSelection {
 function ownedDeletes(actual: ActualState, sel: DeleteSelection): Change[] {
   const changes: Change[] = [];
   for (const r of actual.rules) {
-    if (r.protocol !== ROUTING_PROTO || r.extra || r.table === null || !sel.rule(r)) continue;
-    changes.push({ kind: 'rule', op: 'del', rule: { family: r.family, from: r.from, table: r.table, priority: r.priority }, ...sel.ruleOwner(r), reason: sel.reason });
+    if (r.protocol !== ROUTING_PROTO || r.table === null || !sel.rule(r)) continue;
+    if (r.extra && !isMainRule(r)) continue;
+    const rule = { family: r.family, from: r.from, ...(r.to !== undefined ? { to: r.to } : {}), table: r.table, priority: r.priority, ...(r.suppress !== undefined ? { suppressPrefixlength: r.suppress } : {}) };
+    changes.push({ kind: 'rule', op: 'del', rule, ...sel.ruleOwner(r), reason: sel.reason });
   }
   for (const r of actual.routes) {
     if (r.protocol !== ROUTING_PROTO || !r.plain || !r.dev || !sel.route(r)) continue;
     changes.push({ kind: 'route', op: 'del', route: { family: r.family, table: r.table, dst: r.dst, gateway: r.gateway, dev: r.dev }, ...sel.routeOwner(r), reason: sel.reason });
   }
   return changes;
+}
+
+/** Our `lookup main suppress_prefixlength N` rule (protocol 199, nothing else besides). */
+const isMainRule = (r: ActualRule) => r.protocol === ROUTING_PROTO && r.from === 'all' && r.suppress !== undefined && r.table !== null;
+/** Our per-NIC `from X lookup T` rules. */
+const isNicRule = (r: ActualRule) => r.protocol === ROUTING_PROTO && !r.extra && r.from !== 'all' && r.table !== null;
+
+/** Deletes of our main-table rules of the families where no per-NIC rule of ours is left after `changes`. */
+function orphanMainRules(actual: ActualState, changes: Change[], reason: string): Change[] {
+  const gone = new Set(changes.map((c) => (c.kind === 'rule' ? ruleId(c.rule) : '')));
+  const left = (f: number) => actual.rules.some((r) => r.family === f && isNicRule(r) && !gone.has(ruleId(r)));
+  return actual.rules
+    .filter((r) => isMainRule(r) && !left(r.family))
+    .map((r) => ({ kind: 'rule' as const, op: 'del' as const, rule: { family: r.family, from: r.from, table: r.table!, priority: r.priority, suppressPrefixlength: r.suppress }, mac: null, ifname: null, reason }));
 }
 
 /** Sorts and (unless dryRun) runs the deletes. */
@@ -74,10 +90,21 @@ export async function removeInterface(ifnameOrMac: string, opts: { env?: Routing
     const routeDev = dev ?? (actual.links.some((l) => l.ifname === n.ifname) ? null : n.ifname);
     changes.push(
       ...ownedDeletes(actual, {
-        rule: (r) => r.table === n.table && r.from !== 'all' && (!shared || n.rules.includes(ruleKey(r.family, r.from))),
+        rule: (r) => isNicRule(r) && r.table === n.table && (!shared || n.rules.includes(ruleKey(r.family, r.from))),
         route: (r) => r.table === n.table && routeDev !== null && r.dev === routeDev,
         ruleOwner: () => ({ mac, ifname: n.ifname }),
         routeOwner: (r) => ({ mac, ifname: r.dev ?? null }),
+        reason: 'interface removed',
+      }),
+    );
+    // Other NICs' cross-subnet rules towards this NIC's subnet (its rule sources that are networks).
+    const subnets = new Set(n.rules.filter((k) => !/\/(32|128)$/.test(k)));
+    changes.push(
+      ...ownedDeletes(actual, {
+        rule: (r) => isNicRule(r) && r.to !== undefined && r.table !== n.table && subnets.has(ruleKey(r.family, r.to)),
+        route: () => false,
+        ruleOwner: () => ({ mac, ifname: n.ifname }),
+        routeOwner: () => ({ mac, ifname: n.ifname }),
         reason: 'interface removed',
       }),
     );
@@ -88,13 +115,16 @@ export async function removeInterface(ifnameOrMac: string, opts: { env?: Routing
       }
     }
   }
+  // The last NIC with a table gone: the main-table rule ahead of the tables goes too.
+  if (entries.length) changes.push(...orphanMainRules(actual, changes, 'no NIC has a table'));
   const r = await runDeletes(changes, env, opts.dryRun);
   if (opts.dryRun) return r;
   if (entries.length) {
     const nics = { ...owned.nics };
     // Keep an entry only if something of it could not be removed.
     for (const [mac] of entries) if (!r.failed.some((f) => f.change.mac === mac)) delete nics[mac];
-    await writeState({ ...owned, nics }, env.statePath);
+    const goneMain = new Set(r.applied.flatMap((a) => (a.change.kind === 'rule' && a.change.rule.suppressPrefixlength !== undefined ? [`${a.change.rule.family} ${a.change.rule.priority}`] : [])));
+    await writeState({ ...owned, nics, mainRules: owned.mainRules.filter((m) => !goneMain.has(m)) }, env.statePath);
   }
   return r;
 }
@@ -116,7 +146,7 @@ export async function flushOwned(opts: { env?: RoutingEnv; dryRun?: boolean } = 
   const r = await runDeletes(changes, env, opts.dryRun);
   if (opts.dryRun) return r;
   // The state goes only when everything it describes went: a failure keeps it for the next try.
-  if (!r.failed.length && Object.keys(owned.nics).length) await writeState({ ...owned, nics: {} }, env.statePath);
+  if (!r.failed.length && (Object.keys(owned.nics).length || owned.mainRules.length)) await writeState({ ...owned, nics: {}, mainRules: [] }, env.statePath);
   if (r.changes.length) log('info', 'policy routing removed', { changes: r.changes.length, failed: r.failed.length });
   return r;
 }

@@ -6,7 +6,9 @@
  * those when metadata gains one after boot: ifup of an up interface is a no-op). Every other
  * NIC present on the system and in metadata gets a table T = table_base + 100 × network_card +
  * device_number holding its subnet route and a default route, `from <ip> lookup T priority T`
- * rules for each of its addresses and delegated prefixes, and its secondary addresses. Each
+ * rules for each of its addresses and delegated prefixes, and its secondary addresses; ahead of
+ * those, `from <its subnet> to <each other NIC's subnet> lookup T` (table_base - 2) and one
+ * `lookup main suppress_prefixlength 0` per family (table_base - 1). Each
  * value from metadata is validated; anything invalid is skipped with a reason, never handed to `ip`.
  *
  * A NIC whose metadata cannot be complete (no private address at all, or an IPv4 subnet but
@@ -14,125 +16,11 @@
  * nothing of it is deleted.
  */
 import type { NicMeta } from '../../bridge/index.js';
-import { type Family, type Ip, type Prefix, parseIp, parsePrefix, contains, notUnicast, formatIp } from './addr.js';
+import { type Family, type Prefix, parsePrefix, contains } from './addr.js';
+import { MAIN_RULE_PRIORITY, MAIN_TABLE, MAX_INDEX, suppressPriority, crossPriority, type DesiredInput, type DesiredState, type AddressPlan, type NicPlan, type RuleSpec, type RouteSpec, type AddressSpec, type Skip } from './spec.js';
+import { smallInt, show, linkFor, incompleteWhy, addressPart, nicPlan } from './nic-plan.js';
 
-export interface LinkInfo {
-  ifname: string;
-  /** Lower-case MAC. */
-  mac: string;
-  /** Administratively up (IFF_UP): routes can only be added to an up device. */
-  up: boolean;
-  /** Stacked on another device (vlan, macvlan: it shares its parent's MAC). */
-  stacked?: boolean;
-}
-
-export interface DesiredInput {
-  nics: Record<string, NicMeta>;
-  primaryMac: string | null;
-  /** The instance's interfaces now. */
-  links: LinkInfo[];
-  /** IPv4 gateway per interface from its DHCP lease (ifname → address). */
-  gateways: Record<string, string | undefined>;
-  /** IPv6 default router per interface from router advertisements. */
-  gateways6?: Record<string, string | undefined>;
-  config: { table_base: number; primary: string | null };
-}
-
-export interface RuleSpec {
-  family: Family;
-  /** Source selector as `ip -json rule` prints it plus length: canonical "addr/len". */
-  from: string;
-  table: number;
-  priority: number;
-}
-
-export interface RouteSpec {
-  family: Family;
-  table: number;
-  /** "default" or a canonical "network/len". */
-  dst: string;
-  gateway?: string;
-  dev: string;
-  scope?: 'link';
-}
-
-export interface AddressSpec {
-  family: Family;
-  dev: string;
-  address: string;
-  prefixlen: number;
-}
-
-/** Secondary addresses of one NIC (what the primary NIC gets: no table, rules or routes). */
-export interface AddressPlan {
-  mac: string;
-  ifname: string;
-  up: boolean;
-  /** The NIC's primary private IPv4 (first of local-ipv4s), normally from DHCP. */
-  primaryIpv4: string | null;
-  addresses: AddressSpec[];
-}
-
-export interface NicPlan extends AddressPlan {
-  table: number;
-  priority: number;
-  deviceNumber: number;
-  networkCard: number;
-  gateway4: { address: string; source: 'lease' | 'subnet-first-host' } | null;
-  gateway6: string | null;
-  rules: RuleSpec[];
-  routes: RouteSpec[];
-}
-
-export interface Skip {
-  mac?: string;
-  ifname?: string;
-  /** What was skipped, e.g. "ipv4s[2]", "nic", "ipv6 routes". */
-  what: string;
-  value?: string;
-  reason: string;
-}
-
-export interface DesiredState {
-  primary: { mac: string | null; ifname: string | null; source: 'config' | 'metadata' | 'device-number-0' | 'none' };
-  nics: NicPlan[];
-  /** The primary NIC's secondary addresses (null: primary not present, or its metadata is incomplete). */
-  primaryAddresses: AddressPlan | null;
-  /**
-   * MACs of present links with no complete desired state (in metadata but invalid, or
-   * absent from metadata): nothing this project owns for them may be deleted.
-   */
-  incomplete: string[];
-  skipped: Skip[];
-}
-
-/** The main table's rule; ours must come before it or they never match. */
-export const MAIN_RULE_PRIORITY = 32766;
-/** Largest device/card number accepted from metadata. */
-export const MAX_INDEX = 9999;
-
-function smallInt(v: unknown): number | null {
-  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 && v <= MAX_INDEX) return v;
-  if (typeof v === 'string' && /^(0|[1-9][0-9]{0,3})$/.test(v.trim())) return Number(v.trim());
-  return null;
-}
-
-const show = (v: unknown): string => {
-  const s = typeof v === 'string' ? v : JSON.stringify(v) ?? String(v);
-  return s.length > 60 ? s.slice(0, 57) + '...' : s;
-};
-
-function strList(v: unknown): unknown[] {
-  return Array.isArray(v) ? v : [];
-}
-
-/** Pick the link for a MAC: the only one, or the only non-stacked one. */
-function linkFor(mac: string, links: LinkInfo[]): LinkInfo | 'ambiguous' | null {
-  const all = links.filter((l) => l.mac === mac);
-  if (all.length <= 1) return all[0] ?? null;
-  const base = all.filter((l) => !l.stacked);
-  return base.length === 1 ? base[0]! : 'ambiguous';
-}
+export * from './spec.js';
 
 export function desiredState(input: DesiredInput): DesiredState {
   const skipped: Skip[] = [];
@@ -176,7 +64,7 @@ export function desiredState(input: DesiredInput): DesiredState {
     // Without knowing the primary, rules could land on it and break its traffic: do nothing.
     for (const l of links) incomplete.add(l.mac);
     skipped.push({ what: 'all nics', reason: 'cannot tell the primary NIC (no configured or metadata primary, no single device-number 0)' });
-    return { primary, nics: [], primaryAddresses: null, incomplete: [...incomplete].sort(), skipped };
+    return { primary, nics: [], mainRules: [], primaryAddresses: null, incomplete: [...incomplete].sort(), skipped };
   }
 
   // --- the primary's secondary addresses -----------------------------------------------
@@ -245,156 +133,56 @@ export function desiredState(input: DesiredInput): DesiredState {
     plans.push(nicPlan(mac, n, link, table, dev, card, input, skipped));
   }
 
-  return { primary, nics: plans, primaryAddresses, incomplete: [...incomplete].sort(), skipped };
+  addCrossRules(plans, primary.mac ? nics.get(primary.mac) : undefined, input.config.table_base);
+  return { primary, nics: plans, mainRules: mainRules(plans, input.config.table_base), primaryAddresses, incomplete: [...incomplete].sort(), skipped };
+}
+
+const overlap = (a: Prefix, b: Prefix) => a.family === b.family && (contains(a, { family: b.family, value: b.network, text: '' }) || contains(b, { family: a.family, value: a.network, text: '' }));
+
+/**
+ * The cross-subnet rules: `from <NIC's subnet> to <another NIC's subnet> lookup <NIC's table>` at
+ * table_base - 2, ahead of the main-table rule. Main's route to another NIC's subnet goes out of
+ * that other NIC, whose source/destination check drops a packet with this NIC's source (a reply to
+ * a peer in the primary's subnet, say); through the NIC's own table it leaves by its own NIC and
+ * the cloud's router delivers it. Per family with a default route in the NIC's table; none for a
+ * NIC sharing its subnet with another (its subnet as source would take in the other's addresses).
+ */
+function addCrossRules(plans: NicPlan[], primaryMeta: NicMeta | undefined, tableBase: number): void {
+  const subnetsOf = (n: NicPlan, family: Family): Prefix[] =>
+    n.routes.filter((r) => r.family === family && r.dst !== 'default' && n.routes.some((d) => d.family === family && d.dst === 'default')).map((r) => parsePrefix(r.dst, { family })).filter((p): p is Prefix => typeof p !== 'string');
+  const primarySubnets = (family: Family): Prefix[] => {
+    const raw = family === 4 ? (primaryMeta?.subnet_ipv4_cidr == null ? [] : [primaryMeta.subnet_ipv4_cidr]) : Array.isArray(primaryMeta?.subnet_ipv6_cidrs) ? primaryMeta!.subnet_ipv6_cidrs : [];
+    return raw.map((c) => parsePrefix(c, { family, minLen: 1 })).filter((p): p is Prefix => typeof p !== 'string');
+  };
+  for (const family of [4, 6] as Family[]) {
+    const all = [...primarySubnets(family).map((p) => ({ mac: null as string | null, p })), ...plans.flatMap((n) => subnetsOf(n, family).map((p) => ({ mac: n.mac as string | null, p })))];
+    for (const n of plans) {
+      for (const own of subnetsOf(n, family)) {
+        if (all.some((o) => o.mac !== n.mac && overlap(o.p, own))) continue;
+        const seen = new Set<string>();
+        for (const o of all) {
+          if (o.mac === n.mac || seen.has(o.p.text)) continue;
+          seen.add(o.p.text);
+          n.rules.push({ family, from: own.text, to: o.p.text, table: n.table, priority: crossPriority(tableBase) });
+        }
+      }
+    }
+  }
 }
 
 /**
- * Why a NIC's metadata cannot be the whole truth (null if it can be): every NIC has a private
- * address, and one in an IPv4 subnet has a primary private IPv4. The metadata crawler skips a
- * leaf that failed (e.g. a 404 of local-ipv4s), which must not read as "no addresses".
+ * One `lookup main suppress_prefixlength 0` rule per family that some NIC has rules for, ahead of
+ * them all: a packet from a secondary address first tries the main table without its default
+ * route, so a more specific route there (docker0, a VPN, an operator's route, a local subnet)
+ * wins; only what main would send by its default route falls through to the NIC's own table.
+ * None when no NIC has a table (nm-cloud-setup's rule, NetworkManager 1.34, after calico#4662).
  */
-function incompleteWhy(n: NicMeta): string | null {
-  const v4 = strList(n.ipv4s).length;
-  const v6 = strList(n.ipv6s).length;
-  if (!v4 && !v6) return 'metadata lists no private address for this NIC (partial metadata?); left as is';
-  if (!v4 && n.subnet_ipv4_cidr != null) return 'metadata has an IPv4 subnet but no IPv4 address for this NIC (partial metadata?); left as is';
-  return null;
+export function mainRules(plans: NicPlan[], tableBase: number): RuleSpec[] {
+  const families = ([4, 6] as Family[]).filter((f) => plans.some((n) => n.rules.some((r) => r.family === f)));
+  return families.map((family) => ({ family, from: 'all', table: MAIN_TABLE, priority: suppressPriority(tableBase), suppressPrefixlength: 0 }));
 }
 
-interface AddressPart {
-  subnet4: Prefix | null;
-  subnets6: Prefix[];
-  primaryIpv4: string | null;
-  /** Secondary addresses: in metadata order, all but the first of each family (the DHCP/SLAAC one). */
-  addresses: AddressSpec[];
-}
-
-/** Subnets and secondary addresses of a NIC. `reportInvalid`: also report addresses that are not valid (nicPlan reports those with its rules). */
-function addressPart(n: NicMeta, ifname: string, skip: (what: string, value: unknown, reason: string) => void, reportInvalid: boolean): AddressPart {
-  const addresses: AddressSpec[] = [];
-  let subnet4: Prefix | null = null;
-  if (n.subnet_ipv4_cidr != null) {
-    const p = parsePrefix(n.subnet_ipv4_cidr, { family: 4, minLen: 1, maxLen: 30 });
-    if (typeof p === 'string') skip('subnet_ipv4_cidr', n.subnet_ipv4_cidr, p);
-    else subnet4 = p;
-  } else {
-    skip('subnet_ipv4_cidr', null, 'missing: no IPv4 routes or secondary addresses for this NIC');
-  }
-  const subnets6: Prefix[] = [];
-  strList(n.subnet_ipv6_cidrs).forEach((c, i) => {
-    const p = parsePrefix(c, { family: 6, minLen: 1, maxLen: 128 });
-    if (typeof p === 'string') skip(`subnet_ipv6_cidrs[${i}]`, c, p);
-    else subnets6.push(p);
-  });
-  const valid = (raw: unknown, family: Family, what: string): Ip | null => {
-    const ip = parseIp(raw, family);
-    const why = ip ? notUnicast(ip) : `not an IPv${family} address`;
-    if (!ip || why) {
-      if (reportInvalid) skip(what, raw, ip ? `not a usable unicast address (${why})` : why!);
-      return null;
-    }
-    return ip;
-  };
-  const first4 = parseIp(strList(n.ipv4s)[0], 4);
-  const primaryIpv4 = first4 && !notUnicast(first4) ? first4.text : null;
-  if (subnet4) {
-    strList(n.ipv4s).slice(1).forEach((raw, j) => {
-      const ip = valid(raw, 4, `ipv4s[${j + 1}]`);
-      if (!ip) return;
-      if (!contains(subnet4!, ip)) return skip(`ipv4s[${j + 1}]`, raw, `not inside the subnet ${subnet4!.text}; not added as an address`);
-      if (ip.value === subnet4!.network || ip.value === (subnet4!.network | ~(-1n << BigInt(32 - subnet4!.len)))) {
-        return skip(`ipv4s[${j + 1}]`, raw, `is the network or broadcast address of ${subnet4!.text}`);
-      }
-      addresses.push({ family: 4, dev: ifname, address: ip.text, prefixlen: subnet4!.len });
-    });
-  }
-  strList(n.ipv6s).slice(1).forEach((raw, j) => {
-    const ip = valid(raw, 6, `ipv6s[${j + 1}]`);
-    if (!ip) return;
-    const sn = subnets6.find((p) => contains(p, ip));
-    if (!sn) return skip(`ipv6s[${j + 1}]`, raw, 'inside none of the subnet_ipv6_cidrs; not added as an address');
-    addresses.push({ family: 6, dev: ifname, address: ip.text, prefixlen: sn.len });
-  });
-  return { subnet4, subnets6, primaryIpv4, addresses };
-}
-
-function nicPlan(mac: string, n: NicMeta, link: LinkInfo, table: number, dev: number, card: number, input: DesiredInput, skipped: Skip[]): NicPlan {
-  const ifname = link.ifname;
-  const skip = (what: string, value: unknown, reason: string) => skipped.push({ mac, ifname, what, value: show(value), reason });
-  const rules: RuleSpec[] = [];
-  const routes: RouteSpec[] = [];
-  const seenFrom = new Set<string>();
-  const addRule = (family: Family, p: Prefix) => {
-    const key = `${family} ${p.text}`;
-    if (seenFrom.has(key)) return;
-    seenFrom.add(key);
-    rules.push({ family, from: p.text, table, priority: table });
-  };
-
-  // Subnets.
-  const { subnet4, subnets6, primaryIpv4, addresses } = addressPart(n, ifname, skip, false);
-
-  // Addresses → rules (all) and secondary addresses (all but the first).
-  const hosts = (list: unknown, family: Family, key: string): Ip[] => {
-    const out: Ip[] = [];
-    strList(list).forEach((v, i) => {
-      const ip = parseIp(v, family);
-      if (!ip) return skip(`${key}[${i}]`, v, `not an IPv${family} address`);
-      const why = notUnicast(ip);
-      if (why) return skip(`${key}[${i}]`, v, `not a usable unicast address (${why})`);
-      out.push(ip);
-    });
-    return out;
-  };
-  const v4 = hosts(n.ipv4s, 4, 'ipv4s');
-  const v6 = hosts(n.ipv6s, 6, 'ipv6s');
-
-  for (const ip of v4) addRule(4, { family: 4, network: ip.value, len: 32, text: `${ip.text}/32` });
-  for (const ip of v6) addRule(6, { family: 6, network: ip.value, len: 128, text: `${ip.text}/128` });
-  const prefixes = (list: unknown, family: Family, key: string) =>
-    strList(list).forEach((v, i) => {
-      const p = parsePrefix(v, { family, minLen: family === 4 ? 8 : 16 });
-      if (typeof p === 'string') return skip(`${key}[${i}]`, v, p);
-      const why = notUnicast({ family, value: p.network, text: '' });
-      if (why) return skip(`${key}[${i}]`, v, `not a usable unicast range (${why})`);
-      addRule(family, p);
-    });
-  prefixes(n.ipv4_prefixes, 4, 'ipv4_prefixes');
-  prefixes(n.ipv6_prefixes, 6, 'ipv6_prefixes');
-
-  // IPv4 routes: subnet, then default via the lease's router (or the subnet's first host).
-  let gateway4: NicPlan['gateway4'] = null;
-  if (subnet4) {
-    routes.push({ family: 4, table, dst: subnet4.text, dev: ifname, scope: 'link' });
-    const leased = input.gateways[ifname];
-    const gw = leased === undefined ? null : parseIp(leased, 4);
-    if (gw && !notUnicast(gw) && contains(subnet4, gw) && gw.value !== subnet4.network) {
-      gateway4 = { address: gw.text, source: 'lease' };
-    } else {
-      if (leased !== undefined) skip('gateway', leased, `lease router is not a host of ${subnet4.text}; using the subnet's first host`);
-      gateway4 = { address: formatIp(4, subnet4.network + 1n), source: 'subnet-first-host' };
-    }
-    routes.push({ family: 4, table, dst: 'default', gateway: gateway4.address, dev: ifname });
-  }
-
-  // IPv6 routes only with a known default router.
-  let gateway6: string | null = null;
-  if (v6.length || subnets6.length || strList(n.ipv6_prefixes).length) {
-    const raw6 = input.gateways6?.[ifname];
-    const gw6 = raw6 === undefined ? null : parseIp(raw6, 6);
-    if (gw6 && !notUnicast(gw6, true)) {
-      gateway6 = gw6.text;
-      for (const p of subnets6) routes.push({ family: 6, table, dst: p.text, dev: ifname });
-      routes.push({ family: 6, table, dst: 'default', gateway: gateway6, dev: ifname });
-    } else {
-      skip('ipv6 routes', raw6 ?? null, raw6 === undefined ? 'no IPv6 default router known (no router advertisement yet)' : 'default router is not a unicast IPv6 address');
-    }
-  }
-
-  return { mac, ifname, up: link.up, table, priority: table, deviceNumber: dev, networkCard: card, primaryIpv4, gateway4, gateway6, rules, routes, addresses };
-}
-
-/** Every rule in a desired state. */
+/** Every per-NIC rule in a desired state (the main-table rules are `d.mainRules`). */
 export const allRules = (d: DesiredState): RuleSpec[] => d.nics.flatMap((n) => n.rules);
 export const allRoutes = (d: DesiredState): RouteSpec[] => d.nics.flatMap((n) => n.routes);
 /** Secondary NICs' addresses and the primary's. */

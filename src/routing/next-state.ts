@@ -23,6 +23,7 @@ export function nextState(prev: OwnedState, desired: DesiredState, after: Actual
     const ap = plans.find((n) => n.mac === mac);
     const p = prev.nics[mac];
     const table = d?.table ?? p?.table ?? 0;
+    const priority = d?.priority ?? p?.priority ?? table;
     const ifname = ap?.ifname ?? after.links.find((l) => l.mac === mac && !l.stacked)?.ifname ?? p!.ifname;
     const strip = ({ family, address, prefixlen }: { family: Family; address: string; prefixlen: number }) => ({ family, address, prefixlen });
     const adopted = ap ? after.addresses.filter((x) => x.dev === ifname && ap.addresses.some((a) => a.family === x.family && a.address === x.address)) : [];
@@ -35,17 +36,18 @@ export function nextState(prev: OwnedState, desired: DesiredState, after: Actual
     const keys = new Set([...(p?.rules ?? []), ...(d?.rules.map((r) => ruleKey(r.family, r.from)) ?? [])]);
     const rules = table ? [...keys].filter((k) => ownedRules.some((r) => r.table === table && ruleKey(r.family, r.from) === k)) : [];
     if (!d && !rules.length && !addresses.length) continue;
-    nics[mac] = { ifname, table, rules, addresses, updated: p && sameNic(p, { ifname, table, rules, addresses }) ? p.updated : now.toISOString() };
+    nics[mac] = { ifname, table, priority, rules, addresses, updated: p && sameNic(p, { ifname, table, priority, rules, addresses }) ? p.updated : now.toISOString() };
   }
-  return { version: prev.version, protocol: ROUTING_PROTO, nics };
+  const mainRules = after.rules.filter((r) => r.protocol === ROUTING_PROTO && r.from === 'all' && r.suppress !== undefined).map((r) => `${r.family} ${r.priority}`);
+  return { version: prev.version, protocol: ROUTING_PROTO, nics, mainRules: [...new Set(mainRules)].sort() };
 }
 
 const sameNic = (a: Omit<OwnedNic, 'updated'>, b: Omit<OwnedNic, 'updated'>) =>
-  JSON.stringify([a.ifname, a.table, a.rules, a.addresses]) === JSON.stringify([b.ifname, b.table, b.rules, b.addresses]);
+  JSON.stringify([a.ifname, a.table, a.priority, a.rules, a.addresses]) === JSON.stringify([b.ifname, b.table, b.priority, b.rules, b.addresses]);
 
-/** Same NICs, tables, rules and addresses (timestamps aside): no need to rewrite the state file. */
+/** Same NICs, tables, priorities, rules and addresses (timestamps aside): no need to rewrite the state file. */
 export const sameState = (a: OwnedState, b: OwnedState) => {
-  const strip = (s: OwnedState) => JSON.stringify(Object.entries(s.nics).map(([m, n]) => [m, n.ifname, n.table, n.rules, n.addresses]).sort());
+  const strip = (s: OwnedState) => JSON.stringify([Object.entries(s.nics).map(([m, n]) => [m, n.ifname, n.table, n.priority, n.rules, n.addresses]).sort(), [...(s.mainRules ?? [])].sort()]);
   return strip(a) === strip(b);
 };
 

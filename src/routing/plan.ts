@@ -10,11 +10,12 @@
  * complete metadata for a present NIC no longer lists them: a failed or partial metadata
  * read never counts as "no addresses".
  */
-import type { Family } from './addr.js';
+import { type Family, parsePrefix, parseIp, contains } from './addr.js';
 import { addressPlans, type DesiredState, type RuleSpec, type RouteSpec, type AddressSpec, type Skip, type NicPlan } from './desired.js';
 import type { ActualState, ActualRule, ActualRoute } from './actual.js';
 import { ROUTING_PROTO, type OwnedState, ruleKey } from './state.js';
-import { type Change, ruleText, routeText, addressText, sortChanges } from './change.js';
+import { type Change, ruleText, routeText, addressText, sortChanges, ruleId } from './change.js';
+import { type Collision, findCollisions, withoutCollisions, sameMainRule } from './collision.js';
 
 export interface PlanOptions {
   /** False when the metadata read failed or was partial: then nothing is deleted for a present NIC. */
@@ -25,15 +26,22 @@ export interface PlanResult {
   changes: Change[];
   /** Decisions not to act: foreign equivalents, protected NICs, conflicts, links down. */
   notes: Skip[];
+  /** Our tables or priorities that someone else uses: left alone, reported. */
+  collisions: Collision[];
+  /** The desired state planned for: the one given less what collides (what the state file may record). */
+  desired: DesiredState;
 }
 
 const sameRoute = (a: { family: Family; table: number; dst: string; gateway?: string; dev?: string }, b: typeof a) =>
   a.family === b.family && a.table === b.table && a.dst === b.dst && (a.gateway ?? '') === (b.gateway ?? '') && (a.dev ?? '') === (b.dev ?? '');
 
 /** Minimal changes from `actual` to `desired`, touching only what `owned` (+ protocol 199) says is ours. */
-export function planDetailed(desired: DesiredState, actual: ActualState, owned: OwnedState, opts: PlanOptions): PlanResult {
+export function planDetailed(wanted: DesiredState, actual: ActualState, owned: OwnedState, opts: PlanOptions): PlanResult {
   const changes: Change[] = [];
   const notes: Skip[] = [];
+  const collisions = findCollisions(wanted, actual);
+  for (const c of collisions) notes.push({ mac: c.mac ?? undefined, ifname: c.ifname ?? undefined, what: `${c.kind} ${c.number}`, value: c.found, reason: `collision: ${c.reason}` });
+  const desired = withoutCollisions(wanted, collisions);
   const v6 = actual.ipv6;
   const presentMacs = new Set(actual.links.map((l) => l.mac));
   const macOfDev = new Map<string, string>();
@@ -47,6 +55,11 @@ export function planDetailed(desired: DesiredState, actual: ActualState, owned: 
   const protectedMacs = new Set(desired.incomplete);
   if (!opts.metadataComplete) for (const m of presentMacs) protectedMacs.add(m);
   const nicByTable = new Map<number, NicPlan>(desired.nics.map((n) => [n.table, n]));
+  const protectedDevs = new Set(actual.links.filter((l) => protectedMacs.has(l.mac)).map((l) => l.ifname));
+  const towardsProtected = (family: Family, to: string): boolean => {
+    const p = parsePrefix(to, { family });
+    return typeof p !== 'string' && actual.addresses.some((x) => x.family === family && protectedDevs.has(x.dev) && contains(p, parseIp(x.address, family) ?? { family, value: -1n, text: '' }));
+  };
 
   const ownerOfRule = (r: ActualRule): string | null => {
     const key = ruleKey(r.family, r.from);
@@ -85,13 +98,25 @@ export function planDetailed(desired: DesiredState, actual: ActualState, owned: 
   };
 
   // --- rules ---------------------------------------------------------------------------
+  // The main-table rules first: added ahead of the per-NIC rules, they never let those capture
+  // traffic for main's more specific routes, even for a moment.
+  for (const r of desired.mainRules) {
+    if (r.family === 6 && !v6) continue;
+    const have = actual.rules.filter((a) => sameMainRule(a, r));
+    if (have.some((a) => a.protocol === ROUTING_PROTO)) continue;
+    if (have.length) {
+      notes.push({ what: `rule ${ruleText(r)}`, reason: 'present, added by someone else (foreign); left as is' });
+      continue;
+    }
+    changes.push({ kind: 'rule', op: 'add', rule: r, mac: null, ifname: null, reason: 'missing' });
+  }
   const isOwnedRule = (r: ActualRule) => r.protocol === ROUTING_PROTO && !r.extra;
   const desiredRuleKeys = new Set<string>();
   for (const n of desired.nics) {
     for (const r of n.rules) {
       if (r.family === 6 && !v6) continue;
-      desiredRuleKeys.add(`${r.family}|${r.from}|${r.table}|${r.priority}`);
-      const have = actual.rules.filter((a) => a.family === r.family && a.from === r.from && a.table === r.table && a.priority === r.priority && !a.extra);
+      desiredRuleKeys.add(ruleId(r));
+      const have = actual.rules.filter((a) => ruleId(a) === ruleId(r) && !a.extra);
       if (have.some(isOwnedRule)) continue;
       if (have.length) {
         notes.push({ mac: n.mac, ifname: n.ifname, what: `rule ${ruleText(r)}`, reason: 'present, added by someone else (foreign); left as is' });
@@ -102,12 +127,34 @@ export function planDetailed(desired: DesiredState, actual: ActualState, owned: 
   }
   for (const a of actual.rules) {
     if (!isOwnedRule(a) || a.table === null || a.from === 'all') continue;
-    if (desiredRuleKeys.has(`${a.family}|${a.from}|${a.table}|${a.priority}`)) continue;
+    if (desiredRuleKeys.has(ruleId(a))) continue;
     if (a.family === 6 && !v6) continue;
     const mac = ownerOfRule(a);
-    const rule: RuleSpec = { family: a.family, from: a.from, table: a.table, priority: a.priority };
+    const rule: RuleSpec = { family: a.family, from: a.from, ...(a.to !== undefined ? { to: a.to } : {}), table: a.table, priority: a.priority };
+    // A cross-subnet rule towards a NIC that is kept as it is (metadata incomplete) stays with it.
+    if (a.to !== undefined && mac !== null && presentMacs.has(mac) && towardsProtected(a.family, a.to)) {
+      notes.push({ mac, what: `rule ${ruleText(rule)}`, reason: 'kept: its destination is the subnet of a NIC kept as it is' });
+      continue;
+    }
     const why = deletable(mac, `rule ${ruleText(rule)}`);
     if (why) changes.push({ kind: 'rule', op: 'del', rule, mac, ifname: mac ? devOfMac(mac) ?? owned.nics[mac]?.ifname ?? null : null, reason: why });
+  }
+
+  // Our main-table rules that are no longer wanted go once no per-NIC rule of ours of their family stays.
+  const deletedRules = new Set(changes.filter((c) => c.kind === 'rule' && c.op === 'del').map((c) => (c.kind === 'rule' ? ruleId(c.rule) : '')));
+  const keepsNicRules = (f: Family) =>
+    actual.rules.some((a) => a.family === f && isOwnedRule(a) && a.from !== 'all' && a.table !== null && !deletedRules.has(ruleId(a))) ||
+    changes.some((c) => c.kind === 'rule' && c.op === 'add' && c.rule.family === f && c.rule.from !== 'all');
+  for (const a of actual.rules) {
+    if (a.protocol !== ROUTING_PROTO || a.suppress === undefined || a.from !== 'all' || a.table === null) continue;
+    if (a.family === 6 && !v6) continue;
+    if (desired.mainRules.some((r) => sameMainRule(a, r))) continue;
+    const rule: RuleSpec = { family: a.family, from: 'all', table: a.table, priority: a.priority, suppressPrefixlength: a.suppress };
+    if (keepsNicRules(a.family) && !desired.mainRules.some((r) => r.family === a.family)) {
+      notes.push({ what: `rule ${ruleText(rule)}`, reason: 'kept: per-NIC rules of ours remain' });
+      continue;
+    }
+    changes.push({ kind: 'rule', op: 'del', rule, mac: null, ifname: null, reason: 'no NIC has a table' });
   }
 
   // --- routes --------------------------------------------------------------------------
@@ -191,7 +238,7 @@ export function planDetailed(desired: DesiredState, actual: ActualState, owned: 
     }
   }
 
-  return { changes: sortChanges(changes), notes };
+  return { changes: sortChanges(changes), notes, collisions, desired };
 }
 
 /** The changes alone (see planDetailed). */

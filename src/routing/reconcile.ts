@@ -63,7 +63,9 @@ export async function snapshot(input: Omit<ReconcileInput, 'dryRun'>): Promise<S
     gateways6: { ...gateways6, ...meta.gateways6 },
     config: { table_base: routing.table_base, primary: routing.primary },
   });
-  return { desired, actual, owned, plan: planDetailed(desired, actual, owned, { metadataComplete: input.metadataComplete }) };
+  const plan = planDetailed(desired, actual, owned, { metadataComplete: input.metadataComplete });
+  // A NIC whose numbers collide with a user's is not ours to record: from here on, the planned-for state.
+  return { desired: plan.desired, actual, owned, plan };
 }
 
 /**
@@ -85,6 +87,8 @@ export async function reconcile(input: ReconcileInput): Promise<ReconcileResult>
   const { desired, owned } = snap;
   const changes = snap.plan.changes;
   const skipped = [...desired.skipped, ...snap.plan.notes];
+  // Reported at every run (the user's table or rule stays where it is until they move it).
+  for (const c of snap.plan.collisions) log('warn', 'policy routing collision: left alone', { kind: c.kind, number: c.number, ifname: c.ifname, found: c.found });
   if (dryRun || changes.length === 0) {
     // Keep the table map current even when nothing changes (e.g. first run after an upgrade).
     if (!dryRun) {
@@ -97,7 +101,7 @@ export async function reconcile(input: ReconcileInput): Promise<ReconcileResult>
   const pre: OwnedState = { ...owned, nics: { ...owned.nics } };
   for (const n of desired.nics) {
     const p = pre.nics[n.mac];
-    if (!p) pre.nics[n.mac] = { ifname: n.ifname, table: n.table, rules: [], addresses: [], updated: now().toISOString() };
+    if (!p) pre.nics[n.mac] = { ifname: n.ifname, table: n.table, priority: n.priority, rules: [], addresses: [], updated: now().toISOString() };
   }
   if (!sameState(pre, owned)) await writeState(pre, statePath);
 

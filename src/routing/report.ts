@@ -1,7 +1,8 @@
 /** Desired versus actual, row by row, for `hotplug routes` (pure). */
 import type { Snapshot } from './reconcile.js';
-import { ruleText, routeText, addressText, type Change } from './change.js';
+import { ruleText, routeText, addressText, ruleId, type Change } from './change.js';
 import { ROUTING_PROTO } from './state.js';
+import { sameMainRule } from './collision.js';
 import { addressPlans } from './desired.js';
 import { parseIp, parsePrefix, contains } from './addr.js';
 
@@ -33,11 +34,19 @@ export function compareRows(s: Snapshot): Row[] {
     return !!mac && !!owned.nics[mac]?.addresses.some((a) => a.address === address);
   };
 
-  // Rules.
+  // Rules: the main-table rules ahead of the tables, then the per-NIC ones.
   const seenRules = new Set<object>();
+  for (const r of desired.mainRules) {
+    const have = actual.rules.filter((a) => sameMainRule(a, r));
+    have.forEach((h) => seenRules.add(h));
+    const text = ruleText(r);
+    const ours = have.some((h) => h.protocol === ROUTING_PROTO);
+    if (have.length) rows.push({ kind: 'rule', family: r.family, ifname: null, text, status: 'ok', owner: ours ? 'ours' : 'foreign' });
+    else rows.push({ kind: 'rule', family: r.family, ifname: null, text, status: 'missing', owner: null, note: noteFor(text) });
+  }
   for (const n of desired.nics) {
     for (const r of n.rules) {
-      const have = actual.rules.filter((a) => a.family === r.family && a.from === r.from && a.table === r.table && a.priority === r.priority && !a.extra);
+      const have = actual.rules.filter((a) => ruleId(a) === ruleId(r) && !a.extra);
       have.forEach((h) => seenRules.add(h));
       const ours = have.find((h) => h.protocol === ROUTING_PROTO);
       const text = ruleText(r);
@@ -48,12 +57,12 @@ export function compareRows(s: Snapshot): Row[] {
   }
   for (const a of actual.rules) {
     if (seenRules.has(a)) continue;
-    const text = `from ${a.from} lookup ${a.table ?? '-'} priority ${a.priority}`;
-    if (a.protocol === ROUTING_PROTO && !a.extra) {
-      const c = changeFor((c) => c.kind === 'rule' && c.op === 'del' && c.rule.from === a.from && c.rule.table === a.table && c.rule.priority === a.priority);
+    const text = a.suppress !== undefined && a.table !== null ? ruleText({ ...a, table: a.table, suppressPrefixlength: a.suppress }) : `from ${a.from}${a.to ? ` to ${a.to}` : ''} lookup ${a.table ?? '-'} priority ${a.priority}`;
+    if (a.protocol === ROUTING_PROTO && (!a.extra || a.suppress !== undefined)) {
+      const c = changeFor((c) => c.kind === 'rule' && c.op === 'del' && ruleId(c.rule) === ruleId(a));
       rows.push({ kind: 'rule', family: a.family, ifname: c ? c.ifname : null, text, status: 'extra', owner: 'ours', note: c ? `to remove: ${c.reason}` : noteFor(text) ?? 'kept' });
     } else if (!(DEFAULT_RULE_PRIOS.has(a.priority) && a.from === 'all' && !a.extra)) {
-      rows.push({ kind: 'rule', family: a.family, ifname: null, text: a.extra ? `${text} (with other selectors)` : text, status: 'foreign', owner: 'foreign' });
+      rows.push({ kind: 'rule', family: a.family, ifname: null, text: a.extra && a.suppress === undefined ? `${text} (with other selectors)` : text, status: 'foreign', owner: 'foreign' });
     }
   }
 

@@ -29,6 +29,8 @@ export interface OwnedNic {
   ifname: string;
   /** Its route table; 0 for the primary NIC (main table: only addresses are ours). */
   table: number;
+  /** Priority of its rules (the same number as its table in our layout; 0 for the primary NIC). */
+  priority: number;
   /** Sources of the rules we added, "4 10.0.1.10/32" style ("<family> <cidr>"). */
   rules: string[];
   addresses: OwnedAddress[];
@@ -39,9 +41,11 @@ export interface OwnedState {
   version: number;
   protocol: number;
   nics: Record<string, OwnedNic>;
+  /** Our `lookup main suppress_prefixlength 0` rules present, "<family> <priority>" (e.g. "4 9999"). */
+  mainRules: string[];
 }
 
-export const emptyState = (): OwnedState => ({ version: STATE_VERSION, protocol: ROUTING_PROTO, nics: {} });
+export const emptyState = (): OwnedState => ({ version: STATE_VERSION, protocol: ROUTING_PROTO, nics: {}, mainRules: [] });
 
 export const ruleKey = (family: Family, from: string): string => `${family} ${from}`;
 
@@ -49,6 +53,8 @@ export const ruleKey = (family: Family, from: string): string => `${family} ${fr
 export function validateState(doc: unknown): OwnedState {
   const st = emptyState();
   if (typeof doc !== 'object' || doc === null) return st;
+  const main = (doc as { mainRules?: unknown }).mainRules;
+  if (Array.isArray(main)) st.mainRules = main.filter((m): m is string => typeof m === 'string' && /^[46] [1-9][0-9]{0,9}$/.test(m));
   const nics = (doc as { nics?: unknown }).nics;
   if (typeof nics !== 'object' || nics === null) return st;
   for (const [mac, v] of Object.entries(nics as Record<string, unknown>)) {
@@ -73,7 +79,9 @@ export function validateState(doc: unknown): OwnedState {
       if (!ip || ip.text !== address || typeof prefixlen !== 'number' || !Number.isInteger(prefixlen) || prefixlen < 1 || prefixlen > (family === 4 ? 32 : 128)) continue;
       addresses.push({ family, address: ip.text, prefixlen });
     }
-    st.nics[mac] = { ifname: n.ifname, table: n.table, rules, addresses, updated: typeof n.updated === 'string' ? n.updated : '' };
+    // Files written before priorities were recorded: the priority was the table number.
+    const priority = typeof n.priority === 'number' && Number.isSafeInteger(n.priority) && n.priority >= 0 && n.priority <= 0xffffffff ? n.priority : n.table;
+    st.nics[mac] = { ifname: n.ifname, table: n.table, priority, rules, addresses, updated: typeof n.updated === 'string' ? n.updated : '' };
   }
   return st;
 }

@@ -4,7 +4,7 @@
  */
 import type { NicMeta } from '../../bridge/index.js';
 import { desiredState, type DesiredInput, type LinkInfo } from '../../src/routing/desired.js';
-import type { ActualState } from '../../src/routing/actual.js';
+import type { ActualState, ActualRule } from '../../src/routing/actual.js';
 import { plan } from '../../src/routing/plan.js';
 import type { Change } from '../../src/routing/change.js';
 import { nextState } from '../../src/routing/next-state.js';
@@ -70,9 +70,10 @@ export function simulate(a: ActualState, changes: Change[]): ActualState {
   const s: ActualState = structuredClone(a);
   for (const c of changes) {
     if (c.kind === 'rule') {
-      const r = { family: c.rule.family, priority: c.rule.priority, from: c.rule.from, table: c.rule.table, protocol: ROUTING_PROTO, extra: false };
+      const sup = c.rule.suppressPrefixlength;
+      const r: ActualRule = { family: c.rule.family, priority: c.rule.priority, from: c.rule.from, ...(c.rule.to ? { to: c.rule.to } : {}), table: c.rule.table, protocol: ROUTING_PROTO, ...(sup === undefined ? { extra: false } : { extra: true, suppress: sup }) };
       if (c.op === 'add') s.rules.push(r);
-      else s.rules = s.rules.filter((x) => !(x.family === r.family && x.from === r.from && x.table === r.table && x.priority === r.priority && x.protocol === ROUTING_PROTO));
+      else s.rules = s.rules.filter((x) => !(x.family === r.family && x.from === r.from && x.table === r.table && x.priority === r.priority && x.protocol === ROUTING_PROTO && x.suppress === r.suppress && x.to === r.to));
     } else if (c.kind === 'route') {
       const r = c.route;
       const key = (x: { family: number; table: number; dst: string }) => x.family === r.family && x.table === r.table && x.dst === r.dst;

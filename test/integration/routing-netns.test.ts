@@ -183,7 +183,13 @@ describe('routing against real namespaces (chr-*-host / chr-*-rtr)', function ()
     const r = await reconcile({ summary: metadata(), config, metadataComplete: true, env });
     expect(r.failed).to.deep.equal([]);
     const rules = await jsonH('-N', '-4', 'rule', 'show');
-    const ours = rules.filter((x) => x.protocol === '199').map((x) => `${x.src}${x.srclen ? `/${x.srclen}` : ''} ${x.table} ${x.priority}`);
+    const ours = rules.filter((x) => x.protocol === '199' && x.suppress_prefixlen === undefined && x.dst === undefined).map((x) => `${x.src}${x.srclen ? `/${x.srclen}` : ''} ${x.table} ${x.priority}`);
+    // Ahead of them: each NIC's subnet towards the others' through its own table, then main without
+    // its default route (a more specific route there wins).
+    expect(rules.filter((x) => x.protocol === '199' && x.dst !== undefined).map((x) => `${x.src}/${x.srclen} ${x.dst}/${x.dstlen} ${x.table} ${x.priority}`).sort()).to.deep.equal(
+      ['10.0.1.0/24 10.0.0.0/24 10001 9998', '10.0.1.0/24 10.0.2.0/24 10001 9998', '10.0.2.0/24 10.0.0.0/24 10002 9998', '10.0.2.0/24 10.0.1.0/24 10002 9998'],
+    );
+    expect(rules.filter((x) => x.protocol === '199' && x.suppress_prefixlen !== undefined)).to.deep.equal([{ priority: 9999, src: 'all', table: '254', suppress_prefixlen: 0, protocol: '199' }]);
     expect(ours.sort()).to.deep.equal(
       ['10.0.1.10 10001 10001', '10.0.1.11 10001 10001', '10.0.1.12 10001 10001', '10.0.1.64/28 10001 10001', '10.0.2.10 10002 10002', '10.0.2.11 10002 10002', '10.0.2.12 10002 10002'].sort(),
     );
@@ -210,7 +216,7 @@ describe('routing against real namespaces (chr-*-host / chr-*-rtr)', function ()
     expect(st.nics[MAC0]).to.equal(undefined);
     // IPv6 on eth1: rules for both addresses, the subnet and RA-router routes, the second address.
     const rules6 = (await jsonH('-N', '-6', 'rule', 'show')).filter((x) => x.protocol === '199').map((x) => `${x.src} ${x.table}`);
-    expect(rules6.sort()).to.deep.equal(['fd00:1::10 10001', 'fd00:1::11 10001']);
+    expect(rules6.sort()).to.deep.equal(['all 254', 'fd00:1::10 10001', 'fd00:1::11 10001']);
     const t6 = await jsonH('-N', '-6', 'route', 'show', 'table', '10001');
     expect(t6.map((x) => [x.dst, x.gateway ?? null, x.protocol])).to.have.deep.members([
       ['fd00:1::/64', null, '199'],
@@ -254,7 +260,7 @@ describe('routing against real namespaces (chr-*-host / chr-*-rtr)', function ()
     const r = await reconcile({ summary: metadata({ [MAC1]: { ipv4s: [] }, [MAC2]: { ipv4s: ['10.0.2.10'] } }), config, metadataComplete: false, env });
     expect(r.changes.filter((c) => c.op === 'del')).to.deep.equal([]);
     const rules = await jsonH('-N', '-4', 'rule', 'show');
-    expect(rules.filter((x) => x.protocol === '199').length).to.equal(6);
+    expect(rules.filter((x) => x.protocol === '199').length).to.equal(11); // 6 per-NIC rules, 4 cross-subnet rules and the main-table rule
   });
 
   it('after eth1 goes down and up (the kernel drops its routes and IPv6 addresses) reconcile puts them back', async () => {

@@ -10,7 +10,9 @@
  *   DHCP       exactly one client for ethD, none for an interface that does not exist
  *   ifupdown   /run/network/ifstate.<if> for exactly lo and the NICs; the aggregate file likewise
  *   routing    D > 0: table T = base + D with "S dev ethD scope link" and "default via gw dev ethD",
- *              rules "from ipK lookup T priority T" (all protocol 199); nothing else of protocol 199
+ *              rules "from ipK lookup T priority T", "from S to <other NIC's subnet> lookup T priority
+ *              base-2", and while any NIC has a table "lookup main suppress_prefixlength 0 priority
+ *              base-1" (all protocol 199); nothing else of protocol 199
  *   main table a default route via ethD (the DHCP client's)
  *   our state  known-interfaces.json lists exactly the hot-plugged NICs with their MACs;
  *              routing-state.json owns exactly the present NICs' tables
@@ -126,10 +128,21 @@ export function compareState(nics: ExpectedNic[], s: Snapshot, opts: CompareOpti
     const t = base + n.deviceNumber;
     for (const ip of n.ips) wantRules.push(`from ${ip} lookup ${t} priority ${t}`);
     wantRoutes.push(`${n.cidr} dev ${n.ifname} table ${t}`, `default via ${n.gateway} dev ${n.ifname} table ${t}`);
+    // Its subnet towards every other NIC's subnet through its table (none when it shares its subnet).
+    const others = [...new Set(nics.filter((o) => o !== n).map((o) => o.cidr))];
+    if (!others.includes(n.cidr)) for (const c of others) wantRules.push(`from ${n.cidr} to ${c} lookup ${t} priority ${base - 2}`);
   }
+  // Ahead of them, main without its default route, while some NIC has a table.
+  if (nics.some((n) => n.deviceNumber !== 0)) wantRules.push(`from all lookup main priority ${base - 1} suppress_prefixlength 0`);
+  const mainName = (t: unknown) => (String(t) === '254' ? 'main' : String(t));
   const gotRules = s.rules
     .filter((r) => isOurs(r.protocol))
-    .map((r) => `from ${r.src}${r.srclen !== undefined && r.srclen !== 32 ? '/' + r.srclen : ''} lookup ${r.table} priority ${r.priority}`);
+    .map((r) => {
+      const x = r as typeof r & { dst?: string; dstlen?: number; suppress_prefixlen?: number };
+      const to = x.dst !== undefined ? ` to ${x.dst}/${x.dstlen}` : '';
+      const sup = x.suppress_prefixlen !== undefined ? ` suppress_prefixlength ${x.suppress_prefixlen}` : '';
+      return `from ${r.src}${r.srclen !== undefined && r.srclen !== 32 ? '/' + r.srclen : ''}${to} lookup ${mainName(r.table)} priority ${r.priority}${sup}`;
+    });
   d.push(...setDiff('rule', wantRules, gotRules));
   const gotRoutes = s.routes
     .filter((r) => isOurs(r.protocol))
