@@ -20,7 +20,7 @@ async function ipj(args: string[]): Promise<Record<string, any>[]> {
 }
 
 async function ours(): Promise<{ rules: string[]; routes: string[] }> {
-  const rules = (await ipj(['-4', 'rule', 'show'])).filter((r) => String(r.protocol) === '199').map((r) => `${r.priority} from ${r.src} lookup ${r.table}`);
+  const rules = (await ipj(['-4', 'rule', 'show'])).filter((r) => String(r.protocol) === '199').map((r) => `${r.priority} from ${r.src}${r.srclen !== undefined && r.srclen !== 32 ? `/${r.srclen}` : ''}${r.dst ? ` to ${r.dst}/${r.dstlen}` : ''} lookup ${r.table}${r.suppress_prefixlen !== undefined ? ` suppress_prefixlength ${r.suppress_prefixlen}` : ''}`);
   const routes = (await ipj(['-4', 'route', 'show', 'table', String(TABLE)])).map((r) => `${r.dst}${r.gateway ? ` via ${r.gateway}` : ''} dev ${r.dev} proto ${r.protocol}`);
   return { rules: rules.sort(), routes: routes.sort() };
 }
@@ -70,7 +70,8 @@ describe('systemd-networkd stack in the lab (t-nd: networkd + D-Bus in the insta
     const addrs = (await ipj(['-4', 'addr', 'show', 'dev', nic.ifname]))[0]!.addr_info.map((a: { local: string }) => a.local).sort();
     expect(addrs).to.deep.equal([...nic.ips].sort());
     expect(await ours()).to.deep.equal({
-      rules: nic.ips.map((ip) => `${TABLE} from ${ip} lookup ${TABLE}`).sort(),
+      // Per address into the NIC's table; from its subnet to eth0's (replies to a peer there leave by this NIC); main's rule ahead of them.
+      rules: [...nic.ips.map((ip) => `${TABLE} from ${ip} lookup ${TABLE}`), `9998 from ${nic.cidr} to 10.0.1.0/24 lookup ${TABLE}`, '9999 from all lookup 254 suppress_prefixlength 0'].sort(),
       routes: [`${nic.cidr} dev ${nic.ifname} proto 199`, `default via ${nic.gateway} dev ${nic.ifname} proto 199`].sort(),
     });
     const routes = await hotplug(NAME, ['routes', '--json']);

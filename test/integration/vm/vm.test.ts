@@ -135,15 +135,23 @@ async function expectOneNmProfile(ifname: string): Promise<void> {
   expect((await out('nmcli -t -f NAME connection show')).split('\n').filter((l) => l.startsWith('Wired connection')), "NM's automatic profiles").to.deep.equal([]);
 }
 
+/** The per-address rules into a table (the cross-subnet rules, `from SUBNET to SUBNET`, carry a dst). */
+async function addressRules(table: string): Promise<Row[]> {
+  return (await ipj('-4 rule show')).filter((r) => r.table === table && r.dst === undefined);
+}
+
 /** The NIC has its DHCP address and every secondary IP, a rule per address into its table, and the table's default route. */
 async function expectConfigured(n: vm.Nic): Promise<void> {
   const link = (await ipj(`addr show dev ${n.ifname}`))[0] ?? {};
   const v4 = ((link.addr_info as Row[] | undefined) ?? []).filter((a) => a.family === 'inet').map((a) => a.local);
   expect(v4, `${n.ifname} addresses`).to.include.members([n.ip, ...(n.secondary ?? [])]);
   const table = String(tableOf(n));
-  const rules = (await ipj('-4 rule show')).filter((r) => r.table === table);
+  const rules = await addressRules(table);
   expect(rules.map((r) => r.src).sort(), `rules into table ${table}`).to.deep.equal([n.ip, ...(n.secondary ?? [])].sort());
   for (const r of rules) expect(r, 'rule owned by cloud-hotplug').to.include({ protocol: '199', priority: tableOf(n) });
+  // Ahead of the per-NIC rules: main's more specific routes (bridges, operator routes) still win.
+  const main = (await ipj('-4 rule show')).filter((r) => String(r.protocol) === '199' && r.suppress_prefixlen !== undefined);
+  expect(main.map((r) => [r.priority, r.src, ['254', 'main'].includes(String(r.table)) ? 'main' : r.table, r.suppress_prefixlen]), 'the main-table rule ahead of ours').to.deep.equal([[9999, 'all', 'main', 0]]);
   const routes = await ipj(`-4 route show table ${table}`);
   expect(routes.find((r) => r.dst === 'default'), `default route in table ${table}`).to.include({ gateway: `10.0.${n.subnet}.1`, dev: n.ifname });
 }
@@ -273,7 +281,7 @@ describe(`VM tier: Debian 12 + cloud-init 22.4.2 + the .deb under QEMU (${FLAVOU
       // keeps them. (Table routes that go with a re-acquired address need the daemon: below.)
       await restartNetworkd(nic!.ifname);
       for (const n of [nic!, ...(early ? [early] : [])]) {
-        const rules = (await ipj('-4 rule show')).filter((r) => r.table === String(tableOf(n)));
+        const rules = await addressRules(String(tableOf(n)));
         expect(rules.map((r) => r.src).sort(), `rules into table ${tableOf(n)} after networkd restarted`).to.deep.equal([n.ip, ...(n.secondary ?? [])].sort());
       }
     } else if (FLAVOUR === 'networkd') {
@@ -281,7 +289,7 @@ describe(`VM tier: Debian 12 + cloud-init 22.4.2 + the .deb under QEMU (${FLAVOU
       expect(await out(`networkctl status ${nic!.ifname} --no-pager || true`), 'networkd manages it').to.match(/State: routable|configured/);
       await restartNetworkd(nic!.ifname);
       for (const n of [nic!, ...(early ? [early] : [])]) {
-        const rules = (await ipj('-4 rule show')).filter((r) => r.table === String(tableOf(n)));
+        const rules = await addressRules(String(tableOf(n)));
         expect(rules.map((r) => r.src).sort(), `rules into table ${tableOf(n)} after networkd restarted`).to.deep.equal([n.ip, ...(n.secondary ?? [])].sort());
       }
     } else if (FLAVOUR === 'nm') {
