@@ -408,7 +408,9 @@ describe(`VM tier: Debian 12 + cloud-init 22.4.2 + the .deb under QEMU (${FLAVOU
       if (!removed) await new Promise((r) => setTimeout(r, 1500));
     }
     expect(removed, `the daemon recorded no remove for ${c.ifname}\n${(await dj()).split('\n').slice(-30).join('\n')}`).to.equal(true);
-    expect((await ipj('-4 rule show')).filter((r) => r.table === String(tableOf(c))), 'rules left').to.deep.equal([]);
+    const left = (await ipj('-4 rule show')).filter((r) => r.table === String(tableOf(c)));
+    const why = left.length ? `\n${(await dj()).split('\n').slice(-30).join('\n')}\n--- routing state\n${await out('cat /run/cloud-hotplug/routing-state.json 2>&1; true')}` : '';
+    expect(left, `rules left${why}`).to.deep.equal([]);
   });
 
   it('purging the package leaves no rule, unit, file or process of it, and gives cloud-init its hook back', async function () {
