@@ -250,7 +250,13 @@ describe('the daemon as the front door (lab t-djb: jobs, listeners, URL source, 
     try {
       const a = await hotplug(NAME, ['apply', '--async']);
       id = a.stdout.trim();
-      await waitFor('job running', async () => (await jobs()).find((j) => j.id === id)?.state === 'running', 30_000, 100);
+      // Read the daemon's own job file (no process started per poll: under load a `hotplug jobs`
+      // per poll can take longer than the job's running window).
+      const jobState = async () => {
+        const t = await readIn(NAME, `/run/cloud-hotplug/jobs/${id}.json`);
+        return t ? (JSON.parse(t) as { state?: string }).state : undefined;
+      };
+      await waitFor('job running', async () => (await jobState()) === 'running', 30_000, 20);
       process.kill(before.pid, 'SIGKILL');
     } finally {
       await lab.clearFault({ name: NAME });
