@@ -41,6 +41,10 @@ describe('daemon jobs: the store', () => {
     expect(JSON.parse(readFileSync(file, 'utf8'))).to.deep.include({ id: j.id, state: 'done', duration_ms: 5 });
     expect(readdirSync(jobsDir()).filter((n) => n.endsWith('.tmp'))).to.deep.equal([]);
     expect(readJobsFromDisk().map((x) => x.id)).to.include(j.id);
+    // A waiter that attaches late (after steps, even after the end) hears the steps taken so far.
+    const late: string[] = [];
+    expect((await s.wait(j.id, (st) => late.push(st))).state).to.equal('done');
+    expect(late).to.deep.equal(['refreshing metadata']);
     let err = '';
     await s.wait('zzzzzz-000000').catch((e) => (err = String(e)));
     expect(err).to.match(/no job zzzzzz-000000/);

@@ -160,10 +160,14 @@ export class JobStore {
     void this.persist(rec);
   }
 
-  /** Resolves when the job is done or failed; `onStep` hears its progress meanwhile. */
+  /**
+   * Resolves when the job is done or failed; `onStep` hears its progress, first the steps taken
+   * before this wait began (a client attaches after submitting: the job may be well under way).
+   */
   wait(id: string, onStep?: (step: string) => void): Promise<JobRecord> {
     const rec = this.jobs.get(id);
     if (!rec) return Promise.reject(new Error(`no job ${id} (hotplug jobs lists the recent ones)`));
+    for (const p of rec.progress) onStep?.(p.step);
     if (terminal(rec.state)) return Promise.resolve(rec);
     return new Promise((resolve) => {
       const set = this.listeners.get(id) ?? new Set<Listener>();
