@@ -4,7 +4,7 @@
  * limits (line length, requests in flight, unfinished lines, unread replies). A bad client costs
  * an error reply and, past a limit, its connection; never the daemon, never another client.
  */
-import type { Socket } from 'node:net';
+import type { Server, Socket } from 'node:net';
 import { parseRequest, type Request } from '../protocol.js';
 import { oneLine } from '../../util/errors.js';
 
@@ -208,4 +208,10 @@ export function serveStream(sock: Socket, handlers: Handlers, limits: Limits, st
       partialTimer.unref();
     }
   });
+}
+
+/** Stop a stream listener: drop its connections, then wait for the server to close. */
+export async function closeServer(server: Server | undefined, sockets: Iterable<Socket>): Promise<void> {
+  for (const c of sockets) c.destroy();
+  if (server) await new Promise<void>((r) => server.close(() => r()));
 }

@@ -11,7 +11,7 @@ import { createServer, type Server, type Socket, type AddressInfo } from 'node:n
 import { READ_ONLY_OPS, type Request } from '../protocol.js';
 import { UserError, oneLine } from '../../util/errors.js';
 import { log } from '../../util/log.js';
-import { newStats, serveStream, type Handlers, type Limits, type Listener } from './session.js';
+import { closeServer, newStats, serveStream, type Handlers, type Limits, type Listener } from './session.js';
 
 export interface TcpOptions {
   address: string;
@@ -106,7 +106,6 @@ export class TcpListener implements Listener {
   async close(): Promise<void> {
     const s = this.server;
     this.server = undefined;
-    for (const c of this.sockets) c.destroy();
-    if (s) await new Promise<void>((r) => s.close(() => r()));
+    await closeServer(s, this.sockets);
   }
 }

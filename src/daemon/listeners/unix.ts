@@ -8,7 +8,7 @@ import { dirname } from 'node:path';
 import { MAX_LINE } from '../protocol.js';
 import { oneLine, UserError } from '../../util/errors.js';
 import { log } from '../../util/log.js';
-import { newStats, serveStream, type Handlers, type Limits, type Listener } from './session.js';
+import { closeServer, newStats, serveStream, type Handlers, type Limits, type Listener } from './session.js';
 
 /** True when something answers on the socket (a live daemon). */
 function answers(path: string, timeoutMs = 500): Promise<boolean> {
@@ -90,8 +90,7 @@ export class UnixListener implements Listener {
   async close(): Promise<void> {
     const s = this.server;
     this.server = undefined;
-    for (const c of this.sockets) c.destroy();
-    if (s) await new Promise<void>((r) => s.close(() => r()));
+    await closeServer(s, this.sockets);
     await unlink(this.path).catch(() => {});
   }
 }
