@@ -273,14 +273,21 @@ def refresh_network_json(ds, timeout):
     one request (or one file read on a config drive). Accepted only when it lists links."""
     import time
 
-    from hb_network import net_interfaces
-
     t0 = time.monotonic()
     nj, source = hb_ports.fetch_network_json(ds, timeout)
     if not isinstance(nj, dict) or not isinstance(nj.get("links"), list) or not nj["links"]:
         raise RefreshFailed("network_data.json from the %s lists no links" % ("config drive" if source == "drive" else "metadata service"))
     ds.network_json, S.rejected = hb_ports.sanitize_network_json(nj, getattr(ds, "network_json", None))
     hb_ports.reset_network_config(ds)
+    return refreshed_reply(ds, t0)
+
+
+def refreshed_reply(ds, t0):
+    """refresh_network's reply once the datasource holds the new network metadata."""
+    import time
+
+    from hb_network import net_interfaces
+
     netcfg = _network_config(S.init)
     return {
         "supported": True,

@@ -37,7 +37,7 @@ import hb_memory  # noqa: E402
 import hb_runtime  # noqa: E402
 from hb_state import S, BridgeError, NoCache, RefreshFailed, UnsafeCache, require_open as _require_open  # noqa: E402,F401
 from hb_files import _atomic_write, _check_target, _read_trusted_pickle, _safe_loads, _store_pickle_atomic  # noqa: E402,F401
-from hb_metadata import _check_complete, _ec2_macs, _hotplug_state, _is_ec2, _network_config, _sanitize_nics, _summary, refresh_network_json  # noqa: E402
+from hb_metadata import _check_complete, _ec2_macs, _hotplug_state, _is_ec2, _network_config, _sanitize_nics, _summary, refresh_network_json, refreshed_reply  # noqa: E402
 from hb_network import _brings_up_all_at_once, bring_up_all, net_interfaces, network_stack, render_preview  # noqa: E402,F401
 
 # (_atomic_write and _brings_up_all_at_once are imported for the tests, which reach them here.)
@@ -403,14 +403,7 @@ def refresh_network(timeout=2):
         crawled["meta-data"]["network"] = md
     if hasattr(ds, "_network_config"):
         ds._network_config = sources.UNSET
-    netcfg = _network_config(S.init)
-    return {
-        "supported": True,
-        "duration_ms": int((time.monotonic() - t0) * 1000),
-        "summary": _summary(S.init, ds),
-        "network_config": netcfg,
-        "interfaces": net_interfaces(netcfg),
-    }
+    return refreshed_reply(ds, t0)
 
 
 @_result
