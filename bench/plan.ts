@@ -27,18 +27,34 @@ export const GENERIC_ONLY = ['secip', 'apply'];
 export const SCENARIO_IDS = GROUPS.flatMap((g) => g.scenarios.map((s) => s.id));
 
 /**
+ * Why upstream's hook fails every event on a cloud whose lab caches a *Local datasource (OpenStack,
+ * ConfigDrive's OpenStack family): seen in the lab's cloud-init.log, not inferred.
+ */
+export const UPSTREAM_FAILS: Partial<Record<string, string>> = {
+  openstack:
+    'cached DataSourceOpenStackLocal re-runs ephemeral DHCP on eth0 for every event; cloud-init 22.4 tolerates only "File exists" from `ip addr add`, iproute2 6.1 says "Address already assigned", so each event fails after ~50 s of retries',
+};
+
+/**
  * Order: generic run 1 (every group, 16×8 included), then the faithful lab (one run), then the
  * remaining generic runs; contenders rotate every run. If the time budget runs out, what is
  * skipped is a repeat, never a whole scenario or mode.
  */
-export function plan(o: { runs: number; modes: lab.LabMode[]; scenarios: string[] }, contenders: Contender[]): Job[] {
+export function plan(o: { runs: number; modes: lab.LabMode[]; scenarios: string[]; upstreamFails?: boolean }, contenders: Contender[]): Job[] {
   const jobs: Job[] = [];
   const rot = (r: number) => contenders.map((_, i) => contenders[(i + r - 1) % contenders.length]!);
+  // upstreamFails (clouds whose cached datasource is *Local, see UPSTREAM_FAILS): upstream runs
+  // add1 once, capped, like on the faithful lab; its other scenarios are reported as not run.
+  const mine = (c: Contender, g: (typeof GROUPS)[number], run: number, sc: Scenario[]) =>
+    o.upstreamFails && c.id === 'upstream' ? (run === 1 && g.id === 'a' ? sc.filter((s) => s.id === 'add1') : []) : sc;
   const generic = (run: number) => {
     for (const g of GROUPS) {
       if (g.once && run > 1) continue;
       const sc = g.scenarios.filter((s) => o.scenarios.includes(s.id));
-      if (sc.length) for (const c of rot(run)) if (!g.only || g.only === c.id) jobs.push({ mode: 'generic', group: g.id, contender: c, run, scenarios: sc });
+      for (const c of rot(run)) {
+        const own = mine(c, g, run, sc);
+        if (own.length && (!g.only || g.only === c.id)) jobs.push({ mode: 'generic', group: g.id, contender: c, run, scenarios: own });
+      }
     }
   };
   const faithful = () => {

@@ -27,7 +27,7 @@ export function table(res: BenchResult): string {
   ];
   const head = cols.map(([h, w, r]) => pad(h, w, r)).join(' ');
   for (const mode of [...new Set(res.summary.map((r) => r.mode))]) {
-    lines.push('', `== ${mode} lab ==`, head, '-'.repeat(head.length));
+    lines.push('', `== ${res.options.cloud && res.options.cloud !== 'ec2' ? `${res.options.cloud} ` : ''}${mode} lab ==`, head, '-'.repeat(head.length));
     for (const r of res.summary.filter((x) => x.mode === mode)) {
       const t = r.timeMs ? `${fmtS(r.timeMs.median)} (${fmtS(r.timeMs.min)}–${fmtS(r.timeMs.max)})` : '—';
       const v = [

@@ -52,7 +52,7 @@ export function performanceTable(file: string, r: BenchResult): string {
   const row = (mode: string, sc: string, c: string) => r.summary.find((x) => x.mode === mode && x.scenario === sc && x.contender === c);
   const line = (label: string, f: (c: string) => string) => tr([label, ...CONTENDERS.map(([c]) => f(c))]);
   const lines = [
-    tr(['generic lab, median s (× upstream)', ...CONTENDERS.map(([, l]) => l)]),
+    tr([`${r.options.cloud && r.options.cloud !== 'ec2' ? `${r.options.cloud} ` : ''}generic lab, median s (× upstream)`, ...CONTENDERS.map(([, l]) => l)]),
     tr(['---', ...CONTENDERS.map(() => '---')]),
     line('one NIC add', (c) => cell(row('generic', 'add1', c))),
     line('one NIC remove', (c) => cell(row('generic', 'remove1', c))),
@@ -62,8 +62,8 @@ export function performanceTable(file: string, r: BenchResult): string {
     line('CPU s for 16 NICs', (c) => cell(row('generic', 'nics16', c), (x) => (x.cpuS ? String(x.cpuS.median) : null))),
     line('16 NICs × 8 IPs', (c) => cell(row('generic', 'nics16x8', c))),
     line('secondary IP, no device event (the daemon: its metadata poller)', (c) => cell(row('generic', 'secip', c))),
-    line('EC2-faithful lab: one NIC add', (c) => cell(row('faithful', 'add1', c))),
   ];
+  if (r.summary.some((x) => x.mode === 'faithful')) lines.push(line('EC2-faithful lab: one NIC add', (c) => cell(row('faithful', 'add1', c))));
   const idle = (c: string) => {
     const xs = r.labs.filter((l) => l.contender === c && typeof l.idleRssMb === 'number' && l.idleRssMb > 0).map((l) => l.idleRssMb!);
     return xs.length ? `${Math.max(...xs)} MB` : '—';

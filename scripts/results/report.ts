@@ -7,6 +7,7 @@
  *
  *   block         results file                                  used in
  *   performance   bench/results/latest.json                     README.md
+ *   performance-openstack  bench/results/openstack/latest.json  README.md
  *   reliability   test/results/reliability-latest.json          README.md, docs/reliability.md
  *   vm            test/results/vm-<flavour>-latest.json         docs/vm.md
  *   stacks        test/results/{lab-<stack>,vm-<flavour>}-latest.json  README.md
@@ -36,7 +37,9 @@ function latest<T>(root: string, file: string): T | null {
 export function blocks(root = REPO): Record<string, string> {
   const BENCH = 'bench/results/latest.json';
   const REL = 'test/results/reliability-latest.json';
+  const BENCH_OS = 'bench/results/openstack/latest.json';
   const bench = latest<BenchResult>(root, BENCH);
+  const benchOs = latest<BenchResult>(root, BENCH_OS);
   const rel = latest<ReliabilityResults>(root, REL);
   const vms: Partial<Record<string, { file: string; r: VmResults }>> = {};
   for (const f of FLAVOURS) {
@@ -54,6 +57,7 @@ export function blocks(root = REPO): Record<string, string> {
   return {
     stacks: stacksTable(labs, vms),
     performance: bench ? performanceTable(BENCH, bench) : notMeasured('`npm run bench` writes it', BENCH),
+    'performance-openstack': benchOs ? performanceTable(BENCH_OS, benchOs) : notMeasured('`npm run bench -- --cloud openstack` writes it', BENCH_OS),
     reliability: rel ? reliabilityTable(REL, rel) : notMeasured('`npm run test:reliability` writes it', REL),
     vm: vmTable(vms),
   };
