@@ -25,7 +25,7 @@ function cell(c: Checks | undefined, missing: string): string {
 }
 
 export function stacksTable(lab: Partial<Record<string, Checks>>, vm: Partial<Record<string, Checks>>): string {
-  const lines = ['| stack | renderer / activator | lab (`npm test`) | VM (`npm run test:vm`) |', '|---|---|---|---|'];
+  const lines = ['| stack | renderer / activator | lab (`npm run test:stacks`) | VM (`npm run test:vm`) |', '|---|---|---|---|'];
   const srcs: string[] = [];
   for (const s of STACKS) {
     const l = s.lab ? lab[s.lab] : undefined;

@@ -9,8 +9,15 @@ import { checksOf, type VmResults } from './vm/results.js';
 
 export type LabStackResults = Omit<VmResults, 'kind' | 'flavour' | 'timings'> & { kind: 'lab-stack'; stack: string };
 
-/** Writes the file (returns its path), or nothing when no check ran. CHV_RESULTS_DIR redirects it. */
-export function writeLabStackResults(stack: string, run: RunInfo, suite: Mocha.Suite | undefined, dir = process.env.CHV_RESULTS_DIR || join(REPO, 'test/results')): string | null {
+/** Where results go: STACK_RESULTS=1 (`npm run test:stacks`) test/results, a directory there; unset: nowhere, so `npm test` leaves the tree clean. */
+export function stackResultsDir(env = process.env.STACK_RESULTS): string | null {
+  if (!env || env === '0') return null;
+  return env === '1' ? join(REPO, 'test/results') : env;
+}
+
+/** Writes the file (returns its path), or nothing when no check ran or no results were asked for. */
+export function writeLabStackResults(stack: string, run: RunInfo, suite: Mocha.Suite | undefined, dir = stackResultsDir()): string | null {
+  if (!dir) return null;
   const checks = checksOf(suite);
   if (!checks.some((c) => c.state === 'passed' || c.state === 'failed')) return null;
   const passed = checks.filter((c) => c.state === 'passed').length;
