@@ -62,8 +62,13 @@ export interface LinkCallbacks {
   onRouting?(change: RoutingChange): void;
 }
 
+/** util-linux's setpriv (essential on Debian; everywhere util-linux is). */
+export const SETPRIV = '/usr/bin/setpriv';
+
 export interface MonitorOptions {
   ipBin?: string;
+  /** setpriv to run the monitor under (null: none, e.g. a test's fake ip). */
+  setpriv?: string | null;
   /** Base of the restart backoff (src/util/backoff.ts), up to maxRestartMs. */
   restartMs?: number;
   /** rtnetlink protocol that marks our rules and routes (for onRouting). */
@@ -168,7 +173,12 @@ export class LinkMonitor {
     this.buffered = [];
     // Monitor first, listing second: nothing falls between the two (duplicates are harmless).
     const objects = this.cb.onRouting ? ['link', 'address', 'route', 'rule'] : ['link'];
-    const child = execa(ip, ['-o', 'monitor', ...objects], { buffer: false, reject: false, stdin: 'ignore', stderr: 'pipe', cleanup: true });
+    // setpriv's parent-death signal: the monitor dies with a daemon killed by -9 (execa's cleanup
+    // cannot run then, and the unit's KillMode=process leaves our children alone for the DHCP
+    // clients' sake). setpriv execs ip: same pid, same output.
+    const argv = [ip, '-o', 'monitor', ...objects];
+    const [cmd, ...args] = this.opts.setpriv === null ? argv : [this.opts.setpriv ?? SETPRIV, '--pdeathsig', 'KILL', '--', ...argv];
+    const child = execa(cmd!, args, { buffer: false, reject: false, stdin: 'ignore', stderr: 'pipe', cleanup: true });
     this.child = child;
     child.stderr?.on('data', (d: Buffer) => (this.lastError = d.toString().trim().split('\n').pop()));
     createInterface({ input: child.stdout! }).on('line', (line) => {
