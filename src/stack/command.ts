@@ -4,6 +4,7 @@
  * daemon does not answer is a non-zero exit like any other.
  */
 import { execa } from 'execa';
+import { log } from '../util/log.js';
 
 export interface ToolResult {
   exitCode: number;
@@ -24,4 +25,17 @@ export async function ifindexOf(ifname: string, root: string, read: (p: string) 
   const t = await read(`${root.replace(/\/$/, '')}/sys/class/net/${ifname}/ifindex`);
   const n = Number((t ?? '').trim());
   return Number.isInteger(n) && n > 0 ? n : undefined;
+}
+
+/**
+ * The end of every stack's scrub: a NIC still present loses its addresses and goes down (`flush`:
+ * the caller says whether the link is ours to touch), and what was cleaned is logged once.
+ */
+export async function finishScrub(ifname: string, flush: boolean, killed: number, files: number): Promise<{ killed: number; files: number }> {
+  if (flush) {
+    await execa('ip', ['addr', 'flush', 'dev', ifname], { reject: false });
+    await execa('ip', ['link', 'set', 'dev', ifname, 'down'], { reject: false });
+  }
+  if (killed || files) log('debug', 'scrubbed interface state', { iface: ifname, dhcp_clients: killed, files });
+  return { killed, files };
 }

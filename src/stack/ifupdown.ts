@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { dhclientLeaseGateway } from './dhclient-lease.js';
 import { linkExists } from '../util/sysfs.js';
-import { log } from '../util/log.js';
 import type { DhcpClient, NetworkStack } from './network-stack.js';
 import { dhcpClientsOf, stopDhcpClients } from './dhcp-clients.js';
+import { finishScrub } from './command.js';
 
 export class IfupdownStack implements NetworkStack {
   readonly name: string = 'ifupdown';
@@ -53,12 +53,7 @@ export class IfupdownStack implements NetworkStack {
         files++;
       }
     }
-    if (linkExists(ifname, this.root)) {
-      await execa('ip', ['addr', 'flush', 'dev', ifname], { reject: false });
-      await execa('ip', ['link', 'set', 'dev', ifname, 'down'], { reject: false });
-    }
-    if (killed || files) log('debug', 'scrubbed interface state', { iface: ifname, dhcp_clients: killed, files });
-    return { killed, files };
+    return finishScrub(ifname, linkExists(ifname, this.root), killed, files);
   }
 
   leaseGateway(ifname: string): Promise<string | undefined> {

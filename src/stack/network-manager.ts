@@ -6,11 +6,10 @@
 import { existsSync } from 'node:fs';
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { execa } from 'execa';
 import type { NetConfigView, DhcpClient, NetworkStack } from './network-stack.js';
 import { dhcpClientsOf, stopDhcpClients } from './dhcp-clients.js';
 import { leaseIfnameOk } from './dhclient-lease.js';
-import { systemTool, ifindexOf, type ToolRunner } from './command.js';
+import { systemTool, ifindexOf, finishScrub, type ToolRunner } from './command.js';
 import { cloudInitConnection, deviceStateRouter, nmcliDhcp4Router, nmcliField, withRouteMetric } from './nm-parse.js';
 import { routeMetrics } from './route-metric.js';
 import { writeFileAtomic } from '../util/atomic.js';
@@ -93,12 +92,7 @@ export class NetworkManagerStack implements NetworkStack {
         files++;
       }
     }
-    if (linkExists(ifname, this.root) && this.root === '/') {
-      await execa('ip', ['addr', 'flush', 'dev', ifname], { reject: false });
-      await execa('ip', ['link', 'set', 'dev', ifname, 'down'], { reject: false });
-    }
-    if (killed || files) log('debug', 'scrubbed interface state', { iface: ifname, dhcp_clients: killed, files });
-    return { killed, files };
+    return finishScrub(ifname, linkExists(ifname, this.root) && this.root === '/', killed, files);
   }
 
   /** `routers` of NM's DHCPv4 lease for the device, from nmcli, else from NM's device state file. */

@@ -7,11 +7,10 @@
 import { existsSync } from 'node:fs';
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { execa } from 'execa';
 import type { DhcpClient, NetworkStack } from './network-stack.js';
 import { dhcpClientsOf, stopDhcpClients } from './dhcp-clients.js';
 import { leaseIfnameOk } from './dhclient-lease.js';
-import { systemTool, ifindexOf, type ToolRunner } from './command.js';
+import { systemTool, ifindexOf, finishScrub, type ToolRunner } from './command.js';
 import { networkdConfigured, networkdLeaseRouter } from './networkd-parse.js';
 import { linkExists } from '../util/sysfs.js';
 import { log } from '../util/log.js';
@@ -89,12 +88,7 @@ export class NetworkdStack implements NetworkStack {
       }
     }
     if (this.root === '/' && existsSync(this.netifDir('links'))) await this.tool('networkctl', ['reload']);
-    if (linkExists(ifname, this.root) && this.root === '/') {
-      await execa('ip', ['addr', 'flush', 'dev', ifname], { reject: false });
-      await execa('ip', ['link', 'set', 'dev', ifname, 'down'], { reject: false });
-    }
-    if (killed || files) log('debug', 'scrubbed interface state', { iface: ifname, dhcp_clients: killed, files });
-    return { killed, files };
+    return finishScrub(ifname, linkExists(ifname, this.root) && this.root === '/', killed, files);
   }
 
   async leaseGateway(ifname: string): Promise<string | undefined> {
