@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
+import { execa } from 'execa';
 import * as lab from '../../scripts/lab/index.js';
 import { CLI, ROOT } from '../helpers/run.js';
 
@@ -77,6 +78,21 @@ export async function sh(name: string, argv: string[]): Promise<string> {
   const r = await lab.exec(argv, { name, cleanEnv: true, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
   if (r.exitCode !== 0) throw new Error(`${argv.join(' ')} exited ${r.exitCode}: ${r.stderr.trim()}`);
   return r.stdout;
+}
+
+/** `ip -N -json ARGS` in the instance's netns (from the host: no process in the instance). */
+export async function ipJson(name: string, args: string[]): Promise<Record<string, any>[]> {
+  const r = await execa('ip', ['-n', `chl-${name}-inst`, '-N', '-json', ...args]);
+  return JSON.parse(r.stdout || '[]') as Record<string, any>[];
+}
+
+/** Our IPv4 rules (protocol 199) and the routes of one of our tables, as sorted text. */
+export async function ourRouting(name: string, table: number): Promise<{ rules: string[]; routes: string[] }> {
+  const rule = (r: Record<string, any>) =>
+    `${r.priority} from ${r.src}${r.srclen !== undefined && r.srclen !== 32 ? `/${r.srclen}` : ''}${r.dst ? ` to ${r.dst}/${r.dstlen}` : ''} lookup ${r.table}${r.suppress_prefixlen !== undefined ? ` suppress_prefixlength ${r.suppress_prefixlen}` : ''}`;
+  const rules = (await ipJson(name, ['-4', 'rule', 'show'])).filter((r) => String(r.protocol) === '199').map(rule);
+  const routes = (await ipJson(name, ['-4', 'route', 'show', 'table', String(table)])).map((r) => `${r.dst}${r.gateway ? ` via ${r.gateway}` : ''} dev ${r.dev} proto ${r.protocol}`);
+  return { rules: rules.sort(), routes: routes.sort() };
 }
 
 export interface Addr {

@@ -6,24 +6,15 @@
  * keeping our rules (the drop-in `hotplug install` writes), hot-remove leaving nothing.
  */
 import { expect } from 'chai';
-import { execa } from 'execa';
-import { lab, hotplug, readIn, labFixture, waitRecord, assertLabGone, waitFor } from './helpers.js';
+import { lab, ipJson, ourRouting, hotplug, readIn, labFixture, waitRecord, assertLabGone, waitFor } from './helpers.js';
 import { startRun } from '../../scripts/results/record.js';
 import { writeLabStackResults } from './stack-results.js';
 
 const NAME = 't-nd';
 const TABLE = 10001;
 
-async function ipj(args: string[]): Promise<Record<string, any>[]> {
-  const r = await execa('ip', ['-n', `chl-${NAME}-inst`, '-N', '-json', ...args]);
-  return JSON.parse(r.stdout || '[]') as Record<string, any>[];
-}
-
-async function ours(): Promise<{ rules: string[]; routes: string[] }> {
-  const rules = (await ipj(['-4', 'rule', 'show'])).filter((r) => String(r.protocol) === '199').map((r) => `${r.priority} from ${r.src}${r.srclen !== undefined && r.srclen !== 32 ? `/${r.srclen}` : ''}${r.dst ? ` to ${r.dst}/${r.dstlen}` : ''} lookup ${r.table}${r.suppress_prefixlen !== undefined ? ` suppress_prefixlength ${r.suppress_prefixlen}` : ''}`);
-  const routes = (await ipj(['-4', 'route', 'show', 'table', String(TABLE)])).map((r) => `${r.dst}${r.gateway ? ` via ${r.gateway}` : ''} dev ${r.dev} proto ${r.protocol}`);
-  return { rules: rules.sort(), routes: routes.sort() };
-}
+const ipj = (args: string[]) => ipJson(NAME, args);
+const ours = () => ourRouting(NAME, TABLE);
 
 /** networkd's link state file for the NIC (KEY=value), or null. */
 async function linkState(ifname: string): Promise<string | null> {

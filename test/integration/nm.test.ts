@@ -9,8 +9,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execa } from 'execa';
-import { lab, hotplug, sh, readIn, waitFor, labFixture, waitRecord, assertLabGone, instancePids, CLI, ROOT } from './helpers.js';
+import { lab, ipJson, ourRouting, hotplug, sh, readIn, waitFor, labFixture, waitRecord, assertLabGone, instancePids, CLI, ROOT } from './helpers.js';
 import { cloudInitConnection } from '../../src/stack/nm-parse.js';
 import { startRun } from '../../scripts/results/record.js';
 import { writeLabStackResults } from './stack-results.js';
@@ -18,18 +17,8 @@ import { writeLabStackResults } from './stack-results.js';
 const NAME = 't-nm';
 const TABLE = 10001;
 
-/** `ip -N -json ARGS` in the instance's netns. */
-async function ipj(args: string[]): Promise<Record<string, any>[]> {
-  const r = await execa('ip', ['-n', `chl-${NAME}-inst`, '-N', '-json', ...args]);
-  return JSON.parse(r.stdout || '[]') as Record<string, any>[];
-}
-
-/** Our rules (protocol 199) and the routes of the NIC's table, as text. */
-async function ours(): Promise<{ rules: string[]; routes: string[] }> {
-  const rules = (await ipj(['-4', 'rule', 'show'])).filter((r) => String(r.protocol) === '199').map((r) => `${r.priority} from ${r.src}${r.srclen !== undefined && r.srclen !== 32 ? `/${r.srclen}` : ''}${r.dst ? ` to ${r.dst}/${r.dstlen}` : ''} lookup ${r.table}${r.suppress_prefixlen !== undefined ? ` suppress_prefixlength ${r.suppress_prefixlen}` : ''}`);
-  const routes = (await ipj(['-4', 'route', 'show', 'table', String(TABLE)])).map((r) => `${r.dst}${r.gateway ? ` via ${r.gateway}` : ''} dev ${r.dev} proto ${r.protocol}`);
-  return { rules: rules.sort(), routes: routes.sort() };
-}
+const ipj = (args: string[]) => ipJson(NAME, args);
+const ours = () => ourRouting(NAME, TABLE);
 
 /** Active NM profiles as "NAME:DEVICE". */
 async function active(): Promise<string[]> {
