@@ -46,6 +46,8 @@ export class MetadataPoller {
     this.summary = s;
     this.summaryAt = Date.now();
     this.baseline = fingerprint(s);
+    // "No probe" may have been a partial cache an event since repaired: ask again (costs no request).
+    if (this.probe.supported === false) this.probe.supported = null;
   }
 
   arm(first: boolean): void {
