@@ -1,7 +1,8 @@
 /** Which lab jobs a bench run is made of: the scenario groups, and their order across modes, contenders and runs. */
 import type * as lab from '../scripts/lab/index.js';
 import type { Contender } from './contenders.js';
-import { add1, remove1, lag, secip, multi, churn, type Scenario } from './scenarios.js';
+import { add1, remove1, lag, multi, churn, type Scenario } from './scenarios.js';
+import { secip } from './scenario-secip.js';
 import { applyCmd } from './scenario-apply.js';
 
 /** A lab booted for one contender, running some scenarios in order. */

@@ -39,6 +39,10 @@ export interface Measurement {
   afterMetadataMs?: number | null;
   /** Secondary IP, contenders without a poller: time after a manual trigger. */
   triggeredMs?: number | null;
+  /** Secondary IP, contenders with a poller: each metadata change → address configured / removed (ms). */
+  samplesMs?: { add: number[]; remove: number[] };
+  /** Secondary IP, contenders with a poller: IMDS requests per minute over an idle window (daemon running, nothing changing). */
+  idle?: { requests: number; tokenPuts: number; seconds: number; perMinute: number };
   imdsRequests: number | null;
   tokenPuts: number | null;
   /** GETs of …/meta-data/network/ (the listing every crawl reads once). */
@@ -198,7 +202,7 @@ export function base(env: Env, scenario: string): Measurement {
   return emptyMeasurement({ mode: env.ctx.mode, scenario, contender: env.contender.id, run: env.run, lab: env.ctx.name, status: 'ok', notes: [] });
 }
 
-function skipped(m: Measurement, why: string): Measurement {
+export function skipped(m: Measurement, why: string): Measurement {
   m.status = 'skipped';
   m.notes.push(why);
   return m;
@@ -214,11 +218,11 @@ async function waitHandled(env: Env, ifnames: string[], action: string, sinceMs:
   }
 }
 
-async function addrSnapshot(env: Env): Promise<Map<string, Set<string>>> {
+export async function addrSnapshot(env: Env): Promise<Map<string, Set<string>>> {
   return ipv4Map(await env.ctx.ipJson<IpAddr[]>(['addr', 'show']));
 }
 
-const expectOf = (nics: lab.NicInfo[]): NicExpect[] => nics.map((n) => ({ ifname: n.ifname, ips: n.ips, deviceNumber: n.deviceNumber }));
+export const expectOf = (nics: lab.NicInfo[]): NicExpect[] => nics.map((n) => ({ ifname: n.ifname, ips: n.ips, deviceNumber: n.deviceNumber }));
 
 /**
  * Attach (by `attach()`), then wait for every address and for the contender's records.
@@ -276,7 +280,7 @@ export interface Scenario {
 }
 
 /** Cap of a single event's wait: upstream on the faithful lab fails each event after ~50 s. */
-const EVENT_CAP_MS = 70_000;
+export const EVENT_CAP_MS = 70_000;
 
 export const add1: Scenario = {
   id: 'add1',
@@ -334,58 +338,6 @@ export const lag: Scenario = {
       const addrAt = env.watcher.allSince(expectOf([nic]));
       m.afterMetadataMs = addrAt !== null ? Math.round(addrAt - nic.visibleAt) : null;
     }
-    return m;
-  },
-};
-
-export const secip: Scenario = {
-  id: 'secip',
-  label: 'secondary IP added in metadata, no device event',
-  async run(env) {
-    const m = base(env, this.id);
-    let nic = env.state.lagNic;
-    const snap = await addrSnapshot(env);
-    if (!nic || !snap.get(nic.ifname)?.has(nic.ips[0]!)) {
-      // the lag scenario failed (e.g. upstream on the faithful lab): a fresh NIC, not measured
-      nic = await lab.attach({ name: env.ctx.name, deviceNumber: 3 });
-      const ok = await env.watcher.waitAll(expectOf([nic]), EVENT_CAP_MS);
-      if (ok === null) return skipped(m, 'no configured NIC to add an IP to');
-    }
-    const meter = new Meter(env);
-    await meter.begin();
-    const [ip] = await lab.addIp(nic.ifname, 1, { name: env.ctx.name });
-    const tMeta = Date.now();
-    const exp = [{ ifname: nic.ifname, ips: [ip!], deviceNumber: nic.deviceNumber }];
-    const capMs = env.contender.poller ? 30_000 : 3_000;
-    const at = await env.watcher.waitAll(exp, capMs);
-    await sleep(200);
-    // no uevents: events, udevMs and hookMs stay 0 / null
-    await meter.end(m, [], []);
-    if (at !== null) {
-      m.timeMs = Math.round(at - tMeta);
-      if (env.contender.routes) m.problems.push(...(await routeProblems(env.ctx, exp)));
-      m.correct = m.problems.length === 0;
-      return m;
-    }
-    if (!env.contender.poller) {
-      m.status = 'not-supported';
-      m.notes.push(`not configured ${capMs / 1000} s after the metadata change (no event, no poller)`);
-      if (env.contender.trigger) {
-        const t = Date.now();
-        const tr = await env.ctx.exec(env.contender.trigger, 120_000);
-        const at2 = await env.watcher.waitAll(exp, 5000);
-        m.triggeredMs = at2 !== null ? Math.round(at2 - t) : null;
-        m.notes.push(
-          at2 !== null
-            ? `triggered by hand (${env.contender.trigger.slice(-1)[0]}): configured ${m.triggeredMs} ms after the command started`
-            : `even triggered by hand (${env.contender.trigger.slice(-1)[0]}, exit ${tr.exitCode}) not configured`,
-        );
-      }
-      return m;
-    }
-    m.status = 'failed';
-    m.correct = false;
-    m.problems.push(`${ip} not configured ${capMs / 1000} s after the metadata change`);
     return m;
   },
 };

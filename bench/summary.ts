@@ -48,6 +48,30 @@ export function summarize(ms: Measurement[]): SummaryRow[] {
   return rows;
 }
 
+/** Issue 16 goal 5: metadata-only changes (secip's samples, every run) and the idle request rate (its idle window). */
+export function metadataGoals(sec: Measurement[], c: string): Goal[] {
+  const adds = sec.flatMap((m) => m.samplesMs?.add ?? []);
+  const removes = sec.flatMap((m) => m.samplesMs?.remove ?? []);
+  const s = stat([...adds, ...removes]);
+  const idle = sec.map((m) => m.idle).filter((x): x is NonNullable<Measurement['idle']> => !!x);
+  const worst = idle.length ? idle.reduce((a, b) => (b.perMinute > a.perMinute ? b : a)) : null;
+  return [
+    {
+      goal: 'metadata-only change configured ≤ 5 s median (default config)',
+      contender: c,
+      value: s ? `median ${fmtS(s.median)} s, max ${fmtS(s.max)} s over ${s.n} changes (${adds.length} adds, ${removes.length} removes)` : 'not measured',
+      // Every change has to be applied, not only the median.
+      met: s ? s.median <= 5000 && sec.every((m) => m.status === 'ok') : null,
+    },
+    {
+      goal: 'idle metadata requests ≤ 30/min',
+      contender: c,
+      value: worst ? `${worst.perMinute}/min (${worst.requests} requests, ${worst.tokenPuts} token PUT, in ${worst.seconds} s idle, daemon running)` : 'not measured',
+      met: worst ? worst.perMinute <= 30 : null,
+    },
+  ];
+}
+
 export function goals(rows: SummaryRow[], labs: BenchResult['labs'], contenders: BenchResult['contenders'], ms: Measurement[] = []): Goal[] {
   const out: Goal[] = [];
   const row = (sc: string, c: string) => rows.find((r) => r.mode === 'generic' && r.scenario === sc && r.contender === c);
@@ -99,6 +123,7 @@ export function goals(rows: SummaryRow[], labs: BenchResult['labs'], contenders:
     }
     const l = row('lag1.5', c);
     if (l?.afterMetadataMs) out.push({ goal: `lag ${LAG_S} s: configured ≤ 0.3 s after metadata appears`, contender: c, value: `median ${l.afterMetadataMs.median} ms, max ${l.afterMetadataMs.max} ms`, met: l.afterMetadataMs.max <= 300 });
+    if (c === 'daemon') out.push(...metadataGoals(ms.filter((m) => m.mode === 'generic' && m.scenario === 'secip' && m.contender === c), c));
     // the hook's own duration_ms; single-NIC events and storms (N hooks at once on 2 cores) apart
     for (const [what, storm] of [['single-NIC events', false], ['4–16 NICs at once, churn', true]] as const) {
       const hooks = rows.filter((r) => r.contender === c && r.hookMs && (r.scenario.startsWith('nics') || r.scenario === 'churn') === storm).map((r) => r.hookMs!.max);

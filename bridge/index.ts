@@ -67,6 +67,9 @@ export interface Bridge {
   /** MACs the metadata service lists now (one cheap request); supported=false outside Ec2.
    * `others`: entries of the listing that are not MACs (no device can ever match them). */
   probeMacs(timeoutS?: number): Promise<{ supported: boolean; macs: string[]; others: string[]; static?: boolean }>;
+  /** One small metadata read (the poller's probe): may the network metadata have changed versus the
+   * opened datasource? supported=false where there is nothing cheap to read (use refreshNetwork). */
+  probeNetwork(timeoutS?: number): Promise<Reply<'probe_network'>>;
   /** The `cloud_hotplug:` key of cloud-init's merged config (user-data, vendor-data), read now.
    * present=false: no such key; config=null with present: the key is not a mapping (`type` says what). */
   cloudConfig(): Promise<{ present: boolean; config: Record<string, unknown> | null; type: string }>;
@@ -328,6 +331,10 @@ export async function startBridge(opts: StartOptions = {}): Promise<Bridge> {
     },
     async probeMacs(timeoutS = 1) {
       return call('probe_macs', [timeoutS], (timeoutS * 3 + 10) * 1000);
+    },
+    async probeNetwork(timeoutS = 1) {
+      // Two tries (a stale token's 401), a token PUT, an ephemeral DHCP on OpenStack at worst.
+      return call('probe_network', [timeoutS], (timeoutS * 4 + 15) * 1000);
     },
     async setSources(mdFallback) {
       return call('set_sources', [mdFallback]);

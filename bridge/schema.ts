@@ -56,6 +56,12 @@ export const num: Check<number> = (v, at) => {
   return v;
 };
 
+/** A non-negative integer (a count). */
+export const count: Check<number> = (v, at) => {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new ReplyMismatch(at, 'a count (integer >= 0)', v);
+  return v;
+};
+
 export const bool: Check<boolean> = (v, at) => {
   if (typeof v !== 'boolean') throw new ReplyMismatch(at, 'a boolean', v);
   return v;
@@ -258,6 +264,18 @@ export const replies = {
     ...(r.static === undefined ? {} : { static: bool(r.static, 'static') }),
   }),
   set_sources: (r: Fields) => ({ md_fallback: orNull(str)(r.md_fallback, 'md_fallback') }),
+  /** One small read: may the network metadata have changed (hb_probe.py)? */
+  probe_network: (r: Fields) =>
+    bool(r.supported, 'supported')
+      ? {
+          supported: true as const,
+          changed: bool(r.changed, 'changed'),
+          resource: str(r.resource, 'resource'),
+          requests: count(r.requests, 'requests'),
+          not_modified: bool(r.not_modified, 'not_modified'),
+          targets: count(r.targets, 'targets'),
+        }
+      : { supported: false as const },
 };
 
 /** A JSON value as Python's json.dumps makes it (no NaN/Infinity reach here: JSON.parse would fail). */

@@ -35,8 +35,10 @@ export interface Config {
     primary: string | null;
   };
   daemon: {
-    /** How often the daemon polls metadata for changes no udev event announces. */
+    /** Seconds between full re-reads of the network metadata where the datasource has no cheap probe (or the probe is off). */
     poll_interval_seconds: number;
+    /** Seconds between the metadata poller's probes (one small request each; a change triggers a full re-read); 0 = off. */
+    probe_interval_seconds: number;
     /** Unix socket the daemon listens on for CLI requests. */
     socket: string;
     /** FIFO and TCP listeners (config-daemon.ts), off unless enabled. */
@@ -80,7 +82,7 @@ export const defaultConfig: Readonly<Config> = deepFreeze({
     deny_names: ['lo', 'docker*', 'veth*', 'br-*', 'virbr*', 'cni*', 'flannel*', 'cali*', 'weave*', 'kube-*', 'tun*', 'tap*', 'vxlan*'],
   },
   routing: { enabled: true, table_base: 10000, primary: null },
-  daemon: { poll_interval_seconds: 10, socket: '/run/cloud-hotplug/daemon.sock', listeners: defaultListeners, url_sources: [] },
+  daemon: { poll_interval_seconds: 10, probe_interval_seconds: 2.5, socket: '/run/cloud-hotplug/daemon.sock', listeners: defaultListeners, url_sources: [] },
   configdrive: { metadata_fallback: false, metadata_url: 'http://169.254.169.254' },
   events: { add: 'apply', remove: 'apply', metadata_change: 'apply', link_down: 'reconcile', url_change: 'apply' },
 });
@@ -141,6 +143,13 @@ export class Checker {
   }
 }
 
+/** daemon.probe_interval_seconds: 0 (no probe) or 1..3600 (the idle request rate is about 60 / it per minute). */
+function probeInterval(c: Checker, v: unknown, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (typeof v !== 'number' || !Number.isFinite(v) || !(v === 0 || (v >= 1 && v <= 3600))) c.fail('daemon.probe_interval_seconds', 'must be 0 (off) or a number between 1 and 3600');
+  return v;
+}
+
 /** Validates a parsed YAML document (null = empty file) into a complete Config. */
 export function validateConfig(doc: unknown, name = 'config.yaml'): Config {
   const c: Checker = new Checker(name); // explicit type: lets fail()'s never narrow
@@ -179,7 +188,7 @@ export function validateConfig(doc: unknown, name = 'config.yaml'): Config {
     primary,
   };
 
-  const da = c.section(top.daemon, 'daemon', ['poll_interval_seconds', 'socket', 'listeners', 'url_sources']);
+  const da = c.section(top.daemon, 'daemon', ['poll_interval_seconds', 'probe_interval_seconds', 'socket', 'listeners', 'url_sources']);
   let socket = d.daemon.socket;
   if (da.socket !== undefined) {
     // sun_path holds 108 bytes including the terminating NUL.
@@ -191,6 +200,7 @@ export function validateConfig(doc: unknown, name = 'config.yaml'): Config {
   }
   const daemon = {
     poll_interval_seconds: c.number(da.poll_interval_seconds, 'daemon.poll_interval_seconds', 1, 3600, d.daemon.poll_interval_seconds),
+    probe_interval_seconds: probeInterval(c, da.probe_interval_seconds, d.daemon.probe_interval_seconds),
     socket,
     listeners: validateListeners(c, da.listeners),
     url_sources: validateUrlSources(c, da.url_sources),

@@ -56,6 +56,11 @@ const cases: Record<CallName, { good: Record<string, unknown>; bad: (r: any) => 
   cloud_config: { good: { present: true, config: { daemon: { poll_interval_seconds: 5 } }, type: 'dict' }, bad: (r) => (r.config = ['a']), field: 'config' },
   probe_macs: { good: { supported: true, macs: ['0a:00:00:00:00:02'], others: [] }, bad: (r) => (r.macs = null), field: 'macs' },
   set_sources: { good: { md_fallback: 'http://169.254.169.254' }, bad: (r) => (r.md_fallback = 3), field: 'md_fallback' },
+  probe_network: {
+    good: { supported: true, changed: false, resource: 'meta-data/network/interfaces/macs/0a:00:00:00:00:02/local-ipv4s', requests: 1, not_modified: false, targets: 3 },
+    bad: (r) => (r.requests = -1),
+    field: 'requests',
+  },
 };
 
 const clone = <T>(v: T): T => JSON.parse(JSON.stringify(v));
@@ -102,6 +107,9 @@ describe('bridge: replies checked at the seam', () => {
     expect(checkReply('refresh_network', { ok: true, supported: false })).to.deep.equal({ supported: false });
     expect(checkReply('probe_macs', { ok: true, supported: false, macs: [] })).to.deep.equal({ supported: false, macs: [], others: [] });
     expect(checkReply('summary', { ok: true, summary })).to.deep.equal(summary);
+    expect(checkReply('probe_network', { ok: true, supported: false })).to.deep.equal({ supported: false });
+    expect(protocolError('probe_network', { ok: true, supported: true, changed: 'yes', resource: 'x', requests: 1, not_modified: false, targets: 1 }).message).to.include('changed is not a boolean');
+    expect(protocolError('probe_network', { ok: true, supported: true, changed: true, resource: 'x', requests: 1.5, not_modified: false, targets: 1 }).message).to.include('requests is not a count');
   });
 
   it('ports (any datasource) and a static source are checked field by field', () => {

@@ -87,6 +87,15 @@ events:
     expect(await bad('filter: {allow_names: [3]}')).to.match(/filter\.allow_names\[0\]/);
   });
 
+  it('daemon.probe_interval_seconds: 2.5 by default; 0 turns the probe off; otherwise 1..3600', async () => {
+    expect(validateConfig(null).daemon.probe_interval_seconds).to.equal(2.5);
+    expect((await parseConfig('daemon: {probe_interval_seconds: 0}')).daemon.probe_interval_seconds).to.equal(0);
+    expect((await parseConfig('daemon: {probe_interval_seconds: 5}')).daemon.probe_interval_seconds).to.equal(5);
+    for (const v of ['0.5', '-1', '4000', '"2"', 'null']) {
+      expect(await bad(`daemon: {probe_interval_seconds: ${v}}`)).to.equal('config.yaml: daemon.probe_interval_seconds must be 0 (off) or a number between 1 and 3600');
+    }
+  });
+
   it('configdrive: the metadata-service fallback is off by default; on, with a checked base URL', async () => {
     expect(validateConfig(null).configdrive).to.deep.equal({ metadata_fallback: false, metadata_url: 'http://169.254.169.254' });
     const on = await parseConfig('configdrive: {metadata_fallback: true, metadata_url: "http://[fe80::a9fe:a9fe]/"}');

@@ -20,6 +20,8 @@ export interface Expect {
 export class AddrWatcher {
   /** ifname → ip → epoch ms it (last) appeared. */
   private seen = new Map<string, Map<string, number>>();
+  /** `ifname ip` → epoch ms it was (last) seen deleted. */
+  private gone = new Map<string, number>();
   private mon: ChildProcess | null = null;
   private timer: NodeJS.Timeout | null = null;
   private polling = false;
@@ -50,8 +52,12 @@ export class AddrWatcher {
     const ip = m[3]!;
     const per = this.seen.get(ifname) ?? new Map<string, number>();
     this.seen.set(ifname, per);
-    if (m[1]) per.delete(ip);
-    else if (!per.has(ip)) per.set(ip, t);
+    if (m[1]) {
+      if (per.delete(ip)) this.gone.set(`${ifname} ${ip}`, t);
+    } else if (!per.has(ip)) {
+      per.set(ip, t);
+      this.gone.delete(`${ifname} ${ip}`);
+    }
   }
 
   private async poll(): Promise<void> {
@@ -66,8 +72,8 @@ export class AddrWatcher {
       for (const [ifname, ips] of present) {
         const per = this.seen.get(ifname) ?? new Map<string, number>();
         this.seen.set(ifname, per);
-        for (const ip of ips) if (!per.has(ip)) per.set(ip, now);
-        for (const ip of [...per.keys()]) if (!ips.has(ip) && (per.get(ip) ?? 0) < now - 1000) per.delete(ip);
+        for (const ip of ips) if (!per.has(ip)) (per.set(ip, now), this.gone.delete(`${ifname} ${ip}`));
+        for (const ip of [...per.keys()]) if (!ips.has(ip) && (per.get(ip) ?? 0) < now - 1000) (per.delete(ip), this.gone.set(`${ifname} ${ip}`, now));
       }
       for (const [ifname, per] of this.seen) if (!present.has(ifname)) for (const [ip, t] of per) if (t < now - 1000) per.delete(ip);
     } finally {
@@ -93,6 +99,24 @@ export class AddrWatcher {
     const out: string[] = [];
     for (const e of exp) for (const ip of e.ips) if (!this.seen.get(e.ifname)?.has(ip)) out.push(`${e.ifname}:${ip}`);
     return out;
+  }
+
+  /** Wait until every expected address is gone: epoch ms when the last of them went, or null at the timeout. */
+  async waitGone(exp: Expect[], timeoutMs: number): Promise<number | null> {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      let last: number | null = 0;
+      for (const e of exp) {
+        for (const ip of e.ips) {
+          const t = this.seen.get(e.ifname)?.has(ip) ? undefined : this.gone.get(`${e.ifname} ${ip}`);
+          if (t === undefined) last = null;
+          else if (last !== null) last = Math.max(last, t);
+        }
+      }
+      if (last !== null) return last;
+      if (Date.now() > end) return null;
+      await new Promise((r) => setTimeout(r, 20));
+    }
   }
 
   /** Wait until every expected address is present (or `until()` says stop, or the timeout). */

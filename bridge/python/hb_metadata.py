@@ -277,6 +277,9 @@ def refresh_network_json(ds, timeout):
     nj, source = hb_ports.fetch_network_json(ds, timeout)
     if not isinstance(nj, dict) or not isinstance(nj.get("links"), list) or not nj["links"]:
         raise RefreshFailed("network_data.json from the %s lists no links" % ("config drive" if source == "drive" else "metadata service"))
+    import hb_probe
+
+    hb_probe.remember_json(nj)
     ds.network_json, S.rejected = hb_ports.sanitize_network_json(nj, getattr(ds, "network_json", None))
     hb_ports.reset_network_config(ds)
     return refreshed_reply(ds, t0)

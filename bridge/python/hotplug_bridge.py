@@ -33,6 +33,7 @@ from cloudinit import log as ci_log  # noqa: E402
 from cloudinit import sources, stages  # noqa: E402
 
 import hb_ports  # noqa: E402
+import hb_probe  # noqa: E402
 import hb_memory  # noqa: E402
 import hb_runtime  # noqa: E402
 from hb_state import S, BridgeError, NoCache, RefreshFailed, UnsafeCache, require_open as _require_open  # noqa: E402,F401
@@ -117,6 +118,7 @@ def open_instance(obj_pkl=None, setup_logging=True):
                 root.removeHandler(h)
         S.logging_ready = True
     S.init, S.ds, S.obj_pkl = init, ds, path
+    hb_probe.reset()
     # cloud-init's own choice of renderer and activator: a few `which` lookups, so every open reports it.
     return {"obj_pkl": path, "summary": _summary(init, ds), "stack": network_stack(ds.distro)}
 
@@ -192,6 +194,7 @@ def refresh(timeout=2, max_wait=10, retries=0):
         summ = _summary(S.init, S.ds)
         # Only now is the new state accepted; any failure above restores the old one.
         ok = True
+        hb_probe.forget()
     finally:
         ds.ds_cfg = old_ds_cfg
         if had_dhcp_attr:
@@ -397,6 +400,8 @@ def refresh_network(timeout=2):
     )
     if not isinstance(md, dict) or not isinstance(md.get("interfaces"), dict):
         raise RefreshFailed("metadata crawl of the network subtree failed (metadata service unreachable or incomplete)")
+    # What the server said, before the checks below may refuse (and replace) a NIC's entry.
+    hb_probe.remember_ec2(_ec2_macs({"network": md}))
     S.rejected = _sanitize_nics(_ec2_macs({"network": md}), _ec2_macs(ds.metadata))
     ds.metadata["network"] = md
     if isinstance(crawled.get("meta-data"), dict) and crawled["meta-data"] is not ds.metadata:
@@ -404,6 +409,23 @@ def refresh_network(timeout=2):
     if hasattr(ds, "_network_config"):
         ds._network_config = sources.UNSET
     return refreshed_reply(ds, t0)
+
+
+@_result
+def probe_network(timeout=1.0):
+    """One small metadata read (hb_probe): whether the network metadata may have changed versus
+    what the opened datasource holds; only then does the poller run refresh_network. Nothing of
+    the datasource changes. supported=False where there is nothing cheap to read."""
+    _require_open()
+    from cloudinit.sources.DataSourceEc2 import DataSourceEc2
+
+    ds = S.ds
+    if hb_ports.is_openstack_family(ds):
+        return hb_probe.probe_json(ds, timeout)
+    macs = _ec2_macs(getattr(ds, "metadata", None))
+    if not isinstance(ds, DataSourceEc2) or not getattr(ds, "metadata_address", None) or not isinstance(macs, dict) or not macs:
+        return {"supported": False}
+    return hb_probe.probe_ec2(ds, macs, timeout)
 
 
 @_result

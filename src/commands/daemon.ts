@@ -10,8 +10,8 @@ export function register(program: Command): void {
     .description(
       `Run the hotplug daemon in the foreground: a warm Python bridge, a unix socket (JSON lines;
 config daemon.socket, mode 0600) that the udev hook kicks and the CLI asks, a kernel link watch
-(ip monitor) and a metadata poller (daemon.poll_interval_seconds) that applies changes no device
-event announces; optionally a FIFO and a TCP listener and URL event sources (daemon.listeners,
+(ip monitor) and a metadata poller (one small request every daemon.probe_interval_seconds; a full
+re-read only on a change) that applies changes no device event announces; optionally a FIFO and a TCP listener and URL event sources (daemon.listeners,
 daemon.url_sources). apply and refresh-metadata run as its jobs while it runs. Its config is
 cloud-config's cloud_hotplug key with ${paths.configFile} over it, key by key.
 SIGHUP reloads both; SIGTERM finishes the current job and exits.

@@ -1,14 +1,17 @@
 /**
- * The daemon's metadata poller: every poll_interval_seconds (jittered; backing off on errors) it
- * re-reads the network subtree of the metadata, compares its fingerprint with the one last acted
- * on, and hands a change to the pipeline (pipeline/changes.ts metadataChanged) — for changes no
- * device event announces, such as a secondary IP assigned to a NIC.
+ * The daemon's metadata poller, for changes no device event announces (a secondary IP assigned to
+ * a NIC): every probe_interval_seconds it makes the bridge's cheap probe (one small metadata read,
+ * probe.ts); only a probe that says "changed" — or, where the datasource has no probe, every
+ * poll_interval_seconds — re-reads the network subtree, compares its fingerprint with the one last
+ * acted on, and hands a change to the pipeline (pipeline/changes.ts metadataChanged). Jittered;
+ * backing off on errors.
  */
 import type { InstanceSummary } from '../../bridge/index.js';
 import { withBridge, type PipelineDeps } from '../pipeline/deps.js';
 import { metadataChanged, type Exclusive, type MetadataOutcome } from '../pipeline/changes.js';
 import { describePolicy } from '../pipeline/policies.js';
-import { fingerprint, describeChange, pollDelay } from './fingerprint.js';
+import { fingerprint, describeChange } from './fingerprint.js';
+import { nextPollMs, probeVerdict, probing, RequestWindow } from './probe.js';
 import { log, since } from '../util/log.js';
 import { oneLine } from '../util/errors.js';
 
@@ -27,7 +30,9 @@ export interface PollerHost {
 }
 
 export class MetadataPoller {
-  readonly stats = { last: null as string | null, lastChange: null as string | null, lastError: null as string | null, errors: 0, nextAt: null as number | null, polls: 0, lastMs: null as number | null };
+  readonly stats = { last: null as string | null, lastChange: null as string | null, lastError: null as string | null, errors: 0, nextAt: null as number | null, polls: 0, lastMs: null as number | null, refreshes: 0 };
+  /** The probe: null = not tried yet; false = the datasource has none (full re-reads instead). */
+  readonly probe = { supported: null as boolean | null, probes: 0, changed: 0, notModified: 0, lastResource: null as string | null, lastChanged: null as string | null, targets: null as number | null, requests: new RequestWindow() };
   /** The fingerprint of the metadata last acted on, and its summary. */
   baseline: string | undefined;
   summary: InstanceSummary | undefined;
@@ -41,12 +46,14 @@ export class MetadataPoller {
     this.summary = s;
     this.summaryAt = Date.now();
     this.baseline = fingerprint(s);
+    // "No probe" may have been a partial cache an event since repaired: ask again (costs no request).
+    if (this.probe.supported === false) this.probe.supported = null;
   }
 
   arm(first: boolean): void {
     clearTimeout(this.timer);
     if (this.host.stopping()) return;
-    const ms = pollDelay(this.host.deps.config().daemon.poll_interval_seconds * 1000, first ? 0 : this.stats.errors);
+    const ms = nextPollMs(this.host.deps.config().daemon, this.probe.supported, first ? 0 : this.stats.errors);
     this.stats.nextAt = Date.now() + ms;
     this.timer = setTimeout(() => this.host.schedule(() => this.pollOnce().finally(() => this.arm(false))), ms);
   }
@@ -55,7 +62,13 @@ export class MetadataPoller {
     clearTimeout(this.timer);
   }
 
-  /** One poll: re-read the network subtree, compare its fingerprint, act on a change. */
+  /** Whether the next poll starts with a probe (for status). */
+  probing(): boolean {
+    return probing(this.host.deps.config().daemon, this.probe.supported);
+  }
+
+  /** One poll: probe (where there is a probe); on a change, or without one, re-read the network
+   * subtree, compare its fingerprint, act on a change. */
   async pollOnce(): Promise<void> {
     const { deps } = this.host;
     if (!deps.bootFinished()) return;
@@ -67,6 +80,29 @@ export class MetadataPoller {
     let r;
     try {
       r = await withBridge(deps, 'metadata poll', async (b) => {
+        // Without a baseline yet (no summary at start) the first poll re-reads: what it finds is accepted as is.
+        if (this.probing() && this.baseline !== undefined) {
+          const p = await b.probeNetwork(1);
+          const verdict = probeVerdict(p);
+          if (p.supported) {
+            this.probe.probes++;
+            this.probe.requests.add(p.requests);
+            this.probe.lastResource = p.resource;
+            this.probe.targets = p.targets;
+            if (p.not_modified) this.probe.notModified++;
+          }
+          if (verdict === 'unchanged') return null;
+          if (verdict === 'unsupported') {
+            this.probe.supported = false;
+            log('info', 'the datasource has no cheap metadata probe; re-reading the network metadata every poll_interval_seconds');
+          } else {
+            this.probe.supported = true;
+            this.probe.changed++;
+            this.probe.lastChanged = new Date().toISOString();
+            log('debug', 'metadata probe saw a change; re-reading the network metadata', { resource: p.resource });
+          }
+        }
+        this.stats.refreshes++;
         const net = await b.refreshNetwork(2);
         return net.supported ? net : await b.refresh({ timeout: 2, maxWait: 5 });
       });
@@ -81,6 +117,10 @@ export class MetadataPoller {
       this.stats.polls++;
       this.stats.last = new Date().toISOString();
       this.stats.lastMs = since(t0);
+    }
+    if (r === null) {
+      this.probe.supported = true;
+      return;
     }
     if (this.baseline === undefined) return this.accept(r.summary);
     if (fingerprint(r.summary) === this.baseline) return;

@@ -33,6 +33,7 @@ export async function reloadConfig(d: Daemon): Promise<boolean> {
   d.reload = { time: now(), ok: true };
   log('info', 'config reloaded', {
     poll_interval_seconds: next.daemon.poll_interval_seconds,
+    probe_interval_seconds: next.daemon.probe_interval_seconds,
     socket: next.daemon.socket,
     events: Object.entries(next.events).map(([k, v]) => `${k}=${describePolicy(v)}`).join(','),
   });
@@ -46,7 +47,8 @@ export async function reloadConfig(d: Daemon): Promise<boolean> {
       log('error', 'could not move the socket; keeping the old one', { error: oneLine(e), socket: next.daemon.socket });
     }
   }
-  if (next.daemon.poll_interval_seconds !== old.daemon.poll_interval_seconds && d.opts.poll !== false) d.poller.arm(false);
+  const intervals = (c: typeof next) => `${c.daemon.poll_interval_seconds}/${c.daemon.probe_interval_seconds}`;
+  if (intervals(next) !== intervals(old) && d.opts.poll !== false) d.poller.arm(false);
   await d.listeners.configure(next.daemon.listeners);
   if (JSON.stringify(next.daemon.url_sources) !== JSON.stringify(old.daemon.url_sources)) d.startUrlSources();
   return true;

@@ -64,7 +64,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<number> {
     python_rss_mb: mem.python_rss_mb,
   });
   process.stdout.write(`hotplug daemon ready: pid ${process.pid}, socket ${(st.socket as { path: string }).path}\n`);
-  await d.deps.init.notifyReady(`ready; poll every ${cfg.daemon.poll_interval_seconds}s`);
+  await d.deps.init.notifyReady(cfg.daemon.probe_interval_seconds > 0 ? `ready; metadata probe every ${cfg.daemon.probe_interval_seconds}s` : `ready; poll every ${cfg.daemon.poll_interval_seconds}s`);
   await done;
   return 0;
 }

@@ -9,10 +9,18 @@ import { describePolicy } from '../pipeline/policies.js';
 import type { Daemon } from './daemon.js';
 import type { JobRecord } from './job-store.js';
 import { ROUTING_PROTO } from '../routing/state.js';
+import { maxProbesPerMinute } from './probe.js';
 
 const mb = (b: number | null | undefined) => (b == null ? null : Math.round((b / 1048576) * 10) / 10);
 
 const brief = (j: JobRecord) => ({ id: j.id, kind: j.kind, state: j.state, duration_ms: j.duration_ms, ...(j.error ? { error: j.error } : {}) });
+
+function pollerDetail(d: Daemon, poll: Daemon['poller']['stats']): string {
+  const p = d.poller.probe;
+  const tail = `${poll.refreshes} full re-read(s), ${poll.errors} error(s) in a row`;
+  if (!d.poller.probing()) return `full re-read every ${d.cfg.daemon.poll_interval_seconds} s${p.supported === false ? ' (the datasource has no probe)' : ''}, ${tail}`;
+  return `probe every ${d.cfg.daemon.probe_interval_seconds} s (one request; ${p.requests.lastMinute()} in the last minute), ${p.probes} probe(s), ${p.changed} change(s) seen, ${tail}`;
+}
 
 /** Every event source with its state: what `hotplug status` lists. */
 function sources(d: Daemon, poll: Daemon['poller']['stats']): Record<string, unknown>[] {
@@ -25,7 +33,7 @@ function sources(d: Daemon, poll: Daemon['poller']['stats']): Record<string, unk
     {
       name: 'metadata poller',
       state: d.opts.poll === false ? 'disabled' : poll.errors ? 'backoff' : 'armed',
-      detail: d.opts.poll === false ? 'not started (--no-poll)' : `every ${d.cfg.daemon.poll_interval_seconds} s, ${poll.polls} poll(s), ${poll.errors} error(s) in a row`,
+      detail: d.opts.poll === false ? 'not started (--no-poll)' : pollerDetail(d, poll),
     },
   ];
   for (const u of d.urlSources) {
@@ -69,6 +77,7 @@ export async function daemonStatus(d: Daemon): Promise<Record<string, unknown>> 
       origins: d.effective?.origins ?? null,
       settings: settings(d),
       poll_interval_seconds: d.cfg.daemon.poll_interval_seconds,
+      probe_interval_seconds: d.cfg.daemon.probe_interval_seconds,
       events: Object.fromEntries(Object.entries(d.cfg.events).map(([k, v]) => [k, describePolicy(v)])),
       last_reload: d.reload,
     },
@@ -82,7 +91,7 @@ export async function daemonStatus(d: Daemon): Promise<Record<string, unknown>> 
       d.opts.poll === false
         ? null
         : {
-            interval_seconds: d.cfg.daemon.poll_interval_seconds,
+            interval_seconds: d.poller.probing() ? d.cfg.daemon.probe_interval_seconds : d.cfg.daemon.poll_interval_seconds,
             polls: poll.polls,
             last_poll: poll.last,
             last_poll_ms: poll.lastMs,
@@ -91,6 +100,21 @@ export async function daemonStatus(d: Daemon): Promise<Record<string, unknown>> 
             last_error: poll.lastError,
             next_in_ms: poll.nextAt === null ? null : Math.max(0, poll.nextAt - Date.now()),
             fingerprint: d.poller.baseline ?? null,
+            full_rereads: poll.refreshes,
+            probe: {
+              enabled: d.poller.probing(),
+              supported: d.poller.probe.supported,
+              interval_seconds: d.cfg.daemon.probe_interval_seconds,
+              max_per_minute: maxProbesPerMinute(d.cfg.daemon.probe_interval_seconds),
+              probes: d.poller.probe.probes,
+              requests: d.poller.probe.requests.total,
+              requests_last_minute: d.poller.probe.requests.lastMinute(),
+              changes: d.poller.probe.changed,
+              not_modified: d.poller.probe.notModified,
+              last_change: d.poller.probe.lastChanged,
+              last_resource: d.poller.probe.lastResource,
+              resources: d.poller.probe.targets,
+            },
           },
     memory: { node_rss_mb: mb(nodeRss), node_heap_used_mb: mb(process.memoryUsage().heapUsed), python_rss_mb: mb(pyRss), total_rss_mb: mb(nodeRss + (pyRss ?? 0)) },
     stats: { ...d.stats, ...d.kernel.stats },

@@ -1,9 +1,10 @@
 /**
  * `hotplug daemon` in the lab: started inside the instance (no systemd there) as
  * `hotplug daemon --supervise` in the background, with the udev hook installed. Measures the
- * one-shot path and the daemon path on the same lab in the same run, then shows metadata polling,
- * the socket's guarantees, crash recovery (Python child and daemon), SIGHUP, link events, the
- * kernel watch without udev, and `status --json`.
+ * one-shot path and the daemon path on the same lab in the same run, then shows metadata polling
+ * with the probe off (metadata-probe.test.ts has the probe), the socket's guarantees, crash
+ * recovery (Python child and daemon), SIGHUP, link events, the kernel watch without udev, and
+ * `status --json`.
  */
 import { expect } from 'chai';
 import { execa } from 'execa';
@@ -65,7 +66,7 @@ c.on('data', (d) => { buf += d; let i; while ((i = buf.indexOf('\\n')) >= 0) { c
   const m = JSON.parse(l); if (m.type === 'event') { clearTimeout(t); process.exit(0); } } });`;
 
 describe('hotplug daemon (lab t-dmn: warm service, socket, kernel watch, metadata polling)', function () {
-  const fx = labFixture('t-dmn', { mode: 'faithful', install: true, config: `retry:\n  budget_seconds: 20\ndaemon:\n  poll_interval_seconds: ${POLL_S}\n` });
+  const fx = labFixture('t-dmn', { mode: 'faithful', install: true, config: `retry:\n  budget_seconds: 20\ndaemon:\n  poll_interval_seconds: ${POLL_S}\n  probe_interval_seconds: 0\n` });
   const name = fx.name;
   let logDir: string;
   let logFile: string;
@@ -155,7 +156,7 @@ describe('hotplug daemon (lab t-dmn: warm service, socket, kernel watch, metadat
     expect(lines.find((m) => m.type === 'event' && m.mac === nic.mac)).to.include({ action: 'add', result: 'configured', iface: nic.ifname });
   });
 
-  it('a secondary IP added in metadata (no device event) is configured within one poll interval + apply time and reachable with policy routing; removal likewise', async () => {
+  it('probe off (probe_interval_seconds: 0, the path of datasources without a probe): a secondary IP added in metadata (no device event) is configured within one full re-read interval + apply time and reachable with policy routing; removal likewise', async () => {
     const bound = POLL_S * 1200 + 5000;
     const t0 = Date.now();
     const [ip] = await lab.addIp(nic.ifname, 1, { name });
@@ -233,7 +234,7 @@ describe('hotplug daemon (lab t-dmn: warm service, socket, kernel watch, metadat
     let st = await daemonStatus(name);
     expect(st.config.poll_interval_seconds).to.equal(POLL_S);
     expect(st.config.last_reload.ok).to.equal(false);
-    await lab.writeFileInInstance('/etc/cloud-hotplug/config.yaml', `retry:\n  budget_seconds: 20\ndaemon:\n  poll_interval_seconds: ${POLL_S + 1}\nevents:\n  link_down: reconcile\n`, { name });
+    await lab.writeFileInInstance('/etc/cloud-hotplug/config.yaml', `retry:\n  budget_seconds: 20\ndaemon:\n  poll_interval_seconds: ${POLL_S + 1}\n  probe_interval_seconds: 0\nevents:\n  link_down: reconcile\n`, { name });
     process.kill(d.pid, 'SIGHUP');
     await waitFor('reloaded', async () => (await daemonStatus(name)).config.poll_interval_seconds === POLL_S + 1, 10_000);
     st = await daemonStatus(name);

@@ -137,6 +137,10 @@ describe('OpenStack metadata service with the daemon (lab t-os): DHCP and static
     staticPort.ips.push(ip!);
     await waitConfigured(name, staticPort, TABLE_BASE + 2, 30_000);
     await expectReachable(name, [ip!]);
+    // Seen by the probe (network_data.json, one request, compared by hash), not by a periodic full re-read.
+    const probe = (await status(name)).daemon.poller.probe;
+    expect(probe).to.include({ enabled: true, supported: true });
+    expect(probe.changes).to.be.at.least(1);
   });
 
   it('hot-remove → no stanza, address, rule, route, routing state or DHCP client of either port remains', async () => {
