@@ -11,8 +11,9 @@ cd "$(dirname "$0")/.."
 # (mkfs.ext4 -d); util-linux runs the chroot in a private mount namespace (unshare); dpkg-deb
 # (dpkg, essential) builds the .deb; the cloud side is a network namespace with iproute2,
 # dnsmasq-base (DHCP) and the lab's metadata service (node). scripts/vm/preflight.ts checks the
-# same commands. dpkg-dev and lintian are for scripts/package/verify.sh, by hand.
-vm_pkgs=(qemu-system-x86 qemu-utils mmdebstrap e2fsprogs util-linux tar iproute2 dnsmasq-base)
+# same commands. genisoimage writes the configdrive cloud's config-2 ISO (as Nova does).
+# dpkg-dev and lintian are for scripts/package/verify.sh, by hand.
+vm_pkgs=(qemu-system-x86 qemu-utils mmdebstrap e2fsprogs util-linux tar iproute2 dnsmasq-base genisoimage)
 bash scripts/apt-ensure.sh "${vm_pkgs[@]}"
 # The lab's packages, npm ci and the build (dist/ for the suite, the image's .deb from it).
 bash scripts/setup.sh

@@ -63,6 +63,21 @@ describe('generated tables (npm run report)', () => {
       await rm(join(root, 'test/results/lab-network-manager-latest.json'));
     });
 
+    it('a flavour run on a Nova cloud: its own column in the VM table and a cell after EC2\'s in the stacks table', async () => {
+      await mkdir(join(root, 'test/results'), { recursive: true });
+      const run = { commit: 'fedcba9876543210', clean: true, dirty: [], startedAt: '2026-12-02T09:00:00.000Z', finishedAt: '2026-12-02T09:05:00.000Z', machine: { cores: 2, cpuModel: 'x', loadavgBefore: [1, 1, 1], loadavgAfter: [1, 1, 1] } };
+      const checks = [{ title: 'boot', state: 'passed' }, { title: 'hot-add', state: 'passed' }];
+      const file = 'test/results/vm-ifupdown-configdrive-latest.json';
+      await writeFile(join(root, file), JSON.stringify({ schema: 1, kind: 'vm', flavour: 'ifupdown-configdrive', run, timings: { boot_s: 90, ignored_record_after_attach_s: 3.2 }, checks, goals: [] }));
+      const b = blocks(root);
+      expect(b.vm).to.include('| step | ifupdown | netplan | networkd | nm | ifupdown-openstack | ifupdown-configdrive |');
+      expect(b.vm).to.include('| QEMU start → cloud-init finished (s) | not measured yet | not measured yet | not measured yet | not measured yet | not measured yet | 90 |');
+      expect(b.vm).to.match(/\| configdrive: `device_add` of a NIC the drive does not list → its `ignored` record \(s\) \|( not measured yet \|){5} 3\.2 \|/);
+      expect(b.stacks).to.include('| ifupdown + dhclient | eni / IfUpDownActivator | the lab\'s default: every lab suite runs on it | not measured yet (no `test/results/vm-ifupdown-latest.json`); on configdrive: 2/2 checks passed (2026-12-02, commit fedcba987654) |');
+      expect(b.stacks).to.include(`- VM ifupdown on configdrive: From \`${file}\`: run of 2026-12-02 09:00 UTC`);
+      await rm(join(root, file));
+    });
+
     it('a reliability run on a dirty tree is labelled so; a lost figure nobody computed shows "not measured"; missing areas too', async () => {
       await mkdir(join(root, 'test/results'), { recursive: true });
       const run = { commit: 'abcdef0123456789', clean: false, dirty: [' M x'], startedAt: '2026-12-01T10:00:00.000Z', finishedAt: '2026-12-01T10:05:00.000Z', machine: { cores: 2, cpuModel: 'x', loadavgBefore: [1.5, 1, 1], loadavgAfter: [2.5, 1, 1] } };

@@ -144,6 +144,7 @@ export const PING_PY = `
 import json, os, select, socket, struct, sys, time
 dst, count, wait_ms = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+if len(sys.argv) > 4: s.bind((sys.argv[4], 0))  # a source address of its own (the VM tier's client)
 ident = os.getpid() & 0xffff
 def csum(b):
     if len(b) % 2: b += b'\\0'

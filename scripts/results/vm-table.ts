@@ -1,11 +1,12 @@
 /**
- * The VM tier's timings (docs/vm.md), one column per flavour, from
- * test/results/vm-<flavour>-latest.json; a flavour without a results file says "not measured yet".
+ * The VM tier's timings (docs/vm.md), one column per flavour on EC2 and per flavour on a Nova
+ * cloud (ifupdown-openstack, ifupdown-configdrive: nova.test.ts), from
+ * test/results/vm-<column>-latest.json; a column without a results file says "not measured yet".
  */
 import type { VmResults } from '../../test/integration/vm/results.js';
 import { fromRun, provenance } from './provenance.js';
 
-export const FLAVOURS = ['ifupdown', 'netplan', 'networkd', 'nm'] as const;
+export const FLAVOURS = ['ifupdown', 'netplan', 'networkd', 'nm', 'ifupdown-openstack', 'ifupdown-configdrive'] as const;
 
 /** Timing keys the suite writes, in table order, with what they measure. */
 const ROWS: [string, string][] = [
@@ -14,6 +15,7 @@ const ROWS: [string, string][] = [
   ['early_nic_configured_after_boot_end_s', 'NIC from boot: configured after cloud-init finished (s)'],
   ['attach_to_configured_s', '`device_add` → DHCP address, no daemon: udev → sh hook → worker unit (s)'],
   ['daemon_attach_to_configured_s', 'the same with the daemon running (s)'],
+  ['ignored_record_after_attach_s', 'configdrive: `device_add` of a NIC the drive does not list → its `ignored` record (s)'],
   ['detach_to_removed_s', '`device_del` → the remove recorded (s)'],
   ['purge_s', '`dpkg --purge cloud-hotplug` (s)'],
 ];

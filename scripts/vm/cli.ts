@@ -13,7 +13,7 @@ import { Command } from 'commander';
 import { readFile } from 'node:fs/promises';
 import { UserError, oneLine } from '../../src/util/errors.js';
 import { buildDeb, buildImage, ensureBase } from './image.js';
-import { FLAVOURS, vmPaths, type Flavour } from './paths.js';
+import { FLAVOURS, VM_CLOUDS, vmPaths, type Flavour, type VmCloud } from './paths.js';
 import * as vm from './vm.js';
 
 const say = (m: string) => process.stderr.write(`vm: ${m}\n`);
@@ -41,6 +41,12 @@ const flavourOf = (f: string): Flavour => {
   return f as Flavour;
 };
 
+const cloudOf = (c: string): VmCloud => {
+  if (!VM_CLOUDS.includes(c as VmCloud)) throw new UserError(`unknown cloud ${c} (one of ${VM_CLOUDS.join(', ')})`);
+  return c as VmCloud;
+};
+const CLOUD_HELP = `cloud (${VM_CLOUDS.join(', ')}): its datasource in the image, its identity and metadata at boot`;
+
 const program = new Command();
 program.name('vm').description('cloud-hotplug real-VM tier: Debian 12 + cloud-init under QEMU, NICs hot-plugged over QMP').option('-n, --name <name>', 'vm name (default "vm", or $CHV_NAME)');
 const name = () => program.opts<{ name?: string }>().name;
@@ -50,19 +56,21 @@ program
   .description('build the .deb and a cached Debian 12 image with it installed (mmdebstrap, mkfs.ext4 -d)')
   .option('--deb <file>', 'use this .deb instead of running scripts/package.sh')
   .option('--flavour <f>', `network stack (${FLAVOURS.join(', ')})`, 'ifupdown')
+  .option('--cloud <c>', CLOUD_HELP, 'ec2')
   .option('--rebuild', 'rebuild the image even if cached')
   .option('--rebuild-base', 'rebuild the mmdebstrap base too')
   .option('--base-only', 'only build (or show) the cached base root fs tarball')
   .action(
-    act(async (o: { deb?: string; flavour: string; rebuild?: boolean; rebuildBase?: boolean; baseOnly?: boolean }) => {
+    act(async (o: { deb?: string; flavour: string; cloud: string; rebuild?: boolean; rebuildBase?: boolean; baseOnly?: boolean }) => {
       if (o.baseOnly) {
         const [path, ms] = await ensureBase(say, o.rebuildBase, flavourOf(o.flavour));
         say(ms === null ? `base cached: ${path}` : `base built in ${(ms / 1000).toFixed(0)} s: ${path}`);
         process.stdout.write(path + '\n');
         return;
       }
+      const cloud = cloudOf(o.cloud);
       const deb = o.deb ?? (await buildDeb(say));
-      const { manifest, cached } = await buildImage({ deb, flavour: flavourOf(o.flavour), rebuild: o.rebuild, rebuildBase: o.rebuildBase, say });
+      const { manifest, cached } = await buildImage({ deb, flavour: flavourOf(o.flavour), cloud, rebuild: o.rebuild, rebuildBase: o.rebuildBase, say });
       say(
         cached
           ? `image cached: ${manifest.disk}`
@@ -78,14 +86,15 @@ program
   .description('boot the VM (QEMU, TCG by default) and wait until cloud-init finished and the guest agent answers')
   .option('--image <dir>', 'image dir from "vm build" (default: the newest of the flavour)')
   .option('--flavour <f>', 'flavour of the default image', 'ifupdown')
+  .option('--cloud <c>', CLOUD_HELP, 'ec2')
   .option('--mem <MiB>', 'guest memory', '1024')
   .option('--accel <a>', 'tcg or kvm (kvm needs working /dev/kvm; nested virt usually is not)', 'tcg')
   .option('--no-wait', 'return once QEMU started')
   .option('--timeout <s>', 'boot timeout', '900')
   .action(
-    act(async (o: { image?: string; flavour: string; mem: string; accel: string; wait: boolean; timeout: string }) => {
+    act(async (o: { image?: string; flavour: string; cloud: string; mem: string; accel: string; wait: boolean; timeout: string }) => {
       if (o.accel !== 'tcg' && o.accel !== 'kvm') throw new UserError('--accel is tcg or kvm');
-      const s = await vm.up({ name: name(), image: o.image, flavour: flavourOf(o.flavour), memMiB: Number(o.mem), accel: o.accel, wait: o.wait, timeoutMs: Number(o.timeout) * 1000, say });
+      const s = await vm.up({ name: name(), image: o.image, flavour: flavourOf(o.flavour), cloud: cloudOf(o.cloud), memMiB: Number(o.mem), accel: o.accel, wait: o.wait, timeoutMs: Number(o.timeout) * 1000, say });
       process.stdout.write(JSON.stringify(await vm.status(s.name), null, 2) + '\n');
     }),
   );

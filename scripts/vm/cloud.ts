@@ -1,10 +1,14 @@
 /**
- * The VM's cloud side, in its network namespace: the bridges and gateways, a tap per NIC,
- * dnsmasq's hosts file, the NIC entries of the metadata model, and the NICs' random MACs.
+ * The VM's cloud side, in its network namespace: the bridges and gateways, a client address
+ * outside every subnet, a tap per NIC, dnsmasq's hosts file, the NIC entries of the metadata
+ * model, the NICs' random MACs, and (configdrive) the `config-2` disk image.
  */
 import { randomBytes } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
-import { newInterfaceId, type NicModel } from '../lab/metadata.js';
+import { mkdtemp, mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { newInterfaceId, type MetadataModel, type NicModel } from '../lab/metadata.js';
+import { configDriveFiles } from '../lab/openstack-md.js';
+import { CLIENT_ADDR } from '../lab/paths.js';
 import { IMDS_ADDR, SUBNETS, subnetBridge, subnetGateway, type VmPaths } from './paths.js';
 import { run } from './proc.js';
 import { dnsmasqArgvIn, logSince, reloadHosts } from '../lab/dhcp.js';
@@ -16,7 +20,9 @@ export const nsExec = (ns: string, argv: string[]) => ['ip', 'netns', 'exec', ns
 
 export async function setupNetns(p: VmPaths): Promise<void> {
   await run(['ip', 'netns', 'add', p.netns]);
-  const lines = ['link set lo up', `addr add ${IMDS_ADDR}/32 dev lo`];
+  // The client: an address of the lab's client network, on no subnet of the VM, so the guest's
+  // replies to it follow its routing (policy rules), not a connected route.
+  const lines = ['link set lo up', `addr add ${IMDS_ADDR}/32 dev lo`, `addr add ${CLIENT_ADDR}/32 dev lo`];
   for (const k of SUBNETS) {
     lines.push(`link add ${subnetBridge(k)} type bridge stp_state 0 forward_delay 0`);
     lines.push(`addr add ${subnetGateway(k)}/24 dev ${subnetBridge(k)}`);
@@ -57,4 +63,26 @@ export function nicModel(n: Nic, visibleAt?: number): NicModel {
     visibleAt,
     ifname: n.ifname,
   };
+}
+
+/**
+ * The config drive as Nova writes it (once, at boot): openstack/<version>/… of the model in an
+ * ISO 9660 image labelled config-2, made by genisoimage with Nova's own options.
+ */
+export async function writeConfigDriveIso(p: VmPaths, model: MetadataModel): Promise<string[]> {
+  const files = configDriveFiles(model);
+  const tree = await mkdtemp(join(p.dir, 'config-drive-'));
+  const tmp = `${p.configDrive}.tmp`;
+  try {
+    for (const [rel, body] of Object.entries(files)) {
+      await mkdir(dirname(join(tree, rel)), { recursive: true });
+      await writeFile(join(tree, rel), body);
+    }
+    await run(['genisoimage', '-o', tmp, '-ldots', '-allow-lowercase', '-allow-multidot', '-l', '-publisher', 'cloud-hotplug vm', '-quiet', '-J', '-r', '-V', 'config-2', tree]);
+    await rename(tmp, p.configDrive);
+  } finally {
+    await rm(tree, { recursive: true, force: true });
+    await rm(tmp, { force: true });
+  }
+  return Object.keys(files);
 }

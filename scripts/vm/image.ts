@@ -14,7 +14,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, existsSync, readFileSync, readlinkSync } from 'node:fs';
 import { copyFile, mkdir, readdir, readFile, rename, rm, symlink, unlink, writeFile, chmod } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { VM_CACHE, REPO_ROOT, type Flavour } from './paths.js';
+import { VM_CACHE, REPO_ROOT, runTag, type Flavour, type VmCloud } from './paths.js';
 import { run, which } from './proc.js';
 import { UserError } from '../../src/util/errors.js';
 
@@ -61,10 +61,14 @@ const STACK_PACKAGES: Record<Flavour, string[]> = {
   nm: ['network-manager'],
 };
 
-/** cloud.cfg.d of the image: CLOUD_CFG, plus the renderer and activator where cloud-init's default order would not pick the flavour's stack. */
-export function cloudCfg(flavour: Flavour): string {
+/**
+ * cloud.cfg.d of the image: the cloud's datasource (CLOUD_CFG on EC2), plus the renderer and
+ * activator where cloud-init's default order would not pick the flavour's stack.
+ */
+export function cloudCfg(flavour: Flavour, cloud: VmCloud = 'ec2'): string {
+  const base = cloud === 'ec2' ? CLOUD_CFG : NOVA_CLOUD_CFG[cloud];
   const pick = flavour === 'networkd' ? 'networkd' : flavour === 'nm' ? 'network-manager' : null;
-  return pick ? `${CLOUD_CFG}system_info:\n  network:\n    renderers: [${pick}]\n    activators: [${pick}]\n` : CLOUD_CFG;
+  return pick ? `${base}system_info:\n  network:\n    renderers: [${pick}]\n    activators: [${pick}]\n` : base;
 }
 
 /** Units that cost boot time under TCG and do nothing for a throwaway test VM. */
@@ -101,6 +105,30 @@ resize_rootfs: false
 locale: C.UTF-8
 `;
 
+const TRIM = `# Trimmed for a throwaway VM (as for Ec2).
+resize_rootfs: false
+locale: C.UTF-8
+`;
+
+/**
+ * The Nova clouds: one datasource each, so ds-identify takes it as found (a Nova guest by its
+ * SMBIOS product name for OpenStack; a \`config-2\` labelled disk for ConfigDrive).
+ */
+const NOVA_CLOUD_CFG: Record<Exclude<VmCloud, 'ec2'>, string> = {
+  openstack: `# Written by cloud-hotplug's scripts/vm: the OpenStack datasource against the VM's own Nova
+# metadata service (the lab's imds.js serving /openstack, in the VM's network namespace).
+datasource_list: [OpenStack]
+datasource:
+  OpenStack:
+    metadata_urls: ['http://169.254.169.254']
+    timeout: 5
+    max_wait: 60
+${TRIM}`,
+  configdrive: `# Written by cloud-hotplug's scripts/vm: the ConfigDrive datasource, reading the VM's config-2 disk.
+datasource_list: [ConfigDrive]
+${TRIM}`,
+};
+
 /** Served as user-data by the VM's metadata service. */
 export const USER_DATA = `#cloud-config
 updates:
@@ -130,6 +158,8 @@ const RECIPE_VERSION = 3;
 export interface ImageManifest {
   key: string;
   flavour: Flavour;
+  /** Absent: ec2. */
+  cloud?: VmCloud;
   created: string;
   base: string;
   deb: string;
@@ -157,7 +187,8 @@ export function fileSha256(path: string): Promise<string> {
 export const baseKey = (flavour: Flavour = 'ifupdown') =>
   sha(JSON.stringify({ SUITE, MIRRORS, BASE_PACKAGES: basePackages(flavour), variant: 'apt' })).slice(0, 12);
 export const basePath = (flavour: Flavour = 'ifupdown') => join(VM_CACHE, `base-${baseKey(flavour)}.tar`);
-export const latestLink = (flavour: Flavour) => join(VM_CACHE, 'images', `latest-${flavour}`);
+/** `tag`: runTag(flavour, cloud). */
+export const latestLink = (tag: string) => join(VM_CACHE, 'images', `latest-${tag}`);
 
 type Say = (msg: string) => void;
 
@@ -201,6 +232,8 @@ function mountsUnder(dir: string): string[] {
 export interface BuildOptions {
   deb: string;
   flavour: Flavour;
+  /** Default ec2. */
+  cloud?: VmCloud;
   rebuild?: boolean;
   rebuildBase?: boolean;
   sizeMiB?: number;
@@ -215,14 +248,14 @@ export async function readManifest(dir: string): Promise<ImageManifest | null> {
   }
 }
 
-/** The image `vm up` boots by default: the newest build of the flavour. */
-export async function latestImage(flavour: Flavour): Promise<ImageManifest> {
-  const link = latestLink(flavour);
+/** The image `vm up` boots by default: the newest build of the flavour (for the cloud). */
+export async function latestImage(flavour: Flavour, cloud: VmCloud = 'ec2'): Promise<ImageManifest> {
+  const link = latestLink(runTag(flavour, cloud));
   let dir: string;
   try {
     dir = join(VM_CACHE, 'images', readlinkSync(link));
   } catch {
-    throw new UserError(`no ${flavour} image built yet: run "vm build" first`);
+    throw new UserError(`no ${runTag(flavour, cloud)} image built yet: run "vm build${cloud === 'ec2' ? '' : ` --cloud ${cloud}`}" first`);
   }
   const m = await readManifest(dir);
   if (!m) throw new UserError(`image ${dir} is incomplete: run "vm build --rebuild"`);
@@ -239,14 +272,19 @@ export async function buildImage(o: BuildOptions): Promise<{ manifest: ImageMani
   const t0 = Date.now();
   const [base, baseMs] = await ensureBase(o.say, o.rebuildBase, o.flavour);
   const debSha = await fileSha256(o.deb);
-  const recipe = sha(JSON.stringify({ RECIPE_VERSION, CUSTOMIZE, CLOUD_CFG: cloudCfg(o.flavour), MASKED_UNITS, flavour: o.flavour, size: o.sizeMiB ?? 3072 }));
+  const cloud = o.cloud ?? 'ec2';
+  const tag = runTag(o.flavour, cloud);
+  // EC2's recipe is what it was before clouds existed (its cached images stay valid).
+  const recipe = sha(
+    JSON.stringify({ RECIPE_VERSION, CUSTOMIZE, CLOUD_CFG: cloudCfg(o.flavour, cloud), MASKED_UNITS, flavour: o.flavour, size: o.sizeMiB ?? 3072, ...(cloud === 'ec2' ? {} : { cloud }) }),
+  );
   const key = sha(`${baseKey(o.flavour)}:${debSha}:${recipe}`).slice(0, 12);
-  const name = `${o.flavour}-${key}`;
+  const name = `${tag}-${key}`;
   const imagesDir = join(VM_CACHE, 'images');
   const dir = join(imagesDir, name);
   const have = await readManifest(dir);
   if (have && !o.rebuild && existsSync(have.disk)) {
-    await setLatest(o.flavour, name);
+    await setLatest(tag, name);
     return { manifest: have, cached: true };
   }
   await mkdir(imagesDir, { recursive: true });
@@ -260,7 +298,7 @@ export async function buildImage(o: BuildOptions): Promise<{ manifest: ImageMani
     await run(['tar', '--numeric-owner', '--xattrs', "--xattrs-include=*", '-xpf', base, '-C', root]);
 
     o.say('configuring cloud-init, fstab, masks; installing the .deb in a chroot');
-    await writeFile(join(root, 'etc/cloud/cloud.cfg.d/95-cloud-hotplug-vm.cfg'), cloudCfg(o.flavour));
+    await writeFile(join(root, 'etc/cloud/cloud.cfg.d/95-cloud-hotplug-vm.cfg'), cloudCfg(o.flavour, cloud));
     await writeFile(join(root, 'etc/fstab'), '/dev/vda / ext4 rw,relatime 0 0\n');
     await writeFile(join(root, 'etc/hostname'), 'localhost\n');
     await writeFile(join(root, 'etc/default/locale'), 'LANG=C.UTF-8\n');
@@ -300,6 +338,7 @@ export async function buildImage(o: BuildOptions): Promise<{ manifest: ImageMani
     const manifest: ImageManifest = {
       key,
       flavour: o.flavour,
+      ...(cloud === 'ec2' ? {} : { cloud }),
       created: new Date().toISOString(),
       base,
       deb: o.deb,
@@ -312,8 +351,8 @@ export async function buildImage(o: BuildOptions): Promise<{ manifest: ImageMani
       packages,
     };
     await writeFile(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
-    await setLatest(o.flavour, name);
-    for (const old of await pruneImages(o.flavour, name)) o.say(`removed old image ${old}`);
+    await setLatest(tag, name);
+    for (const old of await pruneImages(tag, name)) o.say(`removed old image ${old}`);
     return { manifest, cached: false };
   } finally {
     if (mountsUnder(work).length === 0) await rm(work, { recursive: true, force: true });
@@ -325,9 +364,11 @@ export async function buildImage(o: BuildOptions): Promise<{ manifest: ImageMani
  * a removed image is unaffected: QEMU holds its backing file open.
  */
 export const KEEP_IMAGES = 2;
-export async function pruneImages(flavour: Flavour, current: string): Promise<string[]> {
+export async function pruneImages(tag: string, current: string): Promise<string[]> {
   const imagesDir = join(VM_CACHE, 'images');
-  const dirs = (await readdir(imagesDir)).filter((d) => d.startsWith(`${flavour}-`) && d !== current);
+  // Exactly <tag>-<key>: "ifupdown-" must not match ifupdown-openstack's images.
+  const mine = new RegExp(`^${tag}-[0-9a-f]{12}$`);
+  const dirs = (await readdir(imagesDir)).filter((d) => mine.test(d) && d !== current);
   const dated: [string, string][] = [];
   for (const d of dirs) dated.push([d, (await readManifest(join(imagesDir, d)))?.created ?? '']);
   dated.sort((a, b) => b[1].localeCompare(a[1]));
@@ -336,8 +377,8 @@ export async function pruneImages(flavour: Flavour, current: string): Promise<st
   return gone;
 }
 
-async function setLatest(flavour: Flavour, name: string): Promise<void> {
-  const link = latestLink(flavour);
+async function setLatest(tag: string, name: string): Promise<void> {
+  const link = latestLink(tag);
   const tmp = `${link}.${randomBytes(3).toString('hex')}`;
   await symlink(name, tmp);
   await rename(tmp, link);

@@ -44,6 +44,8 @@ export interface VmPaths {
   qemuLog: string;
   qemuPid: string;
   overlay: string;
+  /** config-drive cloud: the `config-2` ISO 9660 image attached as a second disk. */
+  configDrive: string;
   netns: string;
 }
 
@@ -67,6 +69,7 @@ export function vmPaths(name?: string): VmPaths {
     qemuLog: join(dir, 'qemu.log'),
     qemuPid: join(dir, 'qemu.pid'),
     overlay: join(dir, 'overlay.qcow2'),
+    configDrive: join(dir, 'config-drive.iso'),
     netns: `${NETNS_PREFIX}${n}`,
   };
 }
@@ -93,3 +96,14 @@ export const MAX_NICS = 13;
  */
 export type Flavour = 'ifupdown' | 'netplan' | 'networkd' | 'nm';
 export const FLAVOURS: Flavour[] = ['ifupdown', 'netplan', 'networkd', 'nm'];
+
+/**
+ * The cloud the VM boots in. ec2: an Ec2 SMBIOS identity and the EC2 metadata tree. openstack: a
+ * Nova guest (SMBIOS "OpenStack Nova") against the same service's /openstack tree. configdrive: a
+ * Nova guest with a `config-2` disk written once at boot, the metadata service still beside it.
+ */
+export type VmCloud = 'ec2' | 'openstack' | 'configdrive';
+export const VM_CLOUDS: VmCloud[] = ['ec2', 'openstack', 'configdrive'];
+
+/** Images, results and `latest-*` links are per flavour on EC2, per flavour and cloud elsewhere. */
+export const runTag = (flavour: Flavour, cloud: VmCloud = 'ec2'): string => (cloud === 'ec2' ? flavour : `${flavour}-${cloud}`);

@@ -7,7 +7,7 @@ import { existsSync, statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { which } from './proc.js';
 import { basePath } from './image.js';
-import { VM_CACHE, VM_RUN, type Flavour } from './paths.js';
+import { VM_CACHE, VM_RUN, type Flavour, type VmCloud } from './paths.js';
 
 /** Host commands and the Debian package of each (scripts/setup-vm.sh installs these). */
 export const VM_TOOLS: [cmd: string, pkg: string][] = [
@@ -37,12 +37,14 @@ export function freeMiB(path: string): number {
   return Math.floor((s.bavail * s.bsize) / 2 ** 20);
 }
 
-export async function preflight(flavour: Flavour): Promise<string[]> {
+export async function preflight(flavour: Flavour, cloud: VmCloud = 'ec2'): Promise<string[]> {
   const why: string[] = [];
   if (process.getuid?.() !== 0) why.push('not root (the VM tier needs network namespaces, taps and a chroot)');
   const tools: [string, string][] = [...VM_TOOLS];
   // mmdebstrap only builds the base root fs; a cached one is enough.
   if (!existsSync(basePath(flavour))) tools.push(['mmdebstrap', 'mmdebstrap']);
+  // The config drive is an ISO 9660 image, made as Nova makes it.
+  if (cloud === 'configdrive') tools.push(['genisoimage', 'genisoimage']);
   const missing: string[] = [];
   for (const [cmd, pkg] of tools) if (!(await which(cmd))) missing.push(`${cmd} (${pkg})`);
   if (missing.length) why.push(`missing ${missing.join(', ')}: run scripts/setup-vm.sh`);

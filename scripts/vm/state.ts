@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { writeJsonAtomic } from '../../src/util/atomic.js';
 import { UserError } from '../../src/util/errors.js';
-import { vmPaths, type Flavour, type VmPaths } from './paths.js';
+import { vmPaths, type Flavour, type VmCloud, type VmPaths } from './paths.js';
 import type { ProcRef } from './proc.js';
 
 export interface Nic {
@@ -31,6 +31,8 @@ export interface VmState {
   version: 1;
   name: string;
   flavour: Flavour;
+  /** Absent in state written before clouds: ec2. */
+  cloud?: VmCloud;
   image: string;
   accel: string;
   netns: string;

@@ -1,8 +1,9 @@
 /**
  * One VM: QEMU (TCG by default) whose NICs are tap devices inside the VM's own network
  * namespace chv-<name>. That namespace is the "cloud": a bridge + gateway per subnet,
- * dnsmasq (DHCP with one static lease per MAC), and the lab's fake EC2 metadata service
- * (dist/scripts/lab/imds.js) on 169.254.169.254. Nothing in it is linked to the host's
+ * dnsmasq (DHCP with one static lease per MAC), and the lab's fake metadata service
+ * (dist/scripts/lab/imds.js: EC2's tree, or Nova's /openstack for the OpenStack and config-drive
+ * clouds) on 169.254.169.254; a config drive is an ISO disk. Nothing in it is linked to the host's
  * interfaces. Guest commands go through qemu-guest-agent (virtio-serial); hot-plug through QMP.
  * This module brings the VM up and down and reports its status; it re-exports the rest of the API:
  * state.ts (the recorded state), hotplug.ts (attach, detach), guest.ts (exec, the guest's links).
@@ -12,11 +13,11 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { newModel, saveModel, type MetadataModel } from '../lab/metadata.js';
 import { UserError } from '../../src/util/errors.js';
-import { IMDS_ADDR, IMDS_JS, SUBNETS, nicSlot, subnetBridge, vmPaths, type Flavour, type VmPaths } from './paths.js';
+import { IMDS_ADDR, IMDS_JS, SUBNETS, VM_CLOUDS, nicSlot, subnetBridge, vmPaths, type Flavour, type VmCloud, type VmPaths } from './paths.js';
 import { isAlive, killRef, refOf, run, sleep, spawnDaemon, waitFor, which } from './proc.js';
 import { GuestAgent } from './qmp.js';
 import { latestImage, readManifest, USER_DATA, type ImageManifest } from './image.js';
-import { addTap, dnsmasqArgv, nicModel, nsExec, randomMac, readFrom, setupNetns, writeHosts } from './cloud.js';
+import { addTap, dnsmasqArgv, nicModel, nsExec, randomMac, readFrom, setupNetns, writeConfigDriveIso, writeHosts } from './cloud.js';
 import { loadState, quiet, requireState, saveState, type Nic, type Say, type VmState } from './state.js';
 
 export { loadState, requireState, type Nic, type Say, type VmState } from './state.js';
@@ -34,6 +35,15 @@ const ec2Uuid = () => {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
 };
 
+/**
+ * The platform identity cloud-init reads from DMI. EC2: Amazon's, with serial == uuid. Nova (both
+ * its clouds): product "OpenStack Nova", what detect_openstack() accepts on x86.
+ */
+const smbios = (cloud: VmCloud, uuid: string) =>
+  cloud === 'ec2'
+    ? `type=1,manufacturer=Amazon EC2,product=t3.micro,serial=${uuid},uuid=${uuid}`
+    : `type=1,manufacturer=OpenStack Foundation,product=OpenStack Nova,version=27.0.0,serial=${uuid},uuid=${uuid},family=Virtual Machine`;
+
 // ---------------------------------------------------------------------------------------------
 // up / down
 
@@ -41,6 +51,8 @@ export interface UpOptions {
   name?: string;
   image?: string;
   flavour?: Flavour;
+  /** Default ec2. */
+  cloud?: VmCloud;
   memMiB?: number;
   accel?: 'tcg' | 'kvm';
   /** Wait for cloud-init to finish and the guest agent to answer (default true). */
@@ -59,12 +71,16 @@ export async function up(o: UpOptions = {}): Promise<VmState> {
   if (!(await qemuAvailable())) throw new UserError('qemu-system-x86_64 not found: apt-get install qemu-system-x86 qemu-utils');
   if (!existsSync(IMDS_JS)) throw new UserError(`${IMDS_JS} missing: build the project first (npx tsc -p tsconfig.json)`);
   const flavour = o.flavour ?? 'ifupdown';
+  const cloud = o.cloud ?? 'ec2';
+  if (!VM_CLOUDS.includes(cloud)) throw new UserError(`unknown cloud ${cloud} (one of ${VM_CLOUDS.join(', ')})`);
   let img: ImageManifest;
   if (o.image) {
     const m = await readManifest(o.image);
     if (!m) throw new UserError(`${o.image} has no manifest.json: not an image dir from "vm build"`);
     img = m;
-  } else img = await latestImage(flavour);
+  } else img = await latestImage(flavour, cloud);
+  if ((img.cloud ?? 'ec2') !== cloud) throw new UserError(`image ${img.disk} is for ${img.cloud ?? 'ec2'}, not ${cloud}: its cloud-init looks for that datasource only`);
+  const model: MetadataModel = newModel(`vm-${p.name}`, 'faithful', o.userData === undefined ? USER_DATA : o.userData, cloud);
 
   await mkdir(p.dir, { recursive: true, mode: 0o755 });
   const nic0: Nic = {
@@ -85,10 +101,12 @@ export async function up(o: UpOptions = {}): Promise<VmState> {
     version: 1,
     name: p.name,
     flavour,
+    cloud,
     image: img.disk,
     accel: o.accel ?? 'tcg',
     netns: p.netns,
-    smbiosUuid: ec2Uuid(),
+    // Nova's SMBIOS uuid and serial are the instance id.
+    smbiosUuid: cloud === 'ec2' ? ec2Uuid() : model.instanceId,
     startedAt: 0,
     procs: {},
     nics: [nic0],
@@ -98,9 +116,9 @@ export async function up(o: UpOptions = {}): Promise<VmState> {
   try {
     say(`network namespace ${p.netns}: bridges ${SUBNETS.map(subnetBridge).join(',')}, metadata ${IMDS_ADDR}, dnsmasq`);
     await setupNetns(p);
-    const model: MetadataModel = newModel(`vm-${p.name}`, 'faithful', o.userData === undefined ? USER_DATA : o.userData);
     model.nics.push(nicModel(nic0));
     await saveModel(p.model, model);
+    if (cloud === 'configdrive') say(`config drive ${p.configDrive}: ${(await writeConfigDriveIso(p, model)).length} files`);
     await writeHosts(p, s.nics);
     s.procs.dnsmasq = spawnDaemon(dnsmasqArgv(p), `${p.dnsmasqLog}.out`, 'dnsmasq');
     s.procs.imds = spawnDaemon(nsExec(p.netns, [process.execPath, IMDS_JS, '--model', p.model, '--socket', p.imdsSock]), p.imdsLog, 'imds');
@@ -127,7 +145,7 @@ export async function up(o: UpOptions = {}): Promise<VmState> {
       '-append', 'root=/dev/vda rw console=ttyS0 net.ifnames=1 quiet mitigations=off',
       '-drive', `file=${p.overlay},if=none,id=disk0,format=qcow2,cache=unsafe`,
       '-device', 'virtio-blk-pci,drive=disk0,addr=0x10',
-      '-smbios', `type=1,manufacturer=Amazon EC2,product=t3.micro,serial=${s.smbiosUuid},uuid=${s.smbiosUuid}`,
+      '-smbios', smbios(cloud, s.smbiosUuid),
       '-serial', `file:${p.console}`,
       '-chardev', `socket,id=qmp,path=${p.qmpSock},server=on,wait=off`,
       '-mon', 'chardev=qmp,mode=control',
@@ -136,6 +154,8 @@ export async function up(o: UpOptions = {}): Promise<VmState> {
       '-device', 'virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0',
       '-object', 'rng-random,filename=/dev/urandom,id=rng0',
       '-device', 'virtio-rng-pci,rng=rng0,addr=0x12',
+      // Read-only, as Nova attaches it; cloud-init finds it by its label (blkid).
+      ...(cloud === 'configdrive' ? ['-drive', `file=${p.configDrive},if=none,id=cd0,format=raw,readonly=on`, '-device', 'virtio-blk-pci,drive=cd0,addr=0x13'] : []),
       '-netdev', `tap,id=${nic0.netdev},ifname=${nic0.tap},script=no,downscript=no`,
       '-device', `virtio-net-pci,id=${nic0.id},netdev=${nic0.netdev},mac=${nic0.mac},addr=0x${nic0.slot.toString(16)}`,
       '-D', p.qemuLog,
@@ -242,6 +262,8 @@ export async function status(name?: string): Promise<Record<string, unknown>> {
   return {
     name: s.name,
     up: isAlive(s.procs.qemu),
+    flavour: s.flavour,
+    cloud: s.cloud ?? 'ec2',
     accel: s.accel,
     image: s.image,
     netns: s.netns,
@@ -250,5 +272,6 @@ export async function status(name?: string): Promise<Record<string, unknown>> {
     nics: s.nics.map((n) => ({ id: n.id, ifname: n.ifname, mac: n.mac, ip: n.ip, subnet: n.subnet, device_number: n.deviceNumber, in_metadata: n.inMetadata })),
     console: p.console,
     logs: { imds: p.imdsLog, dnsmasq: p.dnsmasqLog },
+    ...(s.cloud === 'configdrive' ? { config_drive: p.configDrive } : {}),
   };
 }

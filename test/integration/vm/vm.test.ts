@@ -15,6 +15,7 @@
  *   CHV_FLAVOUR=netplan …    netplan.io + systemd-networkd instead of ifupdown + dhclient
  *   CHV_FLAVOUR=networkd …   cloud-init's networkd renderer + activator (systemd-networkd, no netplan)
  *   CHV_FLAVOUR=nm …         Debian's network-manager, cloud-init's network-manager renderer + activator
+ *   CHV_CLOUD=openstack|configdrive …   a Nova guest instead: nova.test.ts runs, this file does not
  */
 import { expect } from 'chai';
 import { buildDeb, buildImage } from '../../../scripts/vm/image.js';
@@ -23,79 +24,16 @@ import { vmPaths, type Flavour } from '../../../scripts/vm/paths.js';
 import * as vm from '../../../scripts/vm/vm.js';
 import { startRun } from '../../../scripts/results/record.js';
 import { writeVmResults } from './results.js';
+import { guestChecks, tableOf, type Row } from './checks.js';
 
 const NAME = process.env.CHV_NAME ?? 'vmtest';
 /** ifupdown (Debian's default), netplan (netplan.io → systemd-networkd), networkd (cloud-init's networkd renderer) or nm (NetworkManager). */
 const FLAVOUR = (process.env.CHV_FLAVOUR ?? 'ifupdown') as Flavour;
 const say = (m: string) => process.stderr.write(`      [vm] ${m}\n`);
+/** This suite is EC2's (the default cloud); the Nova clouds have nova.test.ts. */
+const EC2 = (process.env.CHV_CLOUD ?? 'ec2') === 'ec2';
 
-async function sh(script: string, timeoutMs = 120_000): Promise<{ exitCode: number; stdout: string; stderr: string }> {
-  return vm.exec(['sh', '-c', script], { name: NAME, timeoutMs });
-}
-
-async function out(script: string): Promise<string> {
-  const r = await sh(script);
-  if (r.exitCode !== 0) throw new Error(`guest: ${script}: exit ${r.exitCode}: ${r.stderr.trim()}`);
-  return r.stdout;
-}
-
-/** What to read when something did not happen: our journal lines and udev's complaints. */
-async function diagnostics(): Promise<string> {
-  const r = await sh(
-    "journalctl -b -o cat --no-pager | grep -E 'hotplug|hook.js|TRAP|MemoryDeny' | tail -n 25; echo '--- /var/log/cloud-hotplug.log'; tail -n 10 /var/log/cloud-hotplug.log; echo '--- queue'; ls /run/cloud-hotplug/queue 2>&1; echo '--- ip rule / addr'; ip rule; ip -br addr",
-  ).catch((e) => ({ stdout: `(no diagnostics: ${e})`, stderr: '', exitCode: 1 }));
-  let hint = '';
-  if (/hook\.js.*terminated by signal TRAP/.test(r.stdout)) {
-    hint =
-      '\nHINT: udev killed the hook: node\'s JIT cannot run under systemd-udevd\'s MemoryDenyWriteExecute=yes (Debian 12). ' +
-      'The rule must run "node --jitless …/hook.js" (src/install/files.ts ruleText).';
-  }
-  return `${r.stdout}${hint}`;
-}
-
-interface EventRec {
-  action: string;
-  iface: string;
-  mac?: string;
-  result: string;
-  duration_ms: number;
-}
-
-interface EventRecT extends EventRec {
-  time: string;
-}
-
-async function recentEvents(): Promise<EventRecT[]> {
-  const r = await sh('cat /run/cloud-hotplug/recent-events.json 2>/dev/null || echo []');
-  try {
-    return JSON.parse(r.stdout) as EventRecT[];
-  } catch {
-    return [];
-  }
-}
-
-/** `ip -N -j` rows (numbers as strings, as iproute2 prints them with -N). */
-type Row = Record<string, unknown>;
-const ipj = async (args: string): Promise<Row[]> => JSON.parse((await out(`ip -N -j ${args}`)) || '[]') as Row[];
-/** The spec's table (and rule priority) for a NIC on network card 0: 10000 + 100*card + device number. */
-const tableOf = (n: vm.Nic) => 10000 + n.deviceNumber;
-
-/**
- * ifupdown: one dhclient for the NIC, alive after the unit that brought it up has ended, in a
- * scope of its own (systemd kills a finished unit's whole cgroup, a DHCP client with it).
- */
-async function expectDhcpClientOutlivesWorker(n: vm.Nic): Promise<void> {
-  // The transient worker unit must have ended (and systemd cleaned its cgroup) for this to mean anything.
-  for (let i = 0; i < 90; i++) {
-    const st = (await out('systemctl is-active cloud-hotplug-worker.service || true')).trim();
-    if (!['active', 'activating', 'deactivating', 'reloading'].includes(st)) break;
-    await new Promise((r) => setTimeout(r, 2000));
-  }
-  const ps = await out(`for p in $(pgrep -x dhclient); do echo "$p $(tr '\\0' ' ' </proc/$p/cmdline) | $(cat /proc/$p/cgroup)"; done; true`);
-  const mine = ps.split('\n').filter((l) => l.split(' | ')[0]!.split(' ').includes(n.ifname));
-  expect(mine, `dhclient for ${n.ifname} (all: ${ps})`).to.have.length(1);
-  expect(mine[0], 'its cgroup').to.match(new RegExp(`/dhcp-client-${n.ifname}-\\d+\\.scope$`));
-}
+const { sh, out, diagnostics, recentEvents, ipj, addressRules, expectConfigured, expectDhcpClientOutlivesWorker } = guestChecks(NAME);
 
 /** `systemctl restart systemd-networkd` (what netplan apply and upgrades do), until it has configured `ifname` again. */
 async function restartNetworkd(ifname: string): Promise<void> {
@@ -135,28 +73,7 @@ async function expectOneNmProfile(ifname: string): Promise<void> {
   expect((await out('nmcli -t -f NAME connection show')).split('\n').filter((l) => l.startsWith('Wired connection')), "NM's automatic profiles").to.deep.equal([]);
 }
 
-/** The per-address rules into a table (the cross-subnet rules, `from SUBNET to SUBNET`, carry a dst). */
-async function addressRules(table: string): Promise<Row[]> {
-  return (await ipj('-4 rule show')).filter((r) => r.table === table && r.dst === undefined);
-}
-
-/** The NIC has its DHCP address and every secondary IP, a rule per address into its table, and the table's default route. */
-async function expectConfigured(n: vm.Nic): Promise<void> {
-  const link = (await ipj(`addr show dev ${n.ifname}`))[0] ?? {};
-  const v4 = ((link.addr_info as Row[] | undefined) ?? []).filter((a) => a.family === 'inet').map((a) => a.local);
-  expect(v4, `${n.ifname} addresses`).to.include.members([n.ip, ...(n.secondary ?? [])]);
-  const table = String(tableOf(n));
-  const rules = await addressRules(table);
-  expect(rules.map((r) => r.src).sort(), `rules into table ${table}`).to.deep.equal([n.ip, ...(n.secondary ?? [])].sort());
-  for (const r of rules) expect(r, 'rule owned by cloud-hotplug').to.include({ protocol: '199', priority: tableOf(n) });
-  // Ahead of the per-NIC rules: main's more specific routes (bridges, operator routes) still win.
-  const main = (await ipj('-4 rule show')).filter((r) => String(r.protocol) === '199' && r.suppress_prefixlen !== undefined);
-  expect(main.map((r) => [r.priority, r.src, ['254', 'main'].includes(String(r.table)) ? 'main' : r.table, r.suppress_prefixlen]), 'the main-table rule ahead of ours').to.deep.equal([[9999, 'all', 'main', 0]]);
-  const routes = await ipj(`-4 route show table ${table}`);
-  expect(routes.find((r) => r.dst === 'default'), `default route in table ${table}`).to.include({ gateway: `10.0.${n.subnet}.1`, dev: n.ifname });
-}
-
-describe(`VM tier: Debian 12 + cloud-init 22.4.2 + the .deb under QEMU (${FLAVOUR})`, function () {
+if (EC2) describe(`VM tier: Debian 12 + cloud-init 22.4.2 + the .deb under QEMU (${FLAVOUR})`, function () {
   this.timeout(40 * 60_000);
   this.slow(10 * 60_000);
   /** Hot-plugged while cloud-init was booting; configured by the boot replay. */
