@@ -300,3 +300,39 @@ def refreshed_reply(ds, t0):
         "interfaces": net_interfaces(netcfg),
     }
 
+
+
+def refresh_network_ec2(ds, timeout):
+    """refresh_network for the Ec2 family: crawl meta-data/network/ only."""
+    import time
+
+    from cloudinit.sources.DataSourceEc2 import AWS_TOKEN_REDACT
+    from cloudinit.sources.helpers import ec2 as ec2_helper
+
+    import hb_probe
+
+    crawled = getattr(ds, "_crawled_metadata", None) or {}
+    version = crawled.get("_metadata_api_version") or ds.min_metadata_version
+    t0 = time.monotonic()
+    aws = ds.cloud_name == "aws"
+    md = ec2_helper._get_instance_metadata(
+        tree="meta-data/network/",
+        api_version=version,
+        metadata_address=ds.metadata_address,
+        timeout=timeout,
+        retries=1,
+        headers_cb=ds._get_headers,
+        headers_redact=AWS_TOKEN_REDACT,
+        exception_cb=ds._refresh_stale_aws_token_cb if aws else None,
+    )
+    if not isinstance(md, dict) or not isinstance(md.get("interfaces"), dict):
+        raise RefreshFailed("metadata crawl of the network subtree failed (metadata service unreachable or incomplete)")
+    # What the server said, before the checks below may refuse (and replace) a NIC's entry.
+    hb_probe.remember_ec2(_ec2_macs({"network": md}))
+    S.rejected = _sanitize_nics(_ec2_macs({"network": md}), _ec2_macs(ds.metadata))
+    ds.metadata["network"] = md
+    if isinstance(crawled.get("meta-data"), dict) and crawled["meta-data"] is not ds.metadata:
+        crawled["meta-data"]["network"] = md
+    if hasattr(ds, "_network_config"):
+        ds._network_config = sources.UNSET
+    return refreshed_reply(ds, t0)

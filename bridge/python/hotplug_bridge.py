@@ -38,7 +38,7 @@ import hb_memory  # noqa: E402
 import hb_runtime  # noqa: E402
 from hb_state import S, BridgeError, NoCache, RefreshFailed, UnsafeCache, require_open as _require_open  # noqa: E402,F401
 from hb_files import _atomic_write, _check_target, _read_trusted_pickle, _safe_loads, _store_pickle_atomic  # noqa: E402,F401
-from hb_metadata import _check_complete, _ec2_macs, _hotplug_state, _is_ec2, _network_config, _sanitize_nics, _summary, refresh_network_json, refreshed_reply  # noqa: E402
+from hb_metadata import _check_complete, _ec2_macs, _hotplug_state, _is_ec2, _network_config, _sanitize_nics, _summary, refresh_network_ec2, refresh_network_json  # noqa: E402
 from hb_network import _brings_up_all_at_once, bring_up_all, net_interfaces, network_stack, render_preview  # noqa: E402,F401
 
 # (_atomic_write and _brings_up_all_at_once are imported for the tests, which reach them here.)
@@ -372,43 +372,18 @@ def bring_up(ifnames):
 
 @_result
 def refresh_network(timeout=2):
-    """Re-crawl only the network subtree (meta-data/network/) of an Ec2-family
-    datasource: what a NIC hotplug needs, at a fraction of a full crawl's requests.
-    The datasource changes only when the whole subtree was read; nothing is written."""
+    """Re-read only the network metadata: meta-data/network/ of an Ec2-family datasource,
+    network_data.json of the OpenStack family. What a NIC hotplug needs, at a fraction of a full
+    crawl's requests; the datasource changes only when the whole of it was read; nothing is written."""
     _require_open()
-    from cloudinit.sources.DataSourceEc2 import DataSourceEc2, AWS_TOKEN_REDACT
-    from cloudinit.sources.helpers import ec2 as ec2_helper
+    from cloudinit.sources.DataSourceEc2 import DataSourceEc2
 
     ds = S.ds
     if hb_ports.is_openstack_family(ds):
         return refresh_network_json(ds, timeout)
     if not isinstance(ds, DataSourceEc2) or not getattr(ds, "metadata_address", None) or not isinstance(ds.metadata, dict):
         return {"supported": False}
-    crawled = getattr(ds, "_crawled_metadata", None) or {}
-    version = crawled.get("_metadata_api_version") or ds.min_metadata_version
-    t0 = time.monotonic()
-    aws = ds.cloud_name == "aws"
-    md = ec2_helper._get_instance_metadata(
-        tree="meta-data/network/",
-        api_version=version,
-        metadata_address=ds.metadata_address,
-        timeout=timeout,
-        retries=1,
-        headers_cb=ds._get_headers,
-        headers_redact=AWS_TOKEN_REDACT,
-        exception_cb=ds._refresh_stale_aws_token_cb if aws else None,
-    )
-    if not isinstance(md, dict) or not isinstance(md.get("interfaces"), dict):
-        raise RefreshFailed("metadata crawl of the network subtree failed (metadata service unreachable or incomplete)")
-    # What the server said, before the checks below may refuse (and replace) a NIC's entry.
-    hb_probe.remember_ec2(_ec2_macs({"network": md}))
-    S.rejected = _sanitize_nics(_ec2_macs({"network": md}), _ec2_macs(ds.metadata))
-    ds.metadata["network"] = md
-    if isinstance(crawled.get("meta-data"), dict) and crawled["meta-data"] is not ds.metadata:
-        crawled["meta-data"]["network"] = md
-    if hasattr(ds, "_network_config"):
-        ds._network_config = sources.UNSET
-    return refreshed_reply(ds, t0)
+    return refresh_network_ec2(ds, timeout)
 
 
 @_result
