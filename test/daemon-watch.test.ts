@@ -80,6 +80,10 @@ describe('routing watch: `ip -o monitor address route rule` lines (real iproute2
     othersRouteDel: 'Deleted 10.9.0.0/24 dev va proto kernel scope link src 10.9.0.2 ',
     othersRuleDel: 'Deleted 500:\tfrom 10.9.0.2 lookup 100',
     ourRouteAdd: 'default via 10.9.0.1 dev va table 10002 proto 199 ',
+    // Captured in the lab (`ip -o monitor route`, dnsmasq's RA on a hot-added NIC).
+    raDefault: 'default via fe80::c39:84ff:fe9e:80da dev eth1 proto ra metric 1024 expires 1800sec pref medium',
+    raDefaultDel: 'Deleted default via fe80::c39:84ff:fe9e:80da dev eth1 proto ra metric 1024 pref medium',
+    ourDefault6: 'default via fe80::c39:84ff:fe9e:80da dev eth1 table 10001 proto 199 metric 1024 pref medium',
     link: '3: va@vb: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP \\    link/ether 02:00:00:aa:bb:cc brd ff:ff:ff:ff:ff:ff',
   };
   it('an address coming or going on an interface (not IPv6 link-local) is a change', async () => {
@@ -96,6 +100,10 @@ describe('routing watch: `ip -o monitor address route rule` lines (real iproute2
     expect(parseRoutingLine(lines.othersRuleDel, 199)).to.equal(null);
     expect(parseRoutingLine(lines.ourRouteAdd, 199)).to.equal(null);
     expect(parseRoutingLine(lines.routeDel, 42), 'another protocol number').to.equal(null);
+    // An IPv6 default router from an RA is what a NIC's IPv6 table may be waiting for; ours in a table is not.
+    expect(parseRoutingLine(lines.raDefault, 199)).to.deep.equal({ kind: 'router6', ifname: 'eth1' });
+    expect(parseRoutingLine(lines.raDefaultDel, 199)).to.equal(null);
+    expect(parseRoutingLine(lines.ourDefault6, 199)).to.equal(null);
     // Address and rule lines are never mistaken for links, and link lines never for routing changes.
     for (const l of [lines.addrAdd, lines.addrDel, lines.ruleDel, lines.routeDel]) expect(parseLinkLine(l), l).to.equal(null);
     expect(parseLinkLine(lines.link)).to.include({ ifname: 'va', index: 3 });

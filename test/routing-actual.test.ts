@@ -37,6 +37,13 @@ describe('routing/actual parsing (captured ip -N -json output)', () => {
     expect(mainDefaultVia(r, 4, 'eth1')).to.equal('10.0.1.1');
     expect(mainDefaultVia(r6, 6, 'eth1')).to.equal(undefined);
   });
+  it("a router advertisement's default route (its hop limit as a metric) is plain: the NIC's IPv6 gateway", () => {
+    // Captured in the lab (`ip -N -json -6 route show table all`, dnsmasq's RA, iproute2 6.1).
+    const ra = [{ dst: 'default', gateway: 'fe80::cc73:cbff:fe3c:9e7', dev: 'eth1', protocol: '9', metric: 1024, flags: [], expires: 1789, metrics: [{ hoplimit: 64 }], pref: 'medium' }];
+    expect(mainDefaultVia(parseRoutes(ra, 6), 6, 'eth1')).to.equal('fe80::cc73:cbff:fe3c:9e7');
+    // Any other metric (an operator's `mtu`, `advmss`) keeps a route out of "plain".
+    expect(parseRoutes([{ ...ra[0], metrics: [{ hoplimit: 64, mtu: 1400 }] }], 6)[0]).to.include({ plain: false });
+  });
   it('addresses and links (stacked devices flagged, MACs lower-cased)', () => {
     expect(parseAddresses(SAMPLE_ADDR).filter((a) => a.dev === 'eth1')).to.deep.equal([
       { family: 4, dev: 'eth1', address: '10.0.1.10', prefixlen: 24 },

@@ -9,6 +9,7 @@ export interface Counters {
   vif: number;
   /** Next host number to try per subnet (IPs cycle through the pool before being reused). */
   nextHost?: Record<string, number>;
+  nextHost6?: Record<string, number>;
 }
 
 export function usedIps(state: LabState, model: MetadataModel | null): Set<string> {
@@ -40,6 +41,24 @@ export function allocIps(state: LabState, model: MetadataModel | null, subnet: n
   return out;
 }
 
+/** `count` free IPv6 addresses of a subnet (prefix6 + hex host number, from HOST_MIN on, as the IPv4 pool). */
+export function allocIpv6s(state: LabState, model: MetadataModel | null, subnet: number, count: number): string[] {
+  const info = subnetInfo(subnet);
+  const used = new Set<string>([...state.attachments.flatMap((a) => a.ipv6s ?? []), ...(model?.nics ?? []).flatMap((n) => n.ipv6s ?? [])]);
+  const c = state.counters as Counters;
+  c.nextHost6 ??= {};
+  let h = c.nextHost6[String(subnet)] ?? HOST_MIN;
+  const out: string[] = [];
+  for (let tries = 0; out.length < count && tries < 0x10000; tries++, h++) {
+    if (h > 0xffff) h = HOST_MIN;
+    const ip = `${info.prefix6}${h.toString(16)}`;
+    if (!used.has(ip)) out.push(ip), used.add(ip);
+  }
+  if (out.length < count) throw new UserError(`subnet ${subnet} (${info.cidr6}) has no free IPv6 addresses left`);
+  c.nextHost6[String(subnet)] = h;
+  return out;
+}
+
 export function allocDeviceNumber(state: LabState, model: MetadataModel | null, wanted?: number): number {
   const used = new Set<number>([...state.attachments.map((a) => a.deviceNumber), ...(model?.nics ?? []).map((n) => n.deviceNumber)]);
   if (wanted !== undefined) {
@@ -64,16 +83,18 @@ export function allocMac(state: LabState): string {
 export function newAttachment(
   state: LabState,
   model: MetadataModel | null,
-  o: { subnet: number; secondaryIps: number; deviceNumber?: number; inMetadata: boolean },
+  o: { subnet: number; secondaryIps: number; deviceNumber?: number; inMetadata: boolean; ipv6s?: number },
 ): Attachment {
   const deviceNumber = allocDeviceNumber(state, model, o.deviceNumber);
   const ips = allocIps(state, model, o.subnet, 1 + o.secondaryIps);
+  const ipv6s = o.ipv6s ? allocIpv6s(state, model, o.subnet, o.ipv6s) : undefined;
   return {
     ifname: `eth${deviceNumber}`,
     mac: allocMac(state),
     deviceNumber,
     subnet: o.subnet,
     ips,
+    ...(ipv6s ? { ipv6s } : {}),
     vif: `vif${state.counters.vif++}`,
     inMetadata: o.inMetadata,
     attachedAt: Date.now(),
@@ -89,6 +110,7 @@ export function nicModelOf(a: Attachment, visibleAt?: number): NicModel {
     interfaceId: newInterfaceId(),
     subnet: a.subnet,
     ips: [...a.ips],
+    ...(a.ipv6s?.length ? { ipv6s: [...a.ipv6s] } : {}),
     securityGroups: [sg],
     ifname: a.ifname,
     ...(visibleAt ? { visibleAt } : {}),

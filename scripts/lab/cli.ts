@@ -94,9 +94,11 @@ export function buildProgram(): Command {
         .choices(['ec2', 'openstack', 'configdrive'])
         .default('ec2'),
     )
+    .option('--ipv6', 'a dual-stack VPC: IPv6 subnets, router advertisements, DHCPv6 (eth0 gets an IPv6 address)')
     .option('--json', 'print the result as JSON')
     .action(async (o) => {
       const r = await lab.up({
+        ipv6: o.ipv6,
         name: o.name,
         mode: o.mode,
         cloud: o.cloud,
@@ -127,6 +129,7 @@ export function buildProgram(): Command {
     .addOption(nameOpt())
     .option('--lag <seconds>', 'show the NIC in metadata only this long after the attach', num)
     .option('--ips <n>', 'secondary private IPs', int, 0)
+    .option('--ipv6 <n>', 'IPv6 addresses (the first by DHCPv6; needs `up --ipv6`)', int, 0)
     .option('--subnet <k>', 'subnet index 1..4 (default 2)', int)
     .option('--device-number <n>', 'device number (default: lowest free)', int)
     .option('--count <n>', 'attach n NICs at once', int, 1)
@@ -134,10 +137,10 @@ export function buildProgram(): Command {
     .option('--static', 'OpenStack: a port without DHCP (every fixed IP static in network_data.json)')
     .option('--json', 'print JSON')
     .action(async (o) => {
-      const opts = { name: o.name, lagSeconds: o.lag, ips: o.ips, subnet: o.subnet, metadata: o.metadata, deviceNumber: o.deviceNumber, static: o.static };
+      const opts = { name: o.name, lagSeconds: o.lag, ips: o.ips, subnet: o.subnet, metadata: o.metadata, deviceNumber: o.deviceNumber, static: o.static, ipv6s: o.ipv6 };
       const nics = o.count === 1 ? [await lab.attach(opts)] : await lab.attachMany(o.count, opts);
       if (o.json) out(o.count === 1 ? nics[0] : nics);
-      else for (const n of nics) process.stdout.write(`${n.ifname} ${n.mac} device-number ${n.deviceNumber} ${n.ips.join(',')} subnet ${n.subnet} (${n.cidr}, gw ${n.gateway})\n`);
+      else for (const n of nics) process.stdout.write(`${n.ifname} ${n.mac} device-number ${n.deviceNumber} ${[...n.ips, ...(n.ipv6s ?? [])].join(',')} subnet ${n.subnet} (${n.cidr}, gw ${n.gateway})\n`);
     });
 
   program

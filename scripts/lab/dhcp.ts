@@ -1,7 +1,10 @@
 /**
  * dnsmasq of a lab, in the cloud netns: DHCP on every subnet bridge with one static lease per
  * MAC (a hosts file re-read on SIGHUP), and DNS that answers NXDOMAIN for every name so nothing
- * in the instance waits on a resolver. It never reads or writes host config.
+ * in the instance waits on a resolver. It never reads or writes host config. With IPv6 (`up --ipv6`)
+ * it also sends router advertisements on every bridge (managed flag: addresses by DHCPv6, the
+ * prefix on-link, the bridge's link-local address the default router) and answers DHCPv6 with the
+ * NIC's first IPv6 address, by MAC (dnsmasq learns a DHCPv6 client's MAC on the same link).
  */
 import { open, stat } from 'node:fs/promises';
 import { writeFileAtomic } from '../../src/util/atomic.js';
@@ -14,12 +17,12 @@ import { run, sleep } from './run.js';
 export const LEASE_TIME = '1h';
 export const DHCP_DOMAIN = 'ec2.internal';
 
-export function dnsmasqArgv(p: LabPaths): string[] {
-  return dnsmasqArgvIn(['nsenter', `--net=${netnsPath(p.netnsCloud)}`, '--'], p);
+export function dnsmasqArgv(p: LabPaths, ipv6 = false): string[] {
+  return dnsmasqArgvIn(['nsenter', `--net=${netnsPath(p.netnsCloud)}`, '--'], p, ipv6);
 }
 
 /** dnsmasq's argv behind `prefix` (how to enter the cloud's netns); the VM tier uses it too. */
-export function dnsmasqArgvIn(prefix: string[], p: Pick<LabPaths, 'dnsmasqPid' | 'dnsmasqLog' | 'dhcpLeases' | 'dhcpHosts'>): string[] {
+export function dnsmasqArgvIn(prefix: string[], p: Pick<LabPaths, 'dnsmasqPid' | 'dnsmasqLog' | 'dhcpLeases' | 'dhcpHosts'>, ipv6 = false): string[] {
   const argv = [
     ...prefix,
     'dnsmasq',
@@ -44,16 +47,18 @@ export function dnsmasqArgvIn(prefix: string[], p: Pick<LabPaths, 'dnsmasqPid' |
   for (const s of allSubnets()) {
     argv.push(`--interface=${s.bridge}`);
     argv.push(`--dhcp-range=set:s${s.index},${s.prefix}0,static,${s.mask},${LEASE_TIME}`);
+    if (ipv6) argv.push(`--dhcp-range=set:s6${s.index},${s.prefix6},static,64,${LEASE_TIME}`);
   }
+  if (ipv6) argv.push('--enable-ra');
   return argv;
 }
 
-/** One line per attached NIC: MAC,IP,hostname (the primary IP; secondaries are not DHCP's). */
+/** One line per attached NIC: MAC,IP[,[IPv6]],hostname (the first address of each family; the others are not DHCP's). */
 export function hostsFileContent(atts: Attachment[]): string {
   return (
     atts
       .filter((a) => a.ips[0])
-      .map((a) => `${a.mac},${a.ips[0]},ip-${a.ips[0]!.replace(/\./g, '-')}`)
+      .map((a) => `${a.mac},${a.ips[0]},${a.ipv6s?.[0] ? `[${a.ipv6s[0]}],` : ''}ip-${a.ips[0]!.replace(/\./g, '-')}`)
       .join('\n') + '\n'
   );
 }

@@ -3,8 +3,9 @@
  *
  *  - a client host (netns chl-NAME-client, eth0 10.0.9.10/24, default via 10.0.9.1) behind the
  *    cloud netns's router, to reach the instance's addresses from outside their subnets;
- *  - the source/destination check: a packet that leaves an instance NIC with an IPv4 source
- *    outside that NIC's subnet is dropped by the cloud. An nftables `bridge` table in the cloud
+ *  - the source/destination check: a packet that leaves an instance NIC with an IPv4 or IPv6
+ *    source outside that NIC's subnet is dropped by the cloud (IPv6 link-local and unspecified
+ *    sources pass: neighbour discovery, router solicitations and DHCPv6 use them). An nftables `bridge` table in the cloud
  *    netns sees every frame entering a subnet bridge from a NIC's cloud-side veth end (vifN);
  *    each vif is listed in the set of its subnet (ports_brK). Every source seen is counted per
  *    (vif, source address) in the dynamic sets `passed` and `dropped`, and drops in the counter
@@ -14,7 +15,7 @@
  */
 import { run, ipBatch, type RunResult } from './run.js';
 import { netnsPath } from './netns.js';
-import { allSubnets, subnetInfo, CLIENT_ADDR, CLIENT_CIDR, CLIENT_GATEWAY, CLIENT_LINK } from './paths.js';
+import { allSubnets, subnetInfo, CLIENT_ADDR, CLIENT_CIDR, CLIENT_GATEWAY, CLIENT_LINK, CLIENT_ADDR6, CLIENT_CIDR6, CLIENT_GATEWAY6 } from './paths.js';
 
 export const SRCCHECK_TABLE = 'srccheck';
 
@@ -33,14 +34,19 @@ export function srcCheckRuleset(): string {
   for (const s of subnets) l.push(`  set ports_${s.bridge} { type ifname; }`);
   l.push('  set passed { type ifname . ipv4_addr; size 65535; flags dynamic; counter; }');
   l.push('  set dropped { type ifname . ipv4_addr; size 65535; flags dynamic; counter; }');
+  l.push('  set passed6 { type ifname . ipv6_addr; size 65535; flags dynamic; counter; }');
+  l.push('  set dropped6 { type ifname . ipv6_addr; size 65535; flags dynamic; counter; }');
   l.push('  counter drops { }');
   l.push('  chain prerouting {');
   l.push('    type filter hook prerouting priority 0; policy accept;');
-  l.push('    ether type != ip accept');
+  l.push('    ether type != { ip, ip6 } accept');
   // DHCP before the NIC has an address.
   l.push('    ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept');
   for (const s of subnets) l.push(`    iifname @ports_${s.bridge} ip saddr ${s.cidr} add @passed { iifname . ip saddr } accept`);
-  for (const s of subnets) l.push(`    iifname @ports_${s.bridge} add @dropped { iifname . ip saddr } counter name "drops" drop`);
+  for (const s of subnets) l.push(`    iifname @ports_${s.bridge} ip saddr 0.0.0.0/0 add @dropped { iifname . ip saddr } counter name "drops" drop`);
+  l.push('    ip6 saddr { ::, fe80::/10 } accept');
+  for (const s of subnets) l.push(`    iifname @ports_${s.bridge} ip6 saddr ${s.cidr6} add @passed6 { iifname . ip6 saddr } accept`);
+  for (const s of subnets) l.push(`    iifname @ports_${s.bridge} ip6 saddr ::/0 add @dropped6 { iifname . ip6 saddr } counter name "drops" drop`);
   l.push('  }');
   l.push('}');
   return l.join('\n') + '\n';
@@ -68,7 +74,7 @@ export async function srcCheckDelPort(cloudNs: string, port: { vif: string; subn
 export interface FlowCount {
   /** Cloud-side veth end the packets came from. */
   vif: string;
-  /** IPv4 source address. */
+  /** Source address (IPv4 or IPv6). */
   saddr: string;
   packets: number;
   bytes: number;
@@ -114,26 +120,36 @@ export async function readSourceCheck(cloudNs: string): Promise<SrcCheckCounters
   for (const s of allSubnets()) {
     for (const e of (sets.get(`ports_${s.bridge}`)?.elem as unknown[] | undefined) ?? []) if (typeof e === 'string') ports[e] = s.index;
   }
-  return { present: true, drops, passed: flows(sets.get('passed')), dropped: flows(sets.get('dropped')), ports };
+  const both = (a: string) => [...flows(sets.get(a)), ...flows(sets.get(`${a}6`))];
+  return { present: true, drops, passed: both('passed'), dropped: both('dropped'), ports };
 }
 
 /** Zero the counters (the port lists stay). */
 export async function resetSourceCheck(cloudNs: string): Promise<void> {
-  await nft(cloudNs, [`flush set bridge ${SRCCHECK_TABLE} passed`, `flush set bridge ${SRCCHECK_TABLE} dropped`, `reset counter bridge ${SRCCHECK_TABLE} drops`].join('\n') + '\n');
+  const sets = ['passed', 'dropped', 'passed6', 'dropped6'].map((x) => `flush set bridge ${SRCCHECK_TABLE} ${x}`);
+  await nft(cloudNs, [...sets, `reset counter bridge ${SRCCHECK_TABLE} drops`].join('\n') + '\n');
 }
 
 // ---------------------------------------------------------------------------------------------
 // The client host
 
-/** client0 (cloud netns, the client network's gateway) ↔ eth0 (client netns), default via the cloud. */
+/** client0 (cloud netns, the client network's gateway) ↔ eth0 (client netns), default via the cloud (IPv4 and IPv6). */
 export async function setupClient(cloudNs: string, clientNs: string): Promise<void> {
   const len = CLIENT_CIDR.split('/')[1];
   await ipBatch(cloudNs, [
     `link add ${CLIENT_LINK} type veth peer name eth0 netns ${clientNs}`,
     `addr add ${CLIENT_GATEWAY}/${len} dev ${CLIENT_LINK}`,
+    `addr add ${CLIENT_GATEWAY6}/64 dev ${CLIENT_LINK} nodad`,
     `link set ${CLIENT_LINK} up`,
   ]);
-  await ipBatch(clientNs, ['link set lo up', `addr add ${CLIENT_ADDR}/${len} dev eth0`, 'link set eth0 up', `route add default via ${CLIENT_GATEWAY}`]);
+  await ipBatch(clientNs, [
+    'link set lo up',
+    `addr add ${CLIENT_ADDR}/${len} dev eth0`,
+    `addr add ${CLIENT_ADDR6}/${CLIENT_CIDR6.split('/')[1]} dev eth0 nodad`,
+    'link set eth0 up',
+    `route add default via ${CLIENT_GATEWAY}`,
+    `route add ::/0 via ${CLIENT_GATEWAY6}`,
+  ]);
 }
 
 /** argv that runs `argv` in the client netns. */

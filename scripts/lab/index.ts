@@ -11,7 +11,7 @@ export type { FlowCount, SrcCheckCounters } from './fabric.js';
 export { INSTANCE_ENV, type CloudInitStatus } from './instance.js';
 export { restartNetworkManager, type LabStack } from './nm.js';
 export { restartNetworkd } from './networkd.js';
-export { labPaths, LAB_ROOT, NETNS_PREFIX, CLIENT_ADDR, CLIENT_CIDR, CLIENT_GATEWAY } from './paths.js';
+export { labPaths, LAB_ROOT, NETNS_PREFIX, CLIENT_ADDR, CLIENT_CIDR, CLIENT_GATEWAY, CLIENT_ADDR6, subnetInfo } from './paths.js';
 export { sleep } from './run.js';
 export type { LabOptions } from './running.js';
 

@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { writeJsonAtomic } from '../../src/util/atomic.js';
-import { allSubnets, nameHash, VPC_CIDR, subnetInfo } from './paths.js';
+import { allSubnets, nameHash, VPC_CIDR, VPC_IPV6_CIDR, subnetInfo } from './paths.js';
 
 export interface SecurityGroup {
   id: string;
@@ -65,10 +65,11 @@ export interface MetadataModel {
 
 const hex = (n: number) => randomBytes(Math.ceil(n / 2)).toString('hex').slice(0, n);
 
-export function newModel(labName: string, mode: 'faithful' | 'generic', userData: string | null, cloud: Cloud = 'ec2'): MetadataModel {
+/** `ipv6`: a dual-stack VPC (every subnet has its IPv6 /64, as EC2 lists under subnet-ipv6-cidr-blocks). */
+export function newModel(labName: string, mode: 'faithful' | 'generic', userData: string | null, cloud: Cloud = 'ec2', ipv6 = false): MetadataModel {
   const h = nameHash(labName, 8);
   const subnets: Record<string, SubnetModel> = {};
-  for (const s of allSubnets()) subnets[String(s.index)] = { id: `subnet-${h}${String(s.index).padStart(9, '0')}`, cidr: s.cidr };
+  for (const s of allSubnets()) subnets[String(s.index)] = { id: `subnet-${h}${String(s.index).padStart(9, '0')}`, cidr: s.cidr, ...(ipv6 ? { ipv6Cidr: s.cidr6 } : {}) };
   return {
     version: 1,
     instanceId: `i-${hex(17)}`,
@@ -81,6 +82,7 @@ export function newModel(labName: string, mode: 'faithful' | 'generic', userData
     availabilityZoneId: 'use1-az1',
     vpcId: `vpc-${h}000000001`,
     vpcCidrs: [VPC_CIDR],
+    ...(ipv6 ? { vpcIpv6Cidrs: [VPC_IPV6_CIDR] } : {}),
     subnets,
     // Nova's EC2-compatible tree has no session tokens.
     httpTokens: mode === 'faithful' && cloud === 'ec2' ? 'required' : 'optional',

@@ -28,16 +28,20 @@ export async function deleteNetns(ns: string): Promise<void> {
   }
 }
 
-/** lo, the IMDS address, a bridge + gateway per subnet, forwarding on (the VPC router). */
+/**
+ * lo, the IMDS address, a bridge + gateway per subnet (IPv4 and IPv6), forwarding on (the VPC
+ * router). The IPv6 side is inert until dnsmasq sends router advertisements (`up --ipv6`).
+ */
 export async function setupCloud(ns: string): Promise<void> {
   const lines = ['link set lo up', `addr add ${IMDS_ADDR}/32 dev lo`];
   for (const s of allSubnets()) {
     lines.push(`link add ${s.bridge} type bridge stp_state 0 forward_delay 0`);
     lines.push(`addr add ${s.gateway}/24 dev ${s.bridge}`);
+    lines.push(`addr add ${s.gateway6}/64 dev ${s.bridge} nodad`);
     lines.push(`link set ${s.bridge} up`);
   }
   await ipBatch(ns, lines);
-  await run(['nsenter', `--net=${netnsPath(ns)}`, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=1']);
+  await run(['nsenter', `--net=${netnsPath(ns)}`, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
 }
 
 export async function setupInstance(ns: string): Promise<void> {

@@ -25,6 +25,8 @@ export interface AttachOptions extends LabOptions {
   deviceNumber?: number;
   /** OpenStack: a port without DHCP (its fixed IPs static in network_data.json). */
   static?: boolean;
+  /** IPv6 addresses (the first by DHCPv6, the rest secondary); needs a lab up with --ipv6. */
+  ipv6s?: number;
 }
 
 export interface NicInfo {
@@ -32,10 +34,14 @@ export interface NicInfo {
   mac: string;
   deviceNumber: number;
   ips: string[];
+  /** IPv6 addresses (first: DHCPv6's); absent for an IPv4-only NIC. */
+  ipv6s?: string[];
   subnet: number;
   subnetId?: string;
   cidr: string;
   gateway: string;
+  /** The subnet's IPv6 /64 (the NIC's default router is the cloud's link-local address, from its RA). */
+  cidr6?: string;
   interfaceId?: string;
   /** Epoch ms when the NIC becomes visible in metadata (lag). */
   visibleAt?: number;
@@ -50,6 +56,7 @@ export function nicInfo(a: Attachment, model: MetadataModel | null): NicInfo {
     mac: a.mac,
     deviceNumber: a.deviceNumber,
     ips: [...a.ips],
+    ...(a.ipv6s?.length ? { ipv6s: [...a.ipv6s], cidr6: sub.cidr6 } : {}),
     subnet: a.subnet,
     subnetId: model?.subnets[String(a.subnet)]?.id,
     cidr: sub.cidr,
@@ -78,14 +85,17 @@ export async function attachMany(n: number, opts: AttachOptions = {}): Promise<N
   if (!Number.isInteger(secondary) || secondary < 0 || secondary > 30) throw new UserError('--ips must be 0..30');
   const lag = opts.lagSeconds ?? 0;
   if (!(lag >= 0)) throw new UserError('--lag must be >= 0');
+  const ipv6s = opts.ipv6s ?? 0;
+  if (!Number.isInteger(ipv6s) || ipv6s < 0 || ipv6s > 30) throw new UserError('--ipv6 must be 0..30');
   const inMetadata = opts.metadata ?? true;
   const p = labPaths(opts.name);
   return withLock(p.lock, async () => {
     const s = await mustLoad(p);
+    if (ipv6s && !s.options.ipv6) throw new UserError(`lab ${p.name} has no IPv6 (bring it up with --ipv6)`);
     const model = await loadModel(p.model);
     const atts: Attachment[] = [];
     for (let i = 0; i < n; i++) {
-      const a = newAttachment(s, model, { subnet, secondaryIps: secondary, deviceNumber: opts.deviceNumber, inMetadata });
+      const a = newAttachment(s, model, { subnet, secondaryIps: secondary, deviceNumber: opts.deviceNumber, inMetadata, ipv6s });
       s.attachments.push(a);
       atts.push(a);
     }

@@ -97,6 +97,12 @@ export const CLIENT_ADDR = '10.0.9.10';
 export const CLIENT_GATEWAY = '10.0.9.1';
 /** The client link's end in the cloud netns (its end in the client netns is eth0). */
 export const CLIENT_LINK = 'client0';
+/** The client's IPv6 network (labs always route it; instances get IPv6 only with `up --ipv6`). */
+export const CLIENT_CIDR6 = 'fd00:10:0:9::/64';
+export const CLIENT_ADDR6 = 'fd00:10:0:9::10';
+export const CLIENT_GATEWAY6 = 'fd00:10:0:9::1';
+/** The VPC's IPv6 block (ULA: lab traffic never leaves the lab's namespaces); subnet k is fd00:10:0:k::/64. */
+export const VPC_IPV6_CIDR = 'fd00:10::/56';
 
 export interface SubnetInfo {
   index: number;
@@ -105,6 +111,10 @@ export interface SubnetInfo {
   gateway: string;
   bridge: string;
   mask: string;
+  /** The subnet's IPv6 /64, the cloud router's address in it, and the prefix hosts are numbered from ("fd00:10:0:k::"). */
+  cidr6: string;
+  gateway6: string;
+  prefix6: string;
 }
 
 export function subnetInfo(k: number): SubnetInfo {
@@ -118,6 +128,9 @@ export function subnetInfo(k: number): SubnetInfo {
     gateway: `10.0.${k}.1`,
     bridge: `br${k}`,
     mask: '255.255.255.0',
+    cidr6: `fd00:10:0:${k}::/64`,
+    gateway6: `fd00:10:0:${k}::1`,
+    prefix6: `fd00:10:0:${k}::`,
   };
 }
 

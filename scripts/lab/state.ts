@@ -13,6 +13,8 @@ export interface Attachment {
   deviceNumber: number;
   subnet: number;
   ips: string[];
+  /** IPv6 addresses (first: the DHCPv6 one); absent for an IPv4-only NIC. */
+  ipv6s?: string[];
   /** Cloud-side veth end (in the cloud netns, port of the subnet's bridge). */
   vif: string;
   inMetadata: boolean;
@@ -34,11 +36,11 @@ export interface LabState {
   phase: Phase;
   createdAt: string;
   updatedAt: string;
-  options: { hotplugUserdata: boolean; udev: boolean; userdataFile?: string; pauseBefore?: 'config' | 'final'; stack?: 'ifupdown' | 'nm' | 'networkd' };
+  options: { hotplugUserdata: boolean; udev: boolean; userdataFile?: string; pauseBefore?: 'config' | 'final'; stack?: 'ifupdown' | 'nm' | 'networkd'; ipv6?: boolean };
   netns: { cloud: string; inst: string; cloudIno?: number; instIno?: number; client?: string; clientIno?: number };
   holder?: ProcRef & { mntIno?: number };
   procs: { dnsmasq?: ProcRef; imds?: ProcRef; udevd?: ProcRef; udevMonitor?: ProcRef; dbus?: ProcRef; networkManager?: ProcRef; networkd?: ProcRef };
-  counters: { mac: number; vif: number; nextHost?: Record<string, number> };
+  counters: { mac: number; vif: number; nextHost?: Record<string, number>; nextHost6?: Record<string, number> };
   attachments: Attachment[];
   stages: StageTiming[];
   upMs?: number;

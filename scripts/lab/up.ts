@@ -38,6 +38,8 @@ export interface UpOptions extends LabOptions {
   stack?: LabStack;
   /** The cloud emulated (default ec2). */
   cloud?: Cloud;
+  /** A dual-stack VPC: IPv6 subnets with router advertisements and DHCPv6; eth0 gets one IPv6 address. */
+  ipv6?: boolean;
 }
 
 export interface UpResult {
@@ -128,7 +130,7 @@ async function create(p: LabPaths, opts: UpOptions): Promise<UpResult> {
     phase: 'creating',
     createdAt: now,
     updatedAt: now,
-    options: { hotplugUserdata, udev, userdataFile: opts.userdataFile, pauseBefore: opts.pauseBefore, stack },
+    options: { hotplugUserdata, udev, userdataFile: opts.userdataFile, pauseBefore: opts.pauseBefore, stack, ...(opts.ipv6 ? { ipv6: true } : {}) },
     netns: { cloud: p.netnsCloud, inst: p.netnsInst, client: p.netnsClient },
     procs: {},
     counters: { mac: 0, vif: 0 },
@@ -150,8 +152,8 @@ async function create(p: LabPaths, opts: UpOptions): Promise<UpResult> {
     await setupInstance(p.netnsInst);
     await setupClient(p.netnsCloud, p.netnsClient);
 
-    const model = newModel(p.name, mode, userData, cloud);
-    const eth0 = newAttachment(s, model, { subnet: PRIMARY_SUBNET, secondaryIps: 0, deviceNumber: 0, inMetadata: true });
+    const model = newModel(p.name, mode, userData, cloud, !!opts.ipv6);
+    const eth0 = newAttachment(s, model, { subnet: PRIMARY_SUBNET, secondaryIps: 0, deviceNumber: 0, inMetadata: true, ipv6s: opts.ipv6 ? 1 : 0 });
     s.attachments.push(eth0);
     model.nics.push(nicModelOf(eth0));
     await saveModel(p.model, model);
@@ -159,7 +161,7 @@ async function create(p: LabPaths, opts: UpOptions): Promise<UpResult> {
     await save();
 
     progress(opts, 'starting dnsmasq and the IMDS in the cloud namespace');
-    s.procs.dnsmasq = spawnDaemon(dnsmasqArgv(p), 'dnsmasq', { log: `${p.dir}/dnsmasq.out` });
+    s.procs.dnsmasq = spawnDaemon(dnsmasqArgv(p, !!opts.ipv6), 'dnsmasq', { log: `${p.dir}/dnsmasq.out` });
     await save();
     s.procs.imds = spawnDaemon(
       ['nsenter', `--net=${netnsPath(p.netnsCloud)}`, '--', process.execPath, imdsScript(), '--model', p.model, '--socket', p.imdsSock],

@@ -2,7 +2,8 @@
  * The daemon's kernel event source: what `ip monitor` reports (daemon/monitor.ts), turned into
  * work. A new or deleted link waits SETTLE_MS for udev's copy of the event and is queued only if
  * udev did not queue it (udev may not run, or our rule may be missing); link down/up flaps are
- * debounced into one 'links' job; address and route churn into one routing repair.
+ * debounced into one 'links' job; address and route churn (and an RA's new default router) into
+ * one routing repair.
  */
 import type { Config } from '../config.js';
 import { enqueue, list } from '../events/queue.js';
@@ -106,7 +107,7 @@ export class KernelEvents implements LinkCallbacks {
   onRouting(c: RoutingChange): void {
     const cfg = this.host.config();
     if (this.host.stopping() || !cfg.routing.enabled) return;
-    if (c.kind === 'address' && !isCandidate({ ifname: c.ifname }, cfg.filter).ok) return;
+    if (c.kind !== 'ours-deleted' && !isCandidate({ ifname: c.ifname }, cfg.filter).ok) return;
     clearTimeout(this.routingTimer);
     this.routingTimer = setTimeout(() => this.host.repairRouting(), ROUTING_DEBOUNCE_MS);
   }

@@ -38,17 +38,26 @@ export function parseLinkLine(line: string): LinkLine | null {
  * What can take policy routing away without a link event: an address coming or going on an
  * interface (a DHCP client re-acquiring; the kernel drops routes through an address it removes,
  * silently), or a rule or route of ours deleted by someone else (systemd-networkd flushes
- * "foreign" ones when it starts). `ip -o monitor address route rule` lines.
+ * "foreign" ones when it starts). And what it may have been waiting for: an IPv6 default router
+ * learnt from a router advertisement (a NIC's IPv6 table needs it). `ip -o monitor address route
+ * rule` lines.
  */
-export type RoutingChange = { kind: 'address'; ifname: string; deleted: boolean } | { kind: 'ours-deleted'; what: 'rule' | 'route' };
+export type RoutingChange =
+  | { kind: 'address'; ifname: string; deleted: boolean }
+  | { kind: 'ours-deleted'; what: 'rule' | 'route' }
+  | { kind: 'router6'; ifname: string };
 
 const ADDR_RE = /^(Deleted\s+)?\d+:\s+([^\s:@]+)\s+inet6?\s+(\S+)/;
+/** `default via fe80::… dev X proto ra …` in main (no `table`): the kernel's route from an RA. */
+const RA_ROUTE_RE = /^default\s+via\s+fe80:\S*\s+dev\s+([^\s@]+)\s+proto\s+ra\b/;
 
-/** One monitor line as a routing change; null for links, others' routes, IPv6 link-local churn. */
+/** One monitor line as a routing change; null for links, others' routes (but an RA's default), IPv6 link-local churn. */
 export function parseRoutingLine(line: string, proto: number): RoutingChange | null {
   const t = line.trim();
   const a = ADDR_RE.exec(t);
   if (a) return a[3]!.toLowerCase().startsWith('fe80:') ? null : { kind: 'address', ifname: a[2]!, deleted: !!a[1] };
+  const ra = RA_ROUTE_RE.exec(t);
+  if (ra && !/\btable\s/.test(t)) return { kind: 'router6', ifname: ra[1]! };
   if (!/^Deleted\s/.test(t) || !new RegExp(`\\bproto(?:col)?\\s+${proto}\\b`).test(t)) return null;
   return { kind: 'ours-deleted', what: /^Deleted\s+\d+:\s/.test(t) ? 'rule' : 'route' };
 }

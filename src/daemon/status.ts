@@ -29,7 +29,7 @@ function sources(d: Daemon, poll: Daemon['poller']['stats']): Record<string, unk
   const out: Record<string, unknown>[] = [
     { name: 'udev queue', state: d.queueWatching ? 'watching' : 'stopped', detail: 'inotify on the queue directory, a sweep every 15 s' },
     { name: 'kernel link watch', state: watch, detail: m ? `ip monitor pid ${m.pid ?? '-'}, ${m.restarts} restart(s), ${m.links.size} link(s)` : 'not started (--no-monitor)' },
-    { name: 'routing watch', state: watch, detail: m ? `addresses and our rules (proto ${ROUTING_PROTO}) from the same ip monitor` : 'not started (--no-monitor)' },
+    { name: 'routing watch', state: watch, detail: m ? `addresses, our rules (proto ${ROUTING_PROTO}) and RA default routers from the same ip monitor` : 'not started (--no-monitor)' },
     {
       name: 'metadata poller',
       state: d.opts.poll === false ? 'disabled' : poll.errors ? 'backoff' : 'armed',

@@ -13,6 +13,8 @@ import { initSystem, type InitSystem } from '../init/index.js';
 import { fileRecorder, type Recorder, type EventRecord } from '../record/index.js';
 import { reconcile } from '../routing/reconcile.js';
 import { removeInterface } from '../routing/cleanup.js';
+import { awaitingRouter6, waitRouters6 } from '../routing/ra-wait.js';
+import { systemIp } from '../routing/run.js';
 import { linkExists, presentLinks } from '../util/sysfs.js';
 import { bootFinished } from '../core/boot.js';
 
@@ -32,6 +34,8 @@ export interface EventQueue {
 export interface RoutingOutcome {
   changes: number;
   failed: number;
+  /** Interfaces whose IPv6 routes wait for a router advertisement (metadata lists IPv6, no RA yet). */
+  awaitingRouter6?: string[];
 }
 
 /** Policy routing as the pipeline needs it (src/routing does the work). */
@@ -40,6 +44,8 @@ export interface RoutingStage {
   reconcile(summary: InstanceSummary, metadataComplete: boolean): Promise<RoutingOutcome>;
   /** Rules, routes and addresses of ours for an interface that went away. */
   removeInterface(ifname: string): Promise<void>;
+  /** Wait (bounded) until these interfaces have an IPv6 default router from an RA; the ones still without. */
+  waitRouters6?(ifnames: string[]): Promise<string[]>;
 }
 
 export interface PipelineDeps {
@@ -72,11 +78,12 @@ export function systemRouting(config: () => Config, stack: () => NetworkStack): 
   return {
     reconcile: async (summary, metadataComplete) => {
       const r = await reconcile({ summary, config: config(), metadataComplete, env: { leaseGateway: (n) => stack().leaseGateway(n) } });
-      return { changes: r.changes.length, failed: r.failed.length };
+      return { changes: r.changes.length, failed: r.failed.length, awaitingRouter6: r.dryRun ? [] : awaitingRouter6(r.skipped) };
     },
     removeInterface: async (ifname) => {
       await removeInterface(ifname);
     },
+    waitRouters6: (ifnames) => waitRouters6(ifnames, systemIp()),
   };
 }
 

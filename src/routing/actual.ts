@@ -115,7 +115,9 @@ export function parseRoutes(json: unknown, family: Family): ActualRoute[] {
     const gw = r.gateway === undefined ? undefined : parseIp(r.gateway, family)?.text;
     if (r.gateway !== undefined && gw === undefined) continue;
     const flags = Array.isArray(r.flags) ? r.flags.map(String) : [];
-    const plain = Object.keys(r).every((k) => ROUTE_PLAIN_KEYS.has(k)) && flags.every((f) => f === 'linkdown');
+    // A route learnt from a router advertisement carries the RA's hop limit as a metric: still plain.
+    const raMetrics = (k: string) => k === 'metrics' && Array.isArray(r.metrics) && r.metrics.every((m) => isObj(m) && Object.keys(m).every((x) => x === 'hoplimit'));
+    const plain = Object.keys(r).every((k) => ROUTE_PLAIN_KEYS.has(k) || raMetrics(k)) && flags.every((f) => f === 'linkdown');
     out.push({
       family,
       table: num(r.table, 254) ?? 254,

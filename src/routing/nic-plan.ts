@@ -4,7 +4,7 @@
  */
 import type { NicMeta } from '../../bridge/index.js';
 import { type Family, type Ip, type Prefix, parseIp, parsePrefix, contains, notUnicast, formatIp } from './addr.js';
-import { MAX_INDEX, type LinkInfo, type DesiredInput, type RuleSpec, type RouteSpec, type AddressSpec, type NicPlan, type Skip } from './spec.js';
+import { MAX_INDEX, NO_ROUTER6, type LinkInfo, type DesiredInput, type RuleSpec, type RouteSpec, type AddressSpec, type NicPlan, type Skip } from './spec.js';
 
 export function smallInt(v: unknown): number | null {
   if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 && v <= MAX_INDEX) return v;
@@ -169,7 +169,7 @@ export function nicPlan(mac: string, n: NicMeta, link: LinkInfo, table: number, 
       for (const p of subnets6) routes.push({ family: 6, table, dst: p.text, dev: ifname });
       routes.push({ family: 6, table, dst: 'default', gateway: gateway6, dev: ifname });
     } else {
-      skip('ipv6 routes', raw6 ?? null, raw6 === undefined ? 'no IPv6 default router known (no router advertisement yet)' : 'default router is not a unicast IPv6 address');
+      skip('ipv6 routes', raw6 ?? null, raw6 === undefined ? NO_ROUTER6 : 'default router is not a unicast IPv6 address');
     }
   }
 

@@ -108,6 +108,9 @@ export interface DesiredState {
   skipped: Skip[];
 }
 
+/** The reason a NIC's IPv6 routes are left out for want of a router (ra-wait.ts waits on it). */
+export const NO_ROUTER6 = 'no IPv6 default router known (no router advertisement yet)';
+
 /** The main table. */
 export const MAIN_TABLE = 254;
 /** The main table's rule; ours must come before it or they never match. */
