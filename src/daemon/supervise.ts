@@ -14,9 +14,11 @@ export const EXIT_ALREADY_RUNNING = 3;
 /**
  * Node flags for the long-running daemon: no JIT (its JS is glue around I/O; the JIT's code and
  * compiler pages cost ~6 MB RSS), a 1 MB young generation (~3 MB), and gc() for the full
- * collection once it goes quiet after a batch (util/idle-gc.ts). The unit file uses the same.
+ * collection once it goes quiet after a batch (util/idle-gc.ts); no V8 worker threads
+ * (--single-threaded: a small heap collects fast on the main thread) and V8's lite mode (lazy
+ * feedback vectors), together a few MB of RSS less. The unit file uses the same.
  */
-export const DAEMON_NODE_FLAGS = ['--jitless', '--no-expose-wasm', '--max-semi-space-size=1', '--expose-gc'];
+export const DAEMON_NODE_FLAGS = ['--jitless', '--lite-mode', '--single-threaded', '--no-expose-wasm', '--max-semi-space-size=1', '--expose-gc'];
 
 /**
  * The daemon's nice value (unit: Nice=; --supervise: inherited from the supervisor). In a storm
