@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as lab from '../scripts/lab/index.js';
 import { PATH_ENV, type LabCtx } from './lib/labctx.js';
-import { DAEMON_NODE_FLAGS } from '../src/daemon/supervise.js';
+import { DAEMON_NICE, DAEMON_NODE_FLAGS } from '../src/daemon/supervise.js';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = join(ROOT, 'dist/src/cli.js');
@@ -186,8 +186,8 @@ const daemon: Contender = {
   async setup(ctx) {
     await hotplugInstall(ctx);
     const out = `/run/cloud-hotplug-lab/${ctx.name}/b-daemon.out`;
-    // With the node flags of its systemd unit and of --supervise: the default path, as installed.
-    const pid = await spawnInInstance(ctx, [process.execPath, ...DAEMON_NODE_FLAGS, CLI, 'daemon'], out);
+    // With the node flags and the nice value of its systemd unit and of --supervise: the default path, as installed.
+    const pid = await spawnInInstance(ctx, ['nice', '-n', String(DAEMON_NICE), process.execPath, ...DAEMON_NODE_FLAGS, CLI, 'daemon'], out);
     const end = Date.now() + 30_000;
     // ready = it printed "hotplug daemon ready" (after its bridge is warm and its socket listens)
     while (!/hotplug daemon ready/.test(readText(out)) || !ctx.exists(DAEMON_SOCK)) {

@@ -119,6 +119,9 @@ describe('hotplug install / uninstall (--root)', () => {
     const unit = await readFile(join(root, 'etc/systemd/system/cloud-hotplug-daemon.service'), 'utf8');
     expect(unit).to.match(/^ExecStart=\/\S*node .*\/dist\/src\/cli\.js daemon$/m);
     expect(unit).to.match(/^WantedBy=multi-user\.target$/m);
+    // udev's programs before the daemon's batch under contention (nice in its cgroup, weight between cgroups)
+    expect(unit).to.match(/^Nice=5$/m);
+    expect(unit).to.match(/^CPUWeight=20$/m);
     expect(await install('--no-daemon'), '--no-daemon').to.equal(false);
     expect(await install(), 'a re-run (package upgrade) keeps the opt-out').to.equal(false);
     expect(await install('--daemon'), '--daemon opts back in').to.equal(true);

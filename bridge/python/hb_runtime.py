@@ -1,5 +1,6 @@
 """Process-wide repairs of cloud-init 22.4 that the bridge installs once, when it is loaded:
-bounded metadata requests, atomic whole-file writes, and dying with the node process.
+bounded metadata requests, atomic whole-file writes, no YAML dump per parsed NIC, and dying with
+the node process.
 """
 
 import os
@@ -56,6 +57,39 @@ def _atomic_cloudinit_writes():
     util.write_file = write_file
 
 
+class _LazyStateDump:
+    """The YAML text of a network state, made only if something turns it into a string."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self, state):
+        self._state = state
+
+    def __str__(self):
+        from cloudinit import safeyaml
+
+        return safeyaml.dumps(self._state)
+
+
+def _lazy_network_state_dump():
+    """cloud-init 22.4's NetworkStateInterpreter.handle_physical ends with a bare
+    self.dump_network_state(): it YAML-dumps the whole state parsed so far and throws the text
+    away, once per NIC, so parsing N NICs costs O(N^2) (most of the bridge's CPU in a 16-NIC
+    storm; later cloud-init dropped the line). Its other callers pass the text to LOG.debug, which
+    formats a lazy object only when debug records are emitted: same text then, no work otherwise."""
+    from cloudinit.net import network_state
+
+    cls = network_state.NetworkStateInterpreter
+    if getattr(cls.dump_network_state, "_hotplug_lazy", False):
+        return
+
+    def dump_network_state(self):
+        return _LazyStateDump(self._network_state)
+
+    dump_network_state._hotplug_lazy = True
+    cls.dump_network_state = dump_network_state
+
+
 def _die_with_parent():
     """Die with the node process that drives us. Otherwise a worker killed with -9 leaves this
     process finishing its current call (an apply, writing files and running ifup) after the
@@ -73,7 +107,8 @@ def _die_with_parent():
 
 
 def install():
-    """All three, in the order the bridge always applied them."""
+    """All four (the first two and the last in the order the bridge always applied them)."""
     _bound_readurl()
     _atomic_cloudinit_writes()
+    _lazy_network_state_dump()
     _die_with_parent()

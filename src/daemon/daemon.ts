@@ -35,7 +35,7 @@ import type { CloudPart, Effective } from '../config-cloud.js';
 import { reloadConfig } from './reload.js';
 import { paths } from '../paths.js';
 import { acquireLock, releaseThenRecheck, tryLock, type Lock } from '../lock.js';
-import { pendingCount } from '../events/queue.js';
+import { list, pendingCount } from '../events/queue.js';
 import type { HotplugEvent } from '../events/event.js';
 import type { EventRecord } from '../record/index.js';
 import { Pipeline } from '../pipeline/pipeline.js';
@@ -67,6 +67,9 @@ const LOCK_WAIT_MS = 10 * 60_000;
 const RING = 50;
 /** Safety net behind the queue watch: look at the queue this often anyway. */
 const SWEEP_MS = 15_000;
+/** The longest a batch waits for the udev events of links the kernel just reported (gather()). */
+const GATHER_MAX_MS = 200;
+const GATHER_POLL_MS = 10;
 
 /** Held by the running daemon; the udev program starts no worker while it is held. */
 export const daemonLockFile = (): string => join(paths.runDir, 'daemon.lock');
@@ -307,6 +310,16 @@ export class Daemon {
 
   // ------------------------------------------------------------------------------ the queue
 
+  /**
+   * A storm's NICs appear in the kernel at once, but their udev programs queue them over ~100 ms
+   * on a busy machine: wait (at most GATHER_MAX_MS) while links the kernel just reported are not
+   * queued yet, so the storm is one batch (one crawl, one apply, one bring-up) instead of two.
+   */
+  private async gather(): Promise<void> {
+    const end = Date.now() + GATHER_MAX_MS;
+    while (!this.stopping && Date.now() < end && this.kernel.awaitingUdev(await list()).length) await new Promise((r) => setTimeout(r, GATHER_POLL_MS));
+  }
+
   private async drain(): Promise<void> {
     while (!this.stopping && (await pendingCount()) > 0) {
       if (!this.deps.bootFinished()) {
@@ -318,6 +331,7 @@ export class Daemon {
         return;
       }
       this.bootWait = false;
+      await this.gather();
       const t0 = performance.now();
       let batch: HotplugEvent[] = [];
       const lock = await acquireLock({ timeoutMs: LOCK_WAIT_MS });

@@ -16,6 +16,8 @@ import type { LinkCallbacks, LinkLine, RoutingChange } from './monitor.js';
 
 /** A kernel link event waits this long for udev's copy before the daemon queues its own. */
 export const SETTLE_MS = 1000;
+/** New links seen this recently whose udev event is not queued yet are worth a batch waiting for. */
+export const GATHER_SEEN_MS = 500;
 /** Link down/up flaps within this window count once. */
 const LINK_DEBOUNCE_MS = 500;
 /** Address and route churn comes in bursts (a DHCP exchange, networkd configuring links). */
@@ -38,6 +40,19 @@ export interface KernelEventsHost {
   /** Link changes are due: schedule a job that takes them (takeLinkChanges). */
   links(): void;
   repairRouting(): void;
+}
+
+/**
+ * Links the kernel reported (within GATHER_SEEN_MS of `now`) that udev has not queued yet and that
+ * the filter would keep: a storm's later NICs, whose hooks are still running. Matched by MAC, else
+ * by name, against queued and lately claimed add events.
+ */
+export function awaitingUdev(pending: Iterable<{ link: LinkLine; seenAt: number }>, known: readonly HotplugEvent[], now: number, filter: Config['filter']): LinkLine[] {
+  const adds = known.filter((ev) => ev.action === 'add');
+  return [...pending]
+    .filter((p) => now - p.seenAt <= GATHER_SEEN_MS && isCandidate({ ifname: p.link.ifname }, filter).ok)
+    .filter((p) => !adds.some((ev) => ev.time >= p.seenAt - 2000 && (p.link.mac && ev.mac ? ev.mac === p.link.mac : ev.ifname === p.link.ifname)))
+    .map((p) => p.link);
 }
 
 export class KernelEvents implements LinkCallbacks {
@@ -88,6 +103,11 @@ export class KernelEvents implements LinkCallbacks {
     clearTimeout(this.linkTimer);
     clearTimeout(this.routingTimer);
     this.linkTimer = setTimeout(() => this.host.links(), LINK_DEBOUNCE_MS);
+  }
+
+  /** New links whose udev event is still to come (see awaitingUdev); `queued` = the queue now. */
+  awaitingUdev(queued: readonly HotplugEvent[]): LinkLine[] {
+    return awaitingUdev(this.pendingAdds.values(), [...queued, ...this.host.claimed()], Date.now(), this.host.config().filter);
   }
 
   /** The link changes due now, less those a batch just caused (asked when the 'links' job runs). */

@@ -4,7 +4,7 @@
  */
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DAEMON_NODE_FLAGS } from '../daemon/supervise.js';
+import { DAEMON_NICE, DAEMON_NODE_FLAGS } from '../daemon/supervise.js';
 
 const distSrc = dirname(dirname(fileURLToPath(import.meta.url)));
 export const CLI_JS = join(distSrc, 'cli.js');
@@ -88,7 +88,8 @@ WantedBy=cloud-init.target
  * must survive its restarts. Hardening keeps what network configuration needs: CAP_NET_ADMIN and
  * CAP_NET_RAW (ip, dhclient), AF_PACKET and AF_NETLINK, a writable /etc (cloud-init renders
  * /etc/network/interfaces.d, dhclient-script writes resolv.conf); no MemoryDenyWriteExecute
- * (node's JIT needs it off).
+ * (node's JIT needs it off). Nice= and CPUWeight= (below udevd's default 100) let udev's short
+ * RUN programs go first in a storm: nice within a cgroup, the weight between cgroups.
  */
 export function daemonUnitText(node: string): string {
   return `# Installed by "hotplug install" (cloud-hotplug); removed by "hotplug uninstall".
@@ -104,6 +105,8 @@ ExecStart=${node} ${DAEMON_NODE_FLAGS.join(' ')} ${CLI_JS} daemon
 ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=1s
+Nice=${DAEMON_NICE}
+CPUWeight=20
 TimeoutStopSec=120s
 KillMode=process
 Environment=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin

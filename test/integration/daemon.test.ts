@@ -12,7 +12,8 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { lab, hotplug, sh, ipv4Of, readIn, assertLabGone, waitFor, CLI, ROOT, labFixture, waitRecord as waitRecordEvery, type EventRec } from './helpers.js';
+import { lab, hotplug, sh, ipv4Of, readIn, assertLabGone, waitFor, CLI, ROOT, labFixture, waitRecord as waitRecordEvery, instancePids, type EventRec } from './helpers.js';
+import { DAEMON_NICE } from '../../src/daemon/supervise.js';
 
 const PATH_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
 const POLL_S = 3;
@@ -136,6 +137,13 @@ describe('hotplug daemon (lab t-dmn: warm service, socket, kernel watch, metadat
     expect(idle.python_rss_mb).to.be.a('number');
     expect(idle.total_rss_mb, 'idle RSS node+python (MB)').to.be.lessThan(100);
     expect(d.bridge.restarts).to.equal(0);
+    // The daemon and its Python bridge run at DAEMON_NICE, inherited from the supervisor (field 19 of /proc/PID/stat).
+    const niceOf = (pid: number) => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')[16]);
+    const daemons = await instancePids(name, (a) => a.includes('daemon') && !a.includes('--supervise') && a[0] === process.execPath);
+    const pythons = await instancePids(name, (a) => /python3/.test(a[0]!));
+    expect(daemons, 'the daemon process').to.have.length(1);
+    expect(pythons.length, 'its Python bridge').to.be.greaterThan(0);
+    expect([...daemons, ...pythons].map(niceOf)).to.deep.equal([...daemons, ...pythons].map(() => DAEMON_NICE));
   });
 
   it('attach one NIC with the daemon → configured through the warm bridge, clearly faster than the one-shot path; subscribers see the event', async () => {
