@@ -8,11 +8,10 @@
  */
 import { expect } from 'chai';
 import { execa, type ResultPromise } from 'execa';
-import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { lab, hotplug, sh, ipv4Of, readIn, assertLabGone, waitFor, CLI, ROOT, labFixture, sha } from './helpers.js';
+import { lab, hotplug, sh, ipv4Of, readIn, assertLabGone, waitFor, labFixture, sha, startSupervisedDaemon, stopSupervisor } from './helpers.js';
 
 const PATH_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
 const NAME = 't-djb';
@@ -139,27 +138,12 @@ describe('the daemon as the front door (lab t-djb: jobs, listeners, URL source, 
     // The endpoint, in the lab's cloud netns (the instance's gateway on its primary subnet).
     server = execa('nsenter', [`--net=/run/netns/${lab.labPaths(NAME).netnsCloud}`, '--', process.execPath, '-e', SERVER_JS, URL_HOST, String(URL_PORT), tagFile(), statsFile()], { reject: false, env: PATH_ENV, extendEnv: false });
     await waitFor('URL endpoint listening', async () => existsSync(statsFile()) || (await lab.exec(['/usr/bin/curl', '-s', '-o', '/dev/null', `http://${URL_HOST}:${URL_PORT}/`], { name: NAME, cleanEnv: true, env: PATH_ENV })).exitCode === 0, 15_000, 200);
-    const argv = await lab.instanceCommand([process.execPath, CLI, 'daemon', '--supervise'], { name: NAME, cwd: ROOT });
-    const fd = openSync(logFile, 'a');
-    try {
-      const c = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ['ignore', fd, fd], env: PATH_ENV });
-      c.unref();
-      supervisor = c.pid;
-    } finally {
-      closeSync(fd);
-    }
+    supervisor = await startSupervisedDaemon(NAME, logFile);
     await readyDaemon();
   });
 
   after(async function () {
-    if (supervisor) {
-      try {
-        process.kill(supervisor, 'SIGTERM');
-        await waitFor('supervisor gone', async () => !existsSync(`/proc/${supervisor}`), 15_000).catch(() => process.kill(supervisor!, 'SIGKILL'));
-      } catch {
-        /* already gone */
-      }
-    }
+    await stopSupervisor(supervisor);
     server?.kill('SIGTERM');
     await server?.catch(() => {});
     if (process.env.T_DJB_KEEP_LOG) process.stderr.write(`      daemon log: ${logFile}\n`);

@@ -8,11 +8,10 @@
  */
 import { expect } from 'chai';
 import { execa } from 'execa';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, closeSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { lab, hotplug, sh, ipv4Of, readIn, assertLabGone, waitFor, CLI, ROOT, labFixture, waitRecord as waitRecordEvery, instancePids, type EventRec } from './helpers.js';
+import { lab, hotplug, sh, ipv4Of, readIn, assertLabGone, waitFor, labFixture, waitRecord as waitRecordEvery, instancePids, type EventRec, startSupervisedDaemon, stopSupervisor } from './helpers.js';
 import { DAEMON_NICE } from '../../src/daemon/supervise.js';
 
 const PATH_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
@@ -77,17 +76,7 @@ describe('hotplug daemon (lab t-dmn: warm service, socket, kernel watch, metadat
   let nic: lab.NicInfo;
   const daemonLog = () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : '');
 
-  async function startSupervised(): Promise<number> {
-    const argv = await lab.instanceCommand([process.execPath, CLI, 'daemon', '--supervise'], { name, cwd: ROOT });
-    const fd = openSync(logFile, 'a');
-    try {
-      const c = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ['ignore', fd, fd], env: PATH_ENV });
-      c.unref();
-      return c.pid!;
-    } finally {
-      closeSync(fd);
-    }
-  }
+  const startSupervised = () => startSupervisedDaemon(name, logFile);
 
   const readyDaemon = (notPid?: number) =>
     waitFor('daemon ready', async () => {
@@ -102,14 +91,7 @@ describe('hotplug daemon (lab t-dmn: warm service, socket, kernel watch, metadat
   });
 
   after(async function () {
-    if (supervisor) {
-      try {
-        process.kill(supervisor, 'SIGTERM');
-        await waitFor('supervisor gone', async () => !existsSync(`/proc/${supervisor}`), 15_000).catch(() => process.kill(supervisor!, 'SIGKILL'));
-      } catch {
-        /* already gone */
-      }
-    }
+    await stopSupervisor(supervisor);
     if (process.env.T_DMN_KEEP_LOG) process.stderr.write(`      daemon log: ${logFile}\n`);
     else rmSync(logDir, { recursive: true, force: true });
     await fx.teardown();

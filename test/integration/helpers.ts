@@ -3,7 +3,8 @@
  * read instance state the way a person would (ip -json, files), wait for outcomes.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { execa } from 'execa';
@@ -197,4 +198,31 @@ export async function assertLabGone(name: string): Promise<string[]> {
   if (mounts.includes(st.labDir)) problems.push('mount remains');
   if (existsSync(st.labDir)) problems.push('lab dir remains');
   return problems;
+}
+
+/**
+ * `hotplug daemon --supervise` started in the instance, detached, with udev's clean PATH, its output
+ * appended to logFile (on the host). Returns the supervisor's pid.
+ */
+export async function startSupervisedDaemon(name: string, logFile: string): Promise<number> {
+  const argv = await lab.instanceCommand([process.execPath, CLI, 'daemon', '--supervise'], { name, cwd: ROOT });
+  const fd = openSync(logFile, 'a');
+  try {
+    const c = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ['ignore', fd, fd], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+    c.unref();
+    return c.pid!;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** SIGTERM to a supervisor, SIGKILL when it is still there after 15 s; nothing when it is gone. */
+export async function stopSupervisor(pid: number | undefined): Promise<void> {
+  if (!pid) return;
+  try {
+    process.kill(pid, 'SIGTERM');
+    await waitFor('supervisor gone', async () => !existsSync(`/proc/${pid}`), 15_000).catch(() => process.kill(pid, 'SIGKILL'));
+  } catch {
+    /* already gone */
+  }
 }

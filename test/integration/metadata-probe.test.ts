@@ -5,15 +5,13 @@
  * probe's small reads, no more of them than the probe interval allows (a count, not a time).
  */
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { lab, hotplug, sh, ipv4Of, waitFor, labFixture, assertLabGone, CLI, ROOT } from './helpers.js';
+import { lab, hotplug, sh, ipv4Of, waitFor, labFixture, assertLabGone, startSupervisedDaemon, stopSupervisor } from './helpers.js';
 import { defaultConfig } from '../../src/config.js';
 import { PROBE_JITTER } from '../../src/daemon/probe.js';
 
-const PATH_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
 /** Idle window of the request count. */
 const IDLE_MS = 30_000;
 /** What the probe may read: one small leaf of a NIC, or the MAC list. */
@@ -38,15 +36,7 @@ describe('metadata probe (lab t-probe: the daemon with the default config, secon
     await fx.boot();
     nic = await lab.attach({ name });
     await waitFor('secondary NIC configured', async () => (await ipv4Of(name, nic.ifname)).includes(nic.ips[0]!), 60_000, 100);
-    const argv = await lab.instanceCommand([process.execPath, CLI, 'daemon', '--supervise'], { name, cwd: ROOT });
-    const fd = openSync(join(logDir, 'daemon.log'), 'a');
-    try {
-      const c = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ['ignore', fd, fd], env: PATH_ENV });
-      c.unref();
-      supervisor = c.pid;
-    } finally {
-      closeSync(fd);
-    }
+    supervisor = await startSupervisedDaemon(name, join(logDir, 'daemon.log'));
     await waitFor('daemon ready', async () => {
       const d = await status(name);
       return d.running && d.ready && d.bridge?.alive ? d : null;
@@ -54,14 +44,7 @@ describe('metadata probe (lab t-probe: the daemon with the default config, secon
   });
 
   after(async function () {
-    if (supervisor) {
-      try {
-        process.kill(supervisor, 'SIGTERM');
-        await waitFor('supervisor gone', async () => !existsSync(`/proc/${supervisor}`), 15_000).catch(() => process.kill(supervisor!, 'SIGKILL'));
-      } catch {
-        /* already gone */
-      }
-    }
+    await stopSupervisor(supervisor);
     if (process.env.T_PROBE_KEEP_LOG) process.stderr.write(`      daemon log: ${join(logDir, 'daemon.log')}\n`);
     else {
       if (this.currentTest?.state === 'failed' && existsSync(join(logDir, 'daemon.log'))) process.stderr.write(readFileSync(join(logDir, 'daemon.log'), 'utf8').split('\n').slice(-30).join('\n'));

@@ -6,11 +6,10 @@
  */
 import { expect } from 'chai';
 import { execa } from 'execa';
-import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { lab, hotplug, readIn, waitFor, labFixture, waitRecord, assertLabGone, instancePids, CLI, ROOT, type EventRec } from './helpers.js';
+import { lab, hotplug, readIn, waitFor, labFixture, waitRecord, assertLabGone, instancePids, type EventRec, startSupervisedDaemon, stopSupervisor } from './helpers.js';
 
 const TABLE_BASE = 10000;
 const PATH_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
@@ -79,15 +78,7 @@ describe('OpenStack metadata service with the daemon (lab t-os): DHCP and static
     logDir = mkdtempSync(join(tmpdir(), 't-os-'));
     await fx.boot();
     eth0Ip = (await lab.status({ name })).nics.find((n) => n.ifname === 'eth0')!.ips[0]!;
-    const argv = await lab.instanceCommand([process.execPath, CLI, 'daemon', '--supervise'], { name, cwd: ROOT });
-    const fd = openSync(join(logDir, 'daemon.log'), 'a');
-    try {
-      const c = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ['ignore', fd, fd], env: PATH_ENV });
-      c.unref();
-      supervisor = c.pid;
-    } finally {
-      closeSync(fd);
-    }
+    supervisor = await startSupervisedDaemon(name, join(logDir, 'daemon.log'));
     await waitFor('daemon ready', async () => {
       const d = (await status(name)).daemon;
       return d?.running && d.ready && d.bridge?.alive;
@@ -95,14 +86,7 @@ describe('OpenStack metadata service with the daemon (lab t-os): DHCP and static
   });
 
   after(async function () {
-    if (supervisor) {
-      try {
-        process.kill(supervisor, 'SIGTERM');
-        await waitFor('supervisor gone', async () => !existsSync(`/proc/${supervisor}`), 15_000).catch(() => process.kill(supervisor!, 'SIGKILL'));
-      } catch {
-        /* gone */
-      }
-    }
+    await stopSupervisor(supervisor);
     rmSync(logDir, { recursive: true, force: true });
     await fx.teardown();
     expect(await assertLabGone(name)).to.deep.equal([]);
