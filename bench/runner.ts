@@ -149,6 +149,8 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
         try {
           m = await s.run(env);
         } catch (e) {
+          // The one line goes into the results; the whole stack to stderr, for whoever has to fix it.
+          log(`  ${s.id} ${job.contender.id}: ${(e as Error).stack ?? String(e)}`);
           m = { ...notAvailable(job.mode, s.id, job.contender.id, `error: ${(e as Error).message.split('\n')[0]}`), status: 'error', correct: false, run: job.run, lab: name };
         }
         measurements.push(m);

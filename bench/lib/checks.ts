@@ -22,12 +22,17 @@ export interface NicExpect extends Expect {
   deviceNumber: number;
 }
 
-/** Problems with the policy routing of these NICs ([] = all present). */
+/**
+ * Problems with the policy routing of these NICs ([] = all present). On EC2 a NIC's table is
+ * 10000 + its device-number (documented); other clouds' metadata has no device number, so there
+ * the table is whichever one of ours the NIC's first address has a rule to.
+ */
 export async function routeProblems(ctx: LabCtx, nics: NicExpect[]): Promise<string[]> {
   const out: string[] = [];
   const rules = await ctx.ipJson<RuleJ[]>(['-4', 'rule', 'show']);
   for (const n of nics) {
-    const table = TABLE_BASE + n.deviceNumber;
+    const found = rules.find((r) => r.src === n.ips[0] && Number(r.table) >= TABLE_BASE)?.table;
+    const table = ctx.cloud === 'ec2' || found === undefined ? TABLE_BASE + n.deviceNumber : Number(found);
     for (const ip of n.ips) {
       if (!rules.some((r) => r.src === ip && String(r.table) === String(table))) out.push(`no rule from ${ip} lookup ${table}`);
     }

@@ -162,6 +162,8 @@ export class LabCtx {
   async ipJson<T>(args: string[]): Promise<T> {
     const { execa } = await import('execa');
     const r = await execa('ip', ['-n', this.netns, '-json', ...args], { reject: false });
+    // A table that does not exist: ip prints "[" and fails. That is an empty table, not a crash.
+    if (r.exitCode !== 0 && /FIB table does not exist/.test(String(r.stderr))) return [] as T;
     return JSON.parse(r.stdout || '[]') as T;
   }
 }
