@@ -138,7 +138,11 @@ export function renderChart(spec: ChartSpec): string {
   o.push(`<text x="${(px0 + px1) / 2}" y="${py0 + 40}" text-anchor="middle" font-size="13">${esc(spec.xLabel)}</text>`);
   o.push(`<text transform="translate(18 ${n((py0 + py1) / 2)}) rotate(-90)" text-anchor="middle" font-size="13">${esc(spec.yLabel)}</text>`);
   // series: bars, line, markers, labels
-  for (const s of spec.series) {
+  // Earlier series are drawn wider, so a later one lying on the same values (e.g. the same request
+  // count) shows as a band inside it instead of hiding it.
+  const k = spec.series.length;
+  for (const [i, s] of spec.series.entries()) {
+    const wider = k - 1 - i;
     const pts = [...s.points].sort((a, b) => a.x - b.x);
     for (const p of [...pts, ...(s.extra ?? [])]) {
       if (p.min !== undefined && p.max !== undefined && p.max > p.min) {
@@ -147,8 +151,8 @@ export function renderChart(spec: ChartSpec): string {
         for (const v of [p.min, p.max]) o.push(`<line x1="${n(x - 4)}" y1="${n(Y(v))}" x2="${n(x + 4)}" y2="${n(Y(v))}" stroke="${s.color}" stroke-width="1.5"/>`);
       }
     }
-    if (pts.length > 1) o.push(`<polyline points="${pts.map((p) => `${n(X(p.x))},${n(Y(p.y))}`).join(' ')}" fill="none" stroke="${s.color}" stroke-width="2.5"/>`);
-    for (const p of pts) o.push(`<circle cx="${n(X(p.x))}" cy="${n(Y(p.y))}" r="4.5" fill="${s.color}"/>`);
+    if (pts.length > 1) o.push(`<polyline points="${pts.map((p) => `${n(X(p.x))},${n(Y(p.y))}`).join(' ')}" fill="none" stroke="${s.color}" stroke-width="${2.5 + 2.5 * wider}"/>`);
+    for (const p of pts) o.push(`<circle cx="${n(X(p.x))}" cy="${n(Y(p.y))}" r="${4.5 + 1.5 * wider}" fill="${s.color}"/>`);
     for (const p of s.extra ?? []) o.push(diamond(X(p.x), Y(p.y), 6.5, s.color));
     // The lines rise left to right, so below right of a point is free of its own line; at the
     // last x, above left (its right side belongs to the diamonds' labels: they share that x).
