@@ -5,7 +5,7 @@
  */
 import { expect } from 'chai';
 import { existsSync } from 'node:fs';
-import { lab, hotplug, sh, ipv4Of, readIn, hostPath, assertLabGone, waitFor, crawlsOf, instancePids, labFixture, recentEvents, waitRecord } from './helpers.js';
+import { lab, hotplug, sh, ipv4Of, readIn, hostPath, waitFor, crawlsOf, instancePids, labFixture, recentEvents, waitRecord } from './helpers.js';
 
 const PATH_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
 
@@ -31,13 +31,7 @@ describe('hotplug events end to end (real udevd, EC2-faithful lab)', function ()
   // Metadata for a NIC that never shows up must not keep a worker busy for a minute in tests.
   const fx = labFixture('t-ev', { mode: 'faithful', config: 'retry:\n  budget_seconds: 6\n' });
   const name = fx.name;
-  before(async function () {
-    await fx.boot();
-  });
-  after(async function () {
-    await fx.teardown();
-    expect(await assertLabGone(name)).to.deep.equal([]);
-  });
+  fx.hooks({ gone: true });
 
   it("install refuses next to cloud-init's own hotplug rule; --replace-cloud-init-hook moves it aside so events are not handled twice", async () => {
     await lab.writeFileInInstance('/etc/udev/rules.d/10-cloud-init-hook-hotplug.rules', 'SUBSYSTEM=="net", RUN+="/usr/lib/cloud-init/hook-hotplug"\n', { name });

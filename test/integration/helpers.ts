@@ -35,8 +35,11 @@ export interface LabFixture {
   teardown(): Promise<void>;
   /** When the last boot() started (ms since the epoch; 0 before any). */
   bootedAt: number;
-  /** Register the describe block's before (boot) and after (teardown, unless `keep()`) hooks. */
-  hooks(o?: { keep?: () => boolean }): void;
+  /**
+   * Register the describe block's before (boot) and after (teardown, unless `keep()`) hooks;
+   * `gone`: after the teardown, assert nothing of the lab is left.
+   */
+  hooks(o?: { keep?: () => boolean; gone?: boolean }): void;
 }
 
 /**
@@ -53,7 +56,9 @@ export function labFixture(name: string, opts: LabFixtureOptions = {}): LabFixtu
         await fx.boot();
       });
       after(async () => {
-        if (!o.keep?.()) await fx.teardown();
+        if (o.keep?.()) return;
+        await fx.teardown();
+        if (o.gone) expect(await assertLabGone(name)).to.deep.equal([]);
       });
     },
     async boot() {

@@ -152,17 +152,10 @@ describe('OpenStack metadata service, one-shot workers (lab t-os-ev): lag, fault
   this.timeout(300_000);
   const fx = labFixture('t-os-ev', { cloud: 'openstack', install: true, config: 'retry:\n  budget_seconds: 30\n' });
   const name = fx.name;
-  before(async function () {
-    await fx.boot();
-  });
-  after(async function () {
-    await fx.teardown();
-    expect(await assertLabGone(name)).to.deep.equal([]);
-  });
+  fx.hooks({ gone: true });
 
   it('a port whose metadata lags 1.5 s → configured, waiting with one-request probes of network_data.json, not full crawls', async () => {
-    const s0 = await lab.imdsResetStats({ name });
-    void s0;
+    await lab.imdsResetStats({ name });
     const nic = await lab.attach({ name, lagSeconds: 1.5 });
     const rec = await waitRecord(name, (r) => r.mac === nic.mac && r.action === 'add');
     expect(rec.result, JSON.stringify(rec)).to.equal('configured');
@@ -232,13 +225,7 @@ describe('ConfigDrive (lab t-cd: config-2 files in the seed dir, written once at
   this.timeout(300_000);
   const fx = labFixture('t-cd', { cloud: 'configdrive', install: true, config: 'retry:\n  budget_seconds: 60\n' });
   const name = fx.name;
-  before(async function () {
-    await fx.boot();
-  });
-  after(async function () {
-    await fx.teardown();
-    expect(await assertLabGone(name)).to.deep.equal([]);
-  });
+  fx.hooks({ gone: true });
 
   it('cloud-init cached DataSourceConfigDrive; status says the drive is static', async () => {
     const s = await status(name);

@@ -189,6 +189,7 @@ if (CLOUD === 'openstack' || CLOUD === 'configdrive') {
     });
 
     it('hot-unplug leaves no DHCP client, no config, no rules or table for it', async function () {
+      // No NIC = the hot-plug test failed (the run already fails) or was not selected: nothing to unplug.
       if (!nic) this.skip();
       const ifname = nic!.ifname;
       const t0 = Date.now();
@@ -209,6 +210,7 @@ if (CLOUD === 'openstack' || CLOUD === 'configdrive') {
     });
 
     it('the daemon under systemd: Type=notify, it handled the add and the remove, restarted after kill -9', async function () {
+      // Its journal is checked for that NIC's add and remove: without the NIC (see above) there are none.
       if (!nic) this.skip();
       expect((await out('systemctl show -p Type --value cloud-hotplug-daemon.service')).trim()).to.equal('notify');
       const j = await out('journalctl -b -o cat --no-pager -u cloud-hotplug-daemon.service');
