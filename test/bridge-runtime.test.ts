@@ -68,3 +68,78 @@ describe("bridge: cloud-init 22.4 repairs (real cloud-init, no instance)", funct
     expect(out.dumps_for_text).to.equal(1);
   });
 });
+
+const CRAWL_SCRIPT = String.raw`
+import http.server, importlib.util, json, os, sys, threading
+peers = []
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as EC2's IMDS and the lab's
+    def do_GET(self):
+        peers.append(self.client_address[1])
+        body = b"leaf"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+url = "http://127.0.0.1:%d/latest/meta-data/" % srv.server_address[1]
+
+spec = importlib.util.spec_from_file_location("hotplug_bridge", sys.argv[1])
+hb = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(hb)
+import hb_runtime
+from cloudinit import url_helper
+
+out = {}
+def conns(n):
+    del peers[:]
+    for i in range(n):
+        url_helper.read_file_or_url(url + str(i), timeout=2)
+    return len(set(peers)), len(peers)
+out["outside"] = conns(6)
+with hb_runtime.metadata_crawl():
+    s = hb_runtime._CRAWL.session
+    out["inside"] = conns(6)
+    with hb_runtime.metadata_crawl():  # nested: the same session
+        out["nested_same"] = hb_runtime._CRAWL.session is s
+out["after"] = getattr(hb_runtime._CRAWL, "session", None) is None
+out["closed"] = len(s.adapters) == 0 or all(not a.poolmanager.pools for a in s.adapters.values())
+out["trust_env_clean"] = hb_runtime._crawl_session().trust_env
+os.environ["http_proxy"] = "http://proxy.invalid:3128"
+out["trust_env_proxy"] = hb_runtime._crawl_session().trust_env
+srv.shutdown()
+sys.__stdout__.write(json.dumps(out))
+`;
+
+describe('bridge: a metadata crawl shares one keep-alive connection (real cloud-init url_helper)', function () {
+  this.timeout(60_000);
+  let out: any;
+  before(async function () {
+    const env: Record<string, string> = { PATH: '/usr/bin:/bin', HOME: '/nonexistent' };
+    const r = await execa('/usr/bin/python3', ['-c', CRAWL_SCRIPT, BRIDGE_PY], { reject: false, env, extendEnv: false });
+    expect(r.exitCode, r.stderr).to.equal(0);
+    out = JSON.parse(r.stdout);
+  });
+
+  it("outside a crawl, cloud-init's readurl opens a connection per request", function () {
+    expect(out.outside).to.deep.equal([6, 6]);
+  });
+
+  it('inside metadata_crawl() the same requests use one connection, nested blocks the same session', function () {
+    expect(out.inside).to.deep.equal([1, 6]);
+    expect(out.nested_same).to.equal(true);
+  });
+
+  it('the session is closed and dropped when the crawl ends', function () {
+    expect(out.after).to.equal(true);
+    expect(out.closed).to.equal(true);
+  });
+
+  it('the environment is skipped only when it holds nothing for requests (a proxy variable keeps it)', function () {
+    expect(out.trust_env_clean).to.equal(false);
+    expect(out.trust_env_proxy).to.equal(true);
+  });
+});

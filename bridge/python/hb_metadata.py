@@ -310,21 +310,23 @@ def refresh_network_ec2(ds, timeout):
     from cloudinit.sources.helpers import ec2 as ec2_helper
 
     import hb_probe
+    import hb_runtime
 
     crawled = getattr(ds, "_crawled_metadata", None) or {}
     version = crawled.get("_metadata_api_version") or ds.min_metadata_version
     t0 = time.monotonic()
     aws = ds.cloud_name == "aws"
-    md = ec2_helper._get_instance_metadata(
-        tree="meta-data/network/",
-        api_version=version,
-        metadata_address=ds.metadata_address,
-        timeout=timeout,
-        retries=1,
-        headers_cb=ds._get_headers,
-        headers_redact=AWS_TOKEN_REDACT,
-        exception_cb=ds._refresh_stale_aws_token_cb if aws else None,
-    )
+    with hb_runtime.metadata_crawl():
+        md = ec2_helper._get_instance_metadata(
+            tree="meta-data/network/",
+            api_version=version,
+            metadata_address=ds.metadata_address,
+            timeout=timeout,
+            retries=1,
+            headers_cb=ds._get_headers,
+            headers_redact=AWS_TOKEN_REDACT,
+            exception_cb=ds._refresh_stale_aws_token_cb if aws else None,
+        )
     if not isinstance(md, dict) or not isinstance(md.get("interfaces"), dict):
         raise RefreshFailed("metadata crawl of the network subtree failed (metadata service unreachable or incomplete)")
     # What the server said, before the checks below may refuse (and replace) a NIC's entry.

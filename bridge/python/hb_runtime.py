@@ -1,9 +1,11 @@
 """Process-wide repairs of cloud-init 22.4 that the bridge installs once, when it is loaded:
-bounded metadata requests, atomic whole-file writes, no YAML dump per parsed NIC, and dying with
-the node process.
+bounded metadata requests (sharing one keep-alive connection within a crawl), atomic whole-file
+writes, no YAML dump per parsed NIC, and dying with the node process.
 """
 
+import contextlib
 import os
+import threading
 
 from hb_files import _replace_file
 
@@ -11,6 +13,62 @@ from hb_files import _replace_file
 # and its token refresh calls readurl with no timeout at all: against a metadata service that
 # accepts and never answers, one request then blocks forever. Every request gets a bound.
 _URL_TIMEOUT_S = 5.0
+
+
+# readurl's 13th positional parameter is `session`: a call that passes that many brings its own.
+_READURL_SESSION_POS = 12
+
+# The session of the crawl running in this thread (metadata_crawl), if any.
+_CRAWL = threading.local()
+
+
+def _crawl_session():
+    """A requests.Session that readurl cannot close: readurl wraps every request in
+    `with session as sess`, which closes the session (and its connection) after one request, so a
+    crawl of N leaves opens N connections and builds N sessions. This one lives until its crawl ends.
+    Without proxy variables, a CA bundle variable or a netrc file, the environment has nothing for
+    requests to apply, and trust_env=False spares the scan of os.environ it does on every request."""
+    import requests
+
+    class _CrawlSession(requests.Session):
+        def __exit__(self, *exc):
+            return False
+
+    s = _CrawlSession()
+    if not _environment_matters():
+        s.trust_env = False
+    return s
+
+
+def _environment_matters():
+    """Would requests' trust_env change anything for a request here (proxies, CA bundle, netrc)?"""
+    import urllib.request
+
+    if urllib.request.getproxies() or os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE"):
+        return True
+    if os.environ.get("NETRC"):
+        return True
+    home = os.path.expanduser("~")
+    return any(os.path.exists(os.path.join(home, n)) for n in (".netrc", "_netrc"))
+
+
+@contextlib.contextmanager
+def metadata_crawl():
+    """Within this block, every readurl of this thread that brings no session of its own shares one
+    keep-alive session (the crawl's 20-300 requests then use one connection), and leaves out its
+    per-request "open ... with configuration" debug line (the "Read from <url> (status, size)" line
+    stays). The session is closed when the block ends; nested blocks reuse the outer one."""
+    if getattr(_CRAWL, "session", None) is not None:
+        yield
+        return
+    _CRAWL.session = _crawl_session()
+    try:
+        yield
+    finally:
+        s, _CRAWL.session = _CRAWL.session, None
+        import requests
+
+        requests.Session.close(s)
 
 
 def _bound_readurl():
@@ -23,6 +81,10 @@ def _bound_readurl():
     def readurl(*args, **kwargs):
         if len(args) < 3 and not kwargs.get("timeout"):
             kwargs["timeout"] = _URL_TIMEOUT_S
+        session = getattr(_CRAWL, "session", None)
+        if session is not None and len(args) <= _READURL_SESSION_POS and kwargs.get("session") is None:
+            kwargs["session"] = session
+            kwargs.setdefault("log_req_resp", False)
         return orig(*args, **kwargs)
 
     readurl._hotplug_bounded = True

@@ -178,7 +178,9 @@ def refresh(timeout=2, max_wait=10, retries=0):
         ds._dirty_cache = True
         ds.clear_cached_attrs()
         ds._dirty_cache = True
-        if not ds._get_data():
+        with hb_runtime.metadata_crawl():
+            got = ds._get_data()
+        if not got:
             raise RefreshFailed(
                 "metadata crawl of %s failed (metadata service unreachable or incomplete)" % type(ds).__name__
             )
