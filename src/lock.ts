@@ -9,7 +9,7 @@
  * other children we spawn later do not inherit (and cannot prolong) the lock.
  */
 import { open, mkdir, readFile, appendFile, type FileHandle } from 'node:fs/promises';
-import { constants } from 'node:fs';
+import { closeSync, constants, fstatSync, ftruncateSync, lstatSync, readFileSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { spawn } from 'node:child_process';
 import { paths } from './paths.js';
@@ -54,15 +54,28 @@ function flockFd(fh: FileHandle, args: string[]): Promise<boolean> {
   });
 }
 
-async function holding(fh: FileHandle, file: string, writePid: boolean): Promise<Lock> {
-  if (writePid) {
-    // Informational only (for `status`); the lock itself is the truth.
-    await fh.truncate(0);
-    await fh.write(`${process.pid}\n`, 0);
-  }
+/** What holding() needs of the locked open file: a FileHandle of ours, or an fd handed to us. */
+interface LockedFile {
+  writePid(): Promise<void>;
+  close(): Promise<void>;
+}
+
+function fromHandle(fh: FileHandle): LockedFile {
+  return {
+    async writePid() {
+      await fh.truncate(0);
+      await fh.write(`${process.pid}\n`, 0);
+    },
+    close: () => fh.close(),
+  };
+}
+
+async function holding(lf: LockedFile, file: string, writePid: boolean, how = ''): Promise<Lock> {
+  // Informational only (for `status`); the lock itself is the truth.
+  if (writePid) await lf.writePid();
   let released = false;
   const t0 = Date.now();
-  await audit(file, `lock acquired t=${t0}`);
+  await audit(file, `lock acquired t=${t0}${how}`);
   return {
     file,
     async release() {
@@ -70,9 +83,63 @@ async function holding(fh: FileHandle, file: string, writePid: boolean): Promise
       released = true;
       // Logged while still held: the logged intervals of two holders can never overlap.
       await audit(file, `lock released t=${Date.now()} held_ms=${Date.now() - t0}`);
-      await fh.close(); // closing the last fd of the description drops the lock
+      await lf.close(); // closing the last fd of the description drops the lock
     },
   };
+}
+
+/** O_CLOEXEC as /proc/PID/fdinfo prints the flags (octal). */
+const FDINFO_CLOEXEC = 0o2000000;
+
+/**
+ * Why an fd handed to us cannot serve as the apply lock ('' when it can): it must be `file` itself
+ * (same inode, not a symlink), its open file description must hold an exclusive flock (the kernel
+ * lists the locks of a description in /proc/self/fdinfo/FD, so another description's lock does not
+ * count), and it must be close-on-exec: a child we spawn must not carry the lock away (dhclient,
+ * started under ifup, lives on). Node marks the fds it inherits close-on-exec; this checks it.
+ */
+export function handedLockProblem(fd: number, file: string = paths.lockFile): string {
+  try {
+    const info = readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
+    const st = fstatSync(fd);
+    const want = lstatSync(file);
+    if (want.isSymbolicLink() || !st.isFile() || st.dev !== want.dev || st.ino !== want.ino) return `fd ${fd} is not ${file}`;
+    const flags = /^flags:\s+([0-7]+)$/m.exec(info);
+    if (!flags || (Number.parseInt(flags[1]!, 8) & FDINFO_CLOEXEC) === 0) return `fd ${fd} is not close-on-exec`;
+    if (!/^lock:\s+\d+:\s+FLOCK\s+ADVISORY\s+WRITE\s/m.test(info)) return `fd ${fd} holds no exclusive flock`;
+    return '';
+  } catch (e) {
+    return `fd ${fd}: ${(e as Error).message}`;
+  }
+}
+
+/**
+ * The apply lock the udev program took for us and handed over as an inherited fd (see
+ * bin/hotplug-udev-hook): so a NIC storm starts one worker, which starts Python without first
+ * running flock. Null when the fd does not pass handedLockProblem(); the fd is then closed (dropping
+ * whatever it held) and the caller takes the lock the usual way.
+ */
+export async function adoptHandedLock(fd: number, file: string = paths.lockFile): Promise<Lock | null> {
+  const problem = handedLockProblem(fd, file);
+  if (problem) {
+    try {
+      closeSync(fd);
+    } catch {
+      /* not open */
+    }
+    await audit(file, `handed lock refused: ${problem}`);
+    return null;
+  }
+  const lf: LockedFile = {
+    async writePid() {
+      ftruncateSync(fd, 0);
+      writeSync(fd, `${process.pid}\n`, 0);
+    },
+    async close() {
+      closeSync(fd);
+    },
+  };
+  return holding(lf, file, true, ' from=udev-hook');
 }
 
 /** Who held the apply lock when (one line each way in our log; never fails the caller). */
@@ -94,21 +161,28 @@ async function lock(file: string, timeoutMs: number, writePid: boolean): Promise
     const ms = Math.ceil(timeoutMs);
     const ok = await flockFd(fh, ms > 0 ? ['-x', '-w', (ms / 1000).toFixed(3)] : ['-x', '-n']);
     if (!ok) throw new LockTimeoutError(file, timeoutMs);
-    return await holding(fh, file, writePid);
+    return await holding(fromHandle(fh), file, writePid);
   } catch (e) {
     await fh.close();
     throw e;
   }
 }
 
-/** Non-blocking: the lock, or null if someone else holds it. */
-export async function tryLock(file: string = paths.lockFile): Promise<Lock | null> {
-  return tryLockInternal(file, true);
+/**
+ * How long a "try" waits out someone who merely looks: the udev program asks whether a lock is held
+ * with a shared flock that lasts a few milliseconds (bin/hotplug-udev-hook held()), which an
+ * exclusive non-blocking attempt would take for a holder, leaving a queued event to nobody.
+ */
+export const PROBE_GRACE_MS = 250;
+
+/** The lock, or null if someone else holds it (after PROBE_GRACE_MS, or graceMs). */
+export async function tryLock(file: string = paths.lockFile, graceMs: number = PROBE_GRACE_MS): Promise<Lock | null> {
+  return tryLockInternal(file, true, graceMs);
 }
 
-async function tryLockInternal(file: string, writePid: boolean): Promise<Lock | null> {
+async function tryLockInternal(file: string, writePid: boolean, graceMs: number): Promise<Lock | null> {
   try {
-    return await lock(file, 0, writePid);
+    return await lock(file, graceMs, writePid);
   } catch (e) {
     if (e instanceof LockTimeoutError) return null;
     throw e;
@@ -124,7 +198,7 @@ export async function lockStatus(file: string = paths.lockFile): Promise<{ held:
   } catch {
     return { held: false };
   }
-  const probe = await tryLockInternal(file, false); // must not overwrite the pid
+  const probe = await tryLockInternal(file, false, 0); // must not overwrite the pid
   if (!probe) return { held: true, pid };
   await probe.release();
   return { held: false };

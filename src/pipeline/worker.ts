@@ -8,7 +8,7 @@
  *          here, see hook.ts) → lock again or leave
  */
 import { loadConfig } from '../config.js';
-import { tryLock, acquireLock, releaseThenRecheck, type Lock } from '../lock.js';
+import { tryLock, acquireLock, adoptHandedLock, releaseThenRecheck, type Lock } from '../lock.js';
 import { newBridgeManager } from '../core/bridges.js';
 import { stopPrestarted } from '../../bridge/index.js';
 import { Pipeline } from './pipeline.js';
@@ -22,6 +22,8 @@ import { takeHeadStartLock } from '../core/head-start.js';
 export interface WorkerOptions {
   /** Wait for the lock instead of leaving when another worker holds it. */
   waitForLock?: boolean;
+  /** The fd on which the udev program took the lock for us (`worker --lock-fd`), if the head start did not adopt it. */
+  handedLockFd?: number | undefined;
 }
 
 export async function runWorker(opts: WorkerOptions = {}): Promise<number> {
@@ -34,7 +36,10 @@ export async function runWorker(opts: WorkerOptions = {}): Promise<number> {
     await head?.lock?.release();
     throw e;
   }
-  let lock: Lock | null = head ? head.lock : opts.waitForLock ? await acquireLock({ timeoutMs: 600_000 }) : await tryLock();
+  // A handed lock the head start did not adopt is adopted (or closed, dropping it) before tryLock,
+  // which would otherwise find it held by our own fd and leave the queue to nobody.
+  const handed = !head && opts.handedLockFd !== undefined ? await adoptHandedLock(opts.handedLockFd) : null;
+  let lock: Lock | null = head ? head.lock : handed ?? (opts.waitForLock ? await acquireLock({ timeoutMs: 600_000 }) : await tryLock());
   if (!lock) {
     log('debug', 'another worker holds the lock; it will see our events');
     return 0;
