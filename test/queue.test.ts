@@ -125,6 +125,22 @@ describe('queue', () => {
     expect(await pendingCount(dir)).to.equal(4);
   });
 
+  it('list with a `seen` map (the daemon gathering a storm) reads each file once and forgets files gone', async () => {
+    await enqueue(ev('a', 1000, 1), dir);
+    await enqueue(ev('b', 1001, 2), dir);
+    const seen = new Map<string, HotplugEvent>();
+    expect((await list(dir, seen)).map((e) => e.id)).to.deep.equal(['a', 'b']);
+    expect([...seen.keys()]).to.deep.equal([queueFileName(ev('a', 1000, 1)), queueFileName(ev('b', 1001, 2))]);
+    // Not read again: garbage written over a known name does not reach the second list...
+    writeFileSync(join(dir, queueFileName(ev('a', 1000, 1))), 'not json');
+    await enqueue(ev('c', 1002, 3), dir);
+    expect((await list(dir, seen)).map((e) => e.id)).to.deep.equal(['a', 'b', 'c']);
+    // ...while a list without the map reads it, and quarantines it.
+    expect((await list(dir)).map((e) => e.id)).to.deep.equal(['b', 'c']);
+    expect((await list(dir, seen)).map((e) => e.id)).to.deep.equal(['b', 'c']);
+    expect(seen.size).to.equal(2);
+  });
+
   it('writes 0600 files in a 0700 directory and leaves no temp files', async () => {
     await enqueue(ev('s', 1), dir);
     await enqueue(ev('t', 2), dir);

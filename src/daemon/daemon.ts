@@ -317,7 +317,8 @@ export class Daemon {
    */
   private async gather(): Promise<void> {
     const end = Date.now() + GATHER_MAX_MS;
-    while (!this.stopping && Date.now() < end && this.kernel.awaitingUdev(await list()).length) await new Promise((r) => setTimeout(r, GATHER_POLL_MS));
+    const seen = new Map<string, HotplugEvent>(); // each queue file read once, not every 10 ms
+    while (!this.stopping && Date.now() < end && this.kernel.awaitingUdev(await list(undefined, seen)).length) await new Promise((r) => setTimeout(r, GATHER_POLL_MS));
   }
 
   private async drain(): Promise<void> {

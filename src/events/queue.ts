@@ -73,16 +73,28 @@ async function quarantine(dir: string, name: string, why: string): Promise<void>
 /**
  * All queued events in arrival order. A file that does not parse or validate (or whose name does
  * not match its content) is renamed to *.bad with a warning instead of failing the whole queue.
+ * `seen`, for a caller that looks every few ms (the daemon gathering a storm): a queue file never
+ * changes once renamed in, so each one is read and validated once; names gone are forgotten.
  */
-export async function list(dir: string = paths.queueDir): Promise<HotplugEvent[]> {
+export async function list(dir: string = paths.queueDir, seen?: Map<string, HotplugEvent>): Promise<HotplugEvent[]> {
   const out: HotplugEvent[] = [];
   let temps = false;
-  for (const name of await names(dir)) {
+  const present = await names(dir);
+  if (seen) {
+    const here = new Set(present);
+    for (const name of [...seen.keys()]) if (!here.has(name)) seen.delete(name);
+  }
+  for (const name of present) {
     if (name.startsWith('.')) {
       if (isOurTempName(name)) temps = true;
       continue;
     }
     if (!name.endsWith('.json')) continue; // *.bad and strangers
+    const known = seen?.get(name);
+    if (known) {
+      out.push(known);
+      continue;
+    }
     let text: string;
     try {
       text = await readRegular(join(dir, name));
@@ -101,6 +113,7 @@ export async function list(dir: string = paths.queueDir): Promise<HotplugEvent[]
       const ev = validateEvent(JSON.parse(text));
       if (ev.id !== m[3]) throw new Error(`file name id ${m[3]} != content id ${ev.id}`);
       out.push(ev);
+      seen?.set(name, ev);
     } catch (e) {
       await quarantine(dir, name, oneLine(e));
     }
