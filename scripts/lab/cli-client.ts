@@ -1,19 +1,11 @@
 /** `lab client …`: commands run from the client host outside the instance's subnets. */
 import type { Command } from 'commander';
 import * as lab from './index.js';
-import { int, nameOpt } from './cli-common.js';
+import { addExec, int, nameOpt } from './cli-common.js';
 
 export function registerClient(program: Command): void {
   const cl = program.command('client').enablePositionalOptions().description(`the client host outside the instance's subnets (${lab.CLIENT_ADDR}, routed by the cloud)`);
-  cl.command('exec')
-    .description('run a command on the client host (exit code passed through)')
-    .addOption(nameOpt())
-    .argument('<cmd...>', 'command and arguments (use -- before options of the command)')
-    .passThroughOptions()
-    .action(async (cmd: string[], o) => {
-      const r = await lab.clientExec(cmd, { name: o.name, stdio: 'inherit' });
-      process.exitCode = r.exitCode;
-    });
+  addExec(cl, 'on the client host', lab.clientExec);
   cl.command('ping')
     .description('ICMP echo from the client (exit 1 if no reply)')
     .argument('<ip>')

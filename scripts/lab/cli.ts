@@ -7,7 +7,7 @@
 import { Command, Option } from 'commander';
 import * as lab from './index.js';
 import { UserError, oneLine } from '../../src/util/errors.js';
-import { int, nameOpt, num, out } from './cli-common.js';
+import { addExec, int, nameOpt, num, out } from './cli-common.js';
 import { registerClient } from './cli-client.js';
 import { registerMetadata } from './cli-metadata.js';
 
@@ -126,16 +126,7 @@ export function buildProgram(): Command {
       else process.stdout.write(`detached ${r.ifname} (${r.mac})${r.metadataRemoved ? '' : ', still in metadata'}\n`);
     });
 
-  program
-    .command('exec')
-    .description('run a command inside the instance (exit code passed through)')
-    .addOption(nameOpt())
-    .argument('<cmd...>', 'command and arguments (use -- before options of the command)')
-    .passThroughOptions()
-    .action(async (cmd: string[], o) => {
-      const r = await lab.exec(cmd, { name: o.name, stdio: 'inherit' });
-      process.exitCode = r.exitCode;
-    });
+  addExec(program, 'inside the instance', lab.exec);
 
   registerClient(program);
 
