@@ -33,7 +33,12 @@ export function daemonUnitDeclares(): { nice: number; cpuWeight: number; nodeFla
   };
   // ExecStart=NODE FLAGS… CLI_JS daemon
   const exec = key('ExecStart').split(' ');
-  return { nice: Number(key('Nice')), cpuWeight: Number(key('CPUWeight')), nodeFlags: exec.slice(1, exec.findIndex((a) => a.endsWith('.js'))) };
+  const d = { nice: Number(key('Nice')), cpuWeight: Number(key('CPUWeight')), nodeFlags: exec.slice(1, exec.findIndex((a) => a.endsWith('.js'))) };
+  // A unit reshaped past this parser must fail the check, not make it compare nothing.
+  if (!Number.isInteger(d.nice) || !Number.isInteger(d.cpuWeight) || !d.nodeFlags.length || !d.nodeFlags.every((f) => f.startsWith('--'))) {
+    throw new Error(`cannot read the daemon unit's Nice=, CPUWeight= and node flags: ${JSON.stringify(d)}`);
+  }
+  return d;
 }
 
 /** Field 19 (nice) of a /proc/PID/stat line; the command name (field 2) may hold spaces. */
