@@ -5,6 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cli, ROOT } from './helpers/run.js';
 import { reassertReplacement } from '../src/install/replace.js';
+import { DAEMON_NICE, DAEMON_NODE_FLAGS } from '../src/daemon/supervise.js';
+import { daemonUnitDeclares } from './integration/vm/checks.js';
 
 async function tree(root: string): Promise<string[]> {
   const out: string[] = [];
@@ -130,6 +132,11 @@ describe('hotplug install / uninstall (--root)', () => {
     const postinst = await readFile(join(ROOT, 'scripts/package/maint/postinst'), 'utf8');
     expect(postinst).to.contain(`grep -q '"daemon": false' /var/lib/cloud-hotplug/install-manifest.json`);
     expect(postinst).to.match(/systemctl enable cloud-hotplug-daemon\.service/);
+  });
+
+  it("the VM suite's daemon check expects what the unit declares: its nice, CPU weight and every node flag", () => {
+    // test/integration/vm/checks.ts parses daemonUnitText; a parse that found nothing would compare nothing in the guest.
+    expect(daemonUnitDeclares()).to.deep.equal({ nice: DAEMON_NICE, cpuWeight: 20, nodeFlags: DAEMON_NODE_FLAGS });
   });
 
   it('uninstall without an install is a clear one-line error', async () => {

@@ -1,31 +1,15 @@
 #!/usr/bin/env node
 /**
  * `lab`: a lab cloud in network namespaces running the real cloud-init (see index.ts).
- * Progress goes to stderr; results to stdout (JSON with --json).
+ * Progress goes to stderr; results to stdout (JSON with --json). The client and metadata
+ * command groups are in cli-client.ts and cli-metadata.ts.
  */
-import { Command, Option, InvalidArgumentError } from 'commander';
-import { readFile } from 'node:fs/promises';
+import { Command, Option } from 'commander';
 import * as lab from './index.js';
 import { UserError, oneLine } from '../../src/util/errors.js';
-import { DEFAULT_NAME } from './paths.js';
-
-const nameOpt = () => new Option('--name <name>', 'lab name').default(DEFAULT_NAME);
-
-function int(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new InvalidArgumentError('not an integer');
-  return n;
-}
-
-function num(v: string): number {
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new InvalidArgumentError('not a number');
-  return n;
-}
-
-const out = (v: unknown): void => {
-  process.stdout.write(JSON.stringify(v, null, 2) + '\n');
-};
+import { addExec, int, nameOpt, num, out } from './cli-common.js';
+import { registerClient } from './cli-client.js';
+import { registerMetadata } from './cli-metadata.js';
 
 function printStatus(st: lab.LabStatus): void {
   const lines: string[] = [];
@@ -57,20 +41,6 @@ function printStatus(st: lab.LabStatus): void {
   if (st.cloudInit) lines.push(`  cloud-init: ${st.cloudInit.status}${st.cloudInit.errors.length ? ` errors: ${st.cloudInit.errors.join('; ')}` : ''}`);
   if (st.upMs) lines.push(`  up took ${(st.upMs / 1000).toFixed(1)}s: ${st.stages.map((s) => `${s.name} ${(s.ms / 1000).toFixed(1)}s`).join(', ')}`);
   process.stdout.write(lines.join('\n') + '\n');
-}
-
-function printStats(s: lab.ImdsStats): void {
-  process.stdout.write(
-    [
-      `total ${s.total}, token PUTs ${s.tokenPuts}, 401s ${s.unauthorized}, faults injected ${s.faultsInjected} (since ${s.since})`,
-      `answering ${s.answering}, tokens ${s.httpTokens}, fault ${s.fault ? JSON.stringify(s.fault) : 'none'}`,
-      'by status: ' + Object.entries(s.byStatus).map(([k, v]) => `${k}=${v}`).join(' '),
-      'by prefix:',
-      ...Object.entries(s.byPrefix)
-        .sort()
-        .map(([k, v]) => `  ${k} ${v}`),
-    ].join('\n') + '\n',
-  );
 }
 
 export function buildProgram(): Command {
@@ -156,52 +126,9 @@ export function buildProgram(): Command {
       else process.stdout.write(`detached ${r.ifname} (${r.mac})${r.metadataRemoved ? '' : ', still in metadata'}\n`);
     });
 
-  program
-    .command('exec')
-    .description('run a command inside the instance (exit code passed through)')
-    .addOption(nameOpt())
-    .argument('<cmd...>', 'command and arguments (use -- before options of the command)')
-    .passThroughOptions()
-    .action(async (cmd: string[], o) => {
-      const r = await lab.exec(cmd, { name: o.name, stdio: 'inherit' });
-      process.exitCode = r.exitCode;
-    });
+  addExec(program, 'inside the instance', lab.exec);
 
-  const cl = program.command('client').enablePositionalOptions().description(`the client host outside the instance's subnets (${lab.CLIENT_ADDR}, routed by the cloud)`);
-  cl.command('exec')
-    .description('run a command on the client host (exit code passed through)')
-    .addOption(nameOpt())
-    .argument('<cmd...>', 'command and arguments (use -- before options of the command)')
-    .passThroughOptions()
-    .action(async (cmd: string[], o) => {
-      const r = await lab.clientExec(cmd, { name: o.name, stdio: 'inherit' });
-      process.exitCode = r.exitCode;
-    });
-  cl.command('ping')
-    .description('ICMP echo from the client (exit 1 if no reply)')
-    .argument('<ip>')
-    .addOption(nameOpt())
-    .option('--count <n>', 'echo requests', int, 1)
-    .option('--wait <ms>', 'wait per reply', int, 1000)
-    .action(async (ip, o) => {
-      const r = await lab.clientPing(ip, { name: o.name, count: o.count, waitMs: o.wait });
-      process.stdout.write(`${ip}: ${r.received}/${r.sent} replies\n`);
-      if (!r.received) process.exitCode = 1;
-    });
-  cl.command('tcp')
-    .description('TCP connect from the client and print what the server sends (exit 1 on failure)')
-    .argument('<ip>')
-    .argument('<port>', 'port', int)
-    .addOption(nameOpt())
-    .option('--timeout <ms>', 'give up after', int, 3000)
-    .action(async (ip, port, o) => {
-      const r = await lab.clientTcp(ip, port, { name: o.name, timeoutMs: o.timeout });
-      if (r.ok) process.stdout.write(r.data);
-      else {
-        process.stderr.write(`lab: tcp ${ip}:${port}: ${r.error}\n`);
-        process.exitCode = 1;
-      }
-    });
+  registerClient(program);
 
   program
     .command('srccheck')
@@ -221,106 +148,7 @@ export function buildProgram(): Command {
       process.stdout.write(lines.join('\n') + '\n');
     });
 
-  const md = program.command('metadata').description('the instance metadata (model and IMDS)');
-  md.command('show')
-    .addOption(nameOpt())
-    .option('--json', 'print JSON')
-    .action(async (o) => {
-      const v = await lab.showMetadata({ name: o.name });
-      if (o.json) return out(v);
-      const m = v.model;
-      const lines = [
-        `instance ${m.instanceId} ${m.instanceType} ${m.availabilityZone} vpc ${m.vpcId} tokens ${m.httpTokens}`,
-        `user-data: ${m.userData === null ? '(none)' : JSON.stringify(m.userData.slice(0, 120))}`,
-      ];
-      for (const n of [...m.nics].sort((a, b) => a.deviceNumber - b.deviceNumber)) {
-        const hidden = !v.visibleMacs.includes(n.mac);
-        lines.push(`  ${n.ifname ?? '?'} dev ${n.deviceNumber} ${n.mac} ${n.interfaceId} subnet ${n.subnet} ${n.ips.join(',')}${hidden ? ' (hidden: lag)' : ''}`);
-      }
-      process.stdout.write(lines.join('\n') + '\n');
-    });
-  md.command('add-ip')
-    .argument('<iface>')
-    .argument('[n]', 'how many', int, 1)
-    .addOption(nameOpt())
-    .action(async (iface, n, o) => {
-      const ips = await lab.addIp(iface, n, { name: o.name });
-      process.stdout.write(ips.join('\n') + '\n');
-    });
-  md.command('remove-ip')
-    .argument('<iface>')
-    .argument('<ip>')
-    .addOption(nameOpt())
-    .action(async (iface, ip, o) => {
-      await lab.removeIp(iface, ip, { name: o.name });
-    });
-  md.command('remove-nic')
-    .description('drop a NIC from metadata only')
-    .argument('<iface>')
-    .addOption(nameOpt())
-    .action(async (iface, o) => {
-      await lab.removeNicMetadata(iface, { name: o.name });
-    });
-  md.command('set-userdata')
-    .argument('<file>', "user-data file ('-' for none)")
-    .addOption(nameOpt())
-    .action(async (file, o) => {
-      const content = file === '-' ? null : await readFile(file, 'utf8');
-      await lab.setUserdata(content, { name: o.name });
-    });
-  md.command('lag')
-    .description('hide a NIC from metadata for SECONDS from now (0: show now)')
-    .argument('<iface>')
-    .argument('<seconds>', 'seconds', num)
-    .addOption(nameOpt())
-    .action(async (iface, seconds, o) => {
-      await lab.setLag(iface, seconds, { name: o.name });
-    });
-  md.command('tokens')
-    .description('IMDSv2 tokens required, or optional (IMDSv1 allowed)')
-    .argument('<mode>', 'required | optional')
-    .addOption(nameOpt())
-    .action(async (mode, o) => {
-      await lab.setHttpTokens(mode, { name: o.name });
-    });
-  md.command('stop')
-    .description('the IMDS stops answering (connection refused)')
-    .addOption(nameOpt())
-    .action(async (o) => {
-      await lab.imdsStop({ name: o.name });
-    });
-  md.command('start')
-    .description('the IMDS answers again')
-    .addOption(nameOpt())
-    .action(async (o) => {
-      await lab.imdsStart({ name: o.name });
-    });
-  md.command('stats')
-    .description('IMDS request counts')
-    .addOption(nameOpt())
-    .option('--reset', 'reset the counters (after printing them)')
-    .option('--json', 'print JSON')
-    .action(async (o) => {
-      const s = await lab.imdsStats({ name: o.name, reset: o.reset });
-      if (o.json) out(s);
-      else printStats(s);
-    });
-  md.command('requests')
-    .description('requests the IMDS served (most recent 5000)')
-    .addOption(nameOpt())
-    .option('--since <ms>', 'epoch ms', int, 0)
-    .action(async (o) => out(await lab.imdsRequests(o.since, { name: o.name })));
-  md.command('fault')
-    .description('inject a fault: http<code> (e.g. http500, http404, http429), hang, truncate, reset, refuse-token, slow; or "clear"')
-    .argument('<mode>')
-    .addOption(nameOpt())
-    .option('--path <prefix>', 'only requests under this path (with or without the version)')
-    .option('--count <n>', 'only the next n matching requests', int)
-    .option('--delay <ms>', "delay for 'slow'", int)
-    .action(async (mode, o) => {
-      if (mode === 'clear') await lab.clearFault({ name: o.name });
-      else await lab.setFault({ mode, pathPrefix: o.path, count: o.count, delayMs: o.delay }, { name: o.name });
-    });
+  registerMetadata(program);
 
   program
     .command('status')

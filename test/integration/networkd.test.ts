@@ -6,14 +6,14 @@
  * keeping our rules (the drop-in `hotplug install` writes), hot-remove leaving nothing.
  */
 import { expect } from 'chai';
-import { lab, ipJson, ourRouting, hotplug, readIn, labFixture, waitRecord, assertLabGone, waitFor } from './helpers.js';
+import { lab, ourRouting, hotplug, readIn, labFixture, waitRecord, assertLabGone, waitFor } from './helpers.js';
+import { expectStackHotAdd } from './stack-hot-add.js';
 import { startRun } from '../../scripts/results/record.js';
 import { writeLabStackResults } from './stack-results.js';
 
 const NAME = 't-nd';
 const TABLE = 10001;
 
-const ipj = (args: string[]) => ipJson(NAME, args);
 const ours = () => ourRouting(NAME, TABLE);
 
 /** networkd's link state file for the NIC (KEY=value), or null. */
@@ -48,26 +48,15 @@ describe('systemd-networkd stack in the lab (t-nd: networkd + D-Bus in the insta
   });
 
   it("hot-add: networkd configures the NIC with its .network, DHCP address and secondary IPs, rules and table routes via networkd's lease gateway", async () => {
-    nic = await lab.attach({ name: NAME, ips: 2, subnet: 2, deviceNumber: 1 });
-    const rec = await waitRecord(NAME, (r) => r.iface === nic.ifname && r.action === 'add');
-    expect(rec.result).to.equal('configured');
-    ifindex = (await readIn(NAME, `/sys/class/net/${nic.ifname}/ifindex`))!.trim();
-    // networkd says "configuring" until its DHCP (and IPv6 link-local) settle, "unmanaged" without a .network it loaded
-    const st = await waitFor('networkd configured the NIC', async () => {
-      const s = await linkState(nic.ifname);
-      return s && /^ADMIN_STATE=configured$/m.test(s) ? s : null;
-    }, 30_000, 200).catch(async () => (await linkState(nic.ifname)) ?? 'no link state');
-    expect(st).to.match(/^ADMIN_STATE=configured$/m).and.include(`NETWORK_FILE=/etc/systemd/network/10-cloud-init-${nic.ifname}.network`);
-    const addrs = (await ipj(['-4', 'addr', 'show', 'dev', nic.ifname]))[0]!.addr_info.map((a: { local: string }) => a.local).sort();
-    expect(addrs).to.deep.equal([...nic.ips].sort());
-    expect(await ours()).to.deep.equal({
-      // Per address into the NIC's table; from its subnet to eth0's (replies to a peer there leave by this NIC); main's rule ahead of them.
-      rules: [...nic.ips.map((ip) => `${TABLE} from ${ip} lookup ${TABLE}`), `9998 from ${nic.cidr} to 10.0.1.0/24 lookup ${TABLE}`, '9999 from all lookup 254 suppress_prefixlength 0'].sort(),
-      routes: [`${nic.cidr} dev ${nic.ifname} proto 199`, `default via ${nic.gateway} dev ${nic.ifname} proto 199`].sort(),
+    nic = await expectStackHotAdd(NAME, TABLE, async (n) => {
+      ifindex = (await readIn(NAME, `/sys/class/net/${n.ifname}/ifindex`))!.trim();
+      // networkd says "configuring" until its DHCP (and IPv6 link-local) settle, "unmanaged" without a .network it loaded
+      const st = await waitFor('networkd configured the NIC', async () => {
+        const s = await linkState(n.ifname);
+        return s && /^ADMIN_STATE=configured$/m.test(s) ? s : null;
+      }, 30_000, 200).catch(async () => (await linkState(n.ifname)) ?? 'no link state');
+      expect(st).to.match(/^ADMIN_STATE=configured$/m).and.include(`NETWORK_FILE=/etc/systemd/network/10-cloud-init-${n.ifname}.network`);
     });
-    const routes = await hotplug(NAME, ['routes', '--json']);
-    const n = (JSON.parse(routes.stdout).nics as { ifname: string; gateway4: unknown }[]).find((x) => x.ifname === nic.ifname);
-    expect(n?.gateway4, "the gateway comes from networkd's lease").to.deep.equal({ address: nic.gateway, source: 'lease' });
   });
 
   it('a networkd restart keeps our rules (drop-in: ManageForeignRoutingPolicyRules=no)', async () => {

@@ -10,6 +10,7 @@ import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } fr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { lab, ipJson, ourRouting, hotplug, sh, readIn, waitFor, labFixture, waitRecord, assertLabGone, instancePids, CLI, ROOT } from './helpers.js';
+import { expectStackHotAdd } from './stack-hot-add.js';
 import { cloudInitConnection } from '../../src/stack/nm-parse.js';
 import { startRun } from '../../scripts/results/record.js';
 import { writeLabStackResults } from './stack-results.js';
@@ -70,20 +71,7 @@ describe('NetworkManager stack in the lab (t-nm: NM + D-Bus in the instance, clo
   });
 
   it('hot-add: DHCP address and both secondary IPs, policy rules and table routes via the gateway of NM\'s lease, one profile, one DHCP exchange', async () => {
-    nic = await lab.attach({ name: NAME, ips: 2, subnet: 2, deviceNumber: 1 });
-    const rec = await waitRecord(NAME, (r) => r.iface === nic.ifname && r.action === 'add');
-    expect(rec.result).to.equal('configured');
-    const addrs = (await ipj(['-4', 'addr', 'show', 'dev', nic.ifname]))[0]!.addr_info.map((a: { local: string }) => a.local).sort();
-    expect(addrs).to.deep.equal([...nic.ips].sort());
-    expect(await ours()).to.deep.equal({
-      // Per address into the NIC's table; from its subnet to eth0's (replies to a peer there leave by this NIC); main's rule ahead of them.
-      rules: [...nic.ips.map((ip) => `${TABLE} from ${ip} lookup ${TABLE}`), `9998 from ${nic.cidr} to 10.0.1.0/24 lookup ${TABLE}`, '9999 from all lookup 254 suppress_prefixlength 0'].sort(),
-      routes: [`${nic.cidr} dev ${nic.ifname} proto 199`, `default via ${nic.gateway} dev ${nic.ifname} proto 199`].sort(),
-    });
-    const routes = await hotplug(NAME, ['routes', '--json']);
-    expect(routes.exitCode, routes.stderr).to.equal(0);
-    const n = (JSON.parse(routes.stdout).nics as { ifname: string; gateway4: { address: string; source: string } }[]).find((x) => x.ifname === nic.ifname);
-    expect(n?.gateway4, 'the gateway comes from NM\'s DHCP lease').to.deep.equal({ address: nic.gateway, source: 'lease' });
+    nic = await expectStackHotAdd(NAME, TABLE);
     expect(await active()).to.deep.equal([`cloud-init eth0:eth0`, `cloud-init ${nic.ifname}:${nic.ifname}`, 'lo:lo'].sort());
     expect((await sh(NAME, ['nmcli', '-t', '-f', 'NAME', 'connection', 'show'])).split('\n').filter((l) => l.startsWith('Wired connection'))).to.deep.equal([]);
     expect(discovers(nic.mac), 'DHCP exchanges from the new NIC').to.equal(1);

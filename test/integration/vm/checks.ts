@@ -1,20 +1,15 @@
 /**
  * Checks the VM suites run in the guest (through qemu-guest-agent), for one VM by name: shell
- * commands, the event records, `ip -j` state, and what "configured" means for a NIC (its addresses,
- * a rule per address into its table, the table's default route).
+ * commands, the event records, `ip -j` state, what "configured" means for a NIC (its addresses,
+ * a rule per address into its table, the table's default route), ifupdown's files for a NIC, and
+ * the running daemon's CPU priority and node flags as its unit declares them.
  */
 import { expect } from 'chai';
 import * as vm from '../../../scripts/vm/vm.js';
+import { DAEMON_SERVICE, daemonUnitText } from '../../../src/install/files.js';
+import type { EventRec } from '../helpers.js';
 
-export interface EventRec {
-  action: string;
-  iface: string;
-  mac?: string;
-  result: string;
-  reason?: string;
-  duration_ms: number;
-}
-
+/** An event record as the guest keeps it (the lab suites' EventRec, with its time). */
 export interface EventRecT extends EventRec {
   time: string;
 }
@@ -24,6 +19,30 @@ export type Row = Record<string, unknown>;
 
 /** The spec's table (and rule priority) for a NIC on network card 0: 10000 + 100*card + device number. */
 export const tableOf = (n: vm.Nic) => 10000 + n.deviceNumber;
+
+/**
+ * What the daemon's unit declares for its priority and its node: read from the text `hotplug
+ * install` writes (src/install/files.ts), so the VM check and the unit cannot drift apart.
+ */
+export function daemonUnitDeclares(): { nice: number; cpuWeight: number; nodeFlags: string[] } {
+  const text = daemonUnitText('/usr/bin/node');
+  const key = (k: string): string => {
+    const m = new RegExp(`^${k}=(.+)$`, 'm').exec(text);
+    if (!m) throw new Error(`the daemon unit declares no ${k}=`);
+    return m[1]!;
+  };
+  // ExecStart=NODE FLAGS… CLI_JS daemon
+  const exec = key('ExecStart').split(' ');
+  const d = { nice: Number(key('Nice')), cpuWeight: Number(key('CPUWeight')), nodeFlags: exec.slice(1, exec.findIndex((a) => a.endsWith('.js'))) };
+  // A unit reshaped past this parser must fail the check, not make it compare nothing.
+  if (!Number.isInteger(d.nice) || !Number.isInteger(d.cpuWeight) || !d.nodeFlags.length || !d.nodeFlags.every((f) => f.startsWith('--'))) {
+    throw new Error(`cannot read the daemon unit's Nice=, CPUWeight= and node flags: ${JSON.stringify(d)}`);
+  }
+  return d;
+}
+
+/** Field 19 (nice) of a /proc/PID/stat line; the command name (field 2) may hold spaces. */
+export const niceOfStat = (stat: string): number => Number(stat.replace(/^.*\) /s, '').split(' ')[16]);
 
 export type GuestChecks = ReturnType<typeof guestChecks>;
 
@@ -101,5 +120,40 @@ export function guestChecks(NAME: string) {
     expect(routes.find((r) => r.dst === 'default'), `default route in table ${table}`).to.include({ gateway: `10.0.${n.subnet}.1`, dev: n.ifname });
   }
 
-  return { sh, out, diagnostics, recentEvents, ipj, addressRules, expectConfigured, expectDhcpClientOutlivesWorker };
+  /** ifupdown: cloud-init rendered the NIC's DHCP stanza into its ENI file. */
+  async function expectEniRendered(ifname: string): Promise<void> {
+    expect(await out('cat /etc/network/interfaces.d/50-cloud-init'), 'rendered ENI config').to.match(new RegExp(`iface ${ifname} inet dhcp`));
+  }
+
+  /** ifupdown, after an unplug: no stanza for the NIC in the ENI file, no ifupdown state for it. */
+  async function expectEniGone(ifname: string): Promise<void> {
+    expect(await out('cat /etc/network/interfaces.d/50-cloud-init'), 'stanza left in ENI config').to.not.match(new RegExp(`\\b${ifname}\\b`));
+    expect((await sh(`test -e /run/network/ifstate.${ifname}`)).exitCode, 'ifupdown state file left').to.not.equal(0);
+  }
+
+  /**
+   * The running daemon at what its unit declares: nice (field 19 of /proc/PID/stat) for it and
+   * every process of its cgroup (its Python bridge), its cgroup's cpu.weight (the kernel's
+   * file and systemd's view), and the unit's node flags on its command line, in order.
+   */
+  async function expectDaemonPriority(): Promise<void> {
+    const want = daemonUnitDeclares();
+    const pid = (await out(`systemctl show -p MainPID --value ${DAEMON_SERVICE}`)).trim();
+    expect(pid, 'the daemon MainPID').to.match(/^[1-9]\d*$/);
+    // cgroup v2: one line, 0::/system.slice/cloud-hotplug-daemon.service
+    const cg = (await out(`cat /proc/${pid}/cgroup`)).trim();
+    expect(cg, `cgroup of ${pid}`).to.equal(`0::/system.slice/${DAEMON_SERVICE}`);
+    const dir = `/sys/fs/cgroup${cg.slice(3)}`;
+    expect((await out(`cat ${dir}/cpu.weight`)).trim(), `${dir}/cpu.weight`).to.equal(String(want.cpuWeight));
+    expect((await out(`systemctl show -p CPUWeight --value ${DAEMON_SERVICE}`)).trim(), 'systemctl show -p CPUWeight').to.equal(String(want.cpuWeight));
+    // A process that ends between the listing and its read is passed over.
+    const stats = (await out(`for p in $(cat ${dir}/cgroup.procs); do s=$(cat /proc/$p/stat 2>/dev/null) && echo "$s"; done; true`)).split('\n').filter(Boolean);
+    const nices = Object.fromEntries(stats.map((l) => [l.split(' ')[0]!, niceOfStat(l)]));
+    expect(nices[pid], `nice of the daemon (${pid})`).to.equal(want.nice);
+    expect(nices, 'nice of every process in its cgroup').to.deep.equal(Object.fromEntries(Object.keys(nices).map((p) => [p, want.nice])));
+    const argv = (await out(`tr '\\0' '\\n' </proc/${pid}/cmdline`)).split('\n').filter(Boolean);
+    expect(argv.slice(1, 1 + want.nodeFlags.length), `node flags of: ${argv.join(' ')}`).to.deep.equal(want.nodeFlags);
+  }
+
+  return { sh, out, diagnostics, recentEvents, ipj, addressRules, expectConfigured, expectDhcpClientOutlivesWorker, expectEniRendered, expectEniGone, expectDaemonPriority };
 }

@@ -33,7 +33,7 @@ const DATASOURCE = CLOUD === 'configdrive' ? 'DataSourceConfigDrive' : 'DataSour
 const say = (m: string) => process.stderr.write(`      [vm] ${m}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-const { sh, out, diagnostics, recentEvents, ipj, expectConfigured, expectDhcpClientOutlivesWorker } = guestChecks(NAME);
+const { sh, out, diagnostics, recentEvents, ipj, expectConfigured, expectDhcpClientOutlivesWorker, expectEniRendered, expectEniGone } = guestChecks(NAME);
 
 /** Wait for the event record of `mac`'s add (or of `ifname`'s remove); null at timeout. */
 async function waitEvent(match: (e: EventRecT) => boolean, tries = 120): Promise<EventRecT | null> {
@@ -183,7 +183,7 @@ if (CLOUD === 'openstack' || CLOUD === 'configdrive') {
       expect(adds.map((e) => e.result), 'add records').to.deep.equal(['configured']);
       await expectReachable(nic!);
       if (FLAVOUR === 'ifupdown') {
-        expect(await out('cat /etc/network/interfaces.d/50-cloud-init'), 'rendered ENI config').to.match(new RegExp(`iface ${nic!.ifname} inet dhcp`));
+        await expectEniRendered(nic!.ifname);
         await expectDhcpClientOutlivesWorker(nic!);
       }
     });
@@ -199,8 +199,7 @@ if (CLOUD === 'openstack' || CLOUD === 'configdrive') {
       timings.detach_to_removed_s = +((Date.parse(rec!.time) - t0) / 1000).toFixed(1);
       expect((await out('ps -eo args | grep "^dhclient" || true')).split('\n').filter((l) => l.split(' ').includes(ifname)), 'dhclient left').to.deep.equal([]);
       if (FLAVOUR === 'ifupdown') {
-        expect(await out('cat /etc/network/interfaces.d/50-cloud-init'), 'stanza left in ENI config').to.not.match(new RegExp(`\\b${ifname}\\b`));
-        expect((await sh(`test -e /run/network/ifstate.${ifname}`)).exitCode, 'ifupdown state file left').to.not.equal(0);
+        await expectEniGone(ifname);
       }
       const table = String(tableOf(nic!));
       expect((await ipj('-4 rule show')).filter((r) => r.table === table), `rules into table ${table}`).to.deep.equal([]);

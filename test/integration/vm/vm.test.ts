@@ -33,7 +33,7 @@ const say = (m: string) => process.stderr.write(`      [vm] ${m}\n`);
 /** This suite is EC2's (the default cloud); the Nova clouds have nova.test.ts. */
 const EC2 = (process.env.CHV_CLOUD ?? 'ec2') === 'ec2';
 
-const { sh, out, diagnostics, recentEvents, ipj, addressRules, expectConfigured, expectDhcpClientOutlivesWorker } = guestChecks(NAME);
+const { sh, out, diagnostics, recentEvents, ipj, addressRules, expectConfigured, expectDhcpClientOutlivesWorker, expectEniRendered, expectEniGone, expectDaemonPriority } = guestChecks(NAME);
 
 /** `systemctl restart systemd-networkd` (what netplan apply and upgrades do), until it has configured `ifname` again. */
 async function restartNetworkd(ifname: string): Promise<void> {
@@ -44,6 +44,15 @@ async function restartNetworkd(ifname: string): Promise<void> {
     st = await out(`networkctl status ${ifname} --no-pager || true`);
   }
   expect(st, `networkd configured ${ifname} again after its restart`).to.match(/State: routable/);
+}
+
+/** networkd flushes "foreign" rules when it starts (netplan apply, upgrades); our drop-in keeps them. */
+async function expectRulesKeptOverNetworkdRestart(nics: vm.Nic[]): Promise<void> {
+  await restartNetworkd(nics[0]!.ifname);
+  for (const n of nics) {
+    const rules = await addressRules(String(tableOf(n)));
+    expect(rules.map((r) => r.src).sort(), `rules into table ${tableOf(n)} after networkd restarted`).to.deep.equal([n.ip, ...(n.secondary ?? [])].sort());
+  }
 }
 
 /** networkd runs the NIC's DHCP (netplan and networkd flavours). */
@@ -194,21 +203,12 @@ if (EC2) describe(`VM tier: Debian 12 + cloud-init 22.4.2 + the .deb under QEMU 
     if (FLAVOUR === 'netplan') {
       expect(await out('cat /etc/netplan/50-cloud-init.yaml'), 'rendered netplan config').to.contain(nic!.mac);
       expect(await out(`networkctl status ${nic!.ifname} --no-pager || true`), 'networkd manages it').to.match(/State: routable|configured/);
-      // networkd flushes "foreign" rules when it starts (netplan apply, upgrades); our drop-in
-      // keeps them. (Table routes that go with a re-acquired address need the daemon: below.)
-      await restartNetworkd(nic!.ifname);
-      for (const n of [nic!, ...(early ? [early] : [])]) {
-        const rules = await addressRules(String(tableOf(n)));
-        expect(rules.map((r) => r.src).sort(), `rules into table ${tableOf(n)} after networkd restarted`).to.deep.equal([n.ip, ...(n.secondary ?? [])].sort());
-      }
+      // (Table routes that go with a re-acquired address need the daemon: below.)
+      await expectRulesKeptOverNetworkdRestart([nic!, ...(early ? [early] : [])]);
     } else if (FLAVOUR === 'networkd') {
       expect(await out(`cat /etc/systemd/network/10-cloud-init-${nic!.ifname}.network`), 'rendered .network').to.match(/DHCP=ipv4/);
       expect(await out(`networkctl status ${nic!.ifname} --no-pager || true`), 'networkd manages it').to.match(/State: routable|configured/);
-      await restartNetworkd(nic!.ifname);
-      for (const n of [nic!, ...(early ? [early] : [])]) {
-        const rules = await addressRules(String(tableOf(n)));
-        expect(rules.map((r) => r.src).sort(), `rules into table ${tableOf(n)} after networkd restarted`).to.deep.equal([n.ip, ...(n.secondary ?? [])].sort());
-      }
+      await expectRulesKeptOverNetworkdRestart([nic!, ...(early ? [early] : [])]);
     } else if (FLAVOUR === 'nm') {
       expect(await out(`cat /etc/NetworkManager/system-connections/cloud-init-${nic!.ifname}.nmconnection`), 'rendered keyfile').to.match(/method=auto/);
       await expectOneNmProfile(nic!.ifname);
@@ -217,8 +217,7 @@ if (EC2) describe(`VM tier: Debian 12 + cloud-init 22.4.2 + the .deb under QEMU 
       await restartNetworkManager(nic!.ifname);
       for (const n of [nic!, ...(early ? [early] : [])]) await expectConfigured(n);
     } else {
-      const eni = await out('cat /etc/network/interfaces.d/50-cloud-init');
-      expect(eni, 'rendered ENI config').to.match(new RegExp(`iface ${nic!.ifname} inet dhcp`));
+      await expectEniRendered(nic!.ifname);
       await expectDhcpClientOutlivesWorker(nic!);
     }
   });
@@ -249,8 +248,7 @@ if (EC2) describe(`VM tier: Debian 12 + cloud-init 22.4.2 + the .deb under QEMU 
       expect((await out('nmcli -t -f NAME connection show')).split('\n').filter((l) => l.includes(ifname)), 'NM profile left').to.deep.equal([]);
       expect(await out(`ls /var/lib/NetworkManager/ | grep -F -- "-${ifname}.lease" || true`), 'NM lease left').to.equal('');
     } else {
-      expect(await out('cat /etc/network/interfaces.d/50-cloud-init'), 'stanza left in ENI config').to.not.match(new RegExp(`\\b${ifname}\\b`));
-      expect((await sh(`test -e /run/network/ifstate.${ifname}`)).exitCode, 'ifupdown state file left').to.not.equal(0);
+      await expectEniGone(ifname);
       expect((await sh(`test -e /run/dhclient.${ifname}.pid`)).exitCode, 'dhclient pid file left').to.not.equal(0);
     }
     const table = String(tableOf(nic!));
@@ -274,10 +272,12 @@ if (EC2) describe(`VM tier: Debian 12 + cloud-init 22.4.2 + the .deb under QEMU 
     for (const l of [...mine, ...(early ? lines(early.ifname) : [])]) expect(l).to.match(/duration_ms=\d+/);
   });
 
-  it('the daemon under systemd: ready (Type=notify), handles a hot-plug and its unplug, restarted after kill -9', async function () {
+  it('the daemon under systemd: ready (Type=notify), at its unit’s priority and node flags, handles a hot-plug and its unplug, restarted after kill -9', async function () {
     // Enabled by the package (no command typed): it has been running since boot.
     expect((await out('systemctl is-enabled cloud-hotplug-daemon.service || true')).trim(), 'daemon enabled').to.equal('enabled');
     expect((await out('systemctl is-active cloud-hotplug-daemon.service || true')).trim(), `daemon\n${await out('journalctl -b -o cat --no-pager -u cloud-hotplug-daemon.service | tail -n 30')}`).to.equal('active');
+    // Nice=, CPUWeight= and the node flags, on the process itself (again below, after its restart).
+    await expectDaemonPriority();
     const dj = () => out('journalctl -b -o cat --no-pager -u cloud-hotplug-daemon.service');
     // Earlier tests' NICs (handled by this same daemon) may have had the same name: count anew.
     const addLines = (journal: string, ifname: string) => journal.split('\n').filter((l) => / event add configured /.test(l) && l.includes(`iface=${ifname}`)).length;
@@ -308,6 +308,7 @@ if (EC2) describe(`VM tier: Debian 12 + cloud-init 22.4.2 + the .deb under QEMU 
       if (!back) await new Promise((r) => setTimeout(r, 2000));
     }
     expect(back, 'systemd restarted the daemon after kill -9').to.equal(true);
+    await expectDaemonPriority();
     if (FLAVOUR === 'ifupdown') await expectDhcpClientOutlivesWorker(c); // KillMode=process + its scope
     if (FLAVOUR !== 'ifupdown') {
       // networkd's restart drops the table routes with the addresses it re-acquires, silently;
