@@ -1,7 +1,8 @@
 /**
  * Bridge round trips of the daemon's work, counted on a fake bridge behind the real BridgeManager:
  * `summary` calls per batch (the summary a reply already carried is reused, summary-memo.ts), and
- * crawls per metadata-only change (the poller's read is acted on unless obj.pkl changed since).
+ * crawls per metadata-only change (the poller's read is acted on unless obj.pkl changed since), and
+ * none for routing repairs from cached metadata.
  */
 import { expect } from 'chai';
 import { mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
@@ -14,7 +15,7 @@ import { Pipeline } from '../src/pipeline/pipeline.js';
 import { MetadataPoller } from '../src/daemon/poller.js';
 import { fingerprint } from '../src/daemon/fingerprint.js';
 import type { PipelineDeps } from '../src/pipeline/deps.js';
-import type { Exclusive } from '../src/pipeline/changes.js';
+import { linksChanged, repairRouting, type Exclusive } from '../src/pipeline/changes.js';
 import { setQuiet } from '../src/util/log.js';
 import { ev, fakes, type Fakes } from './helpers/fake-pipeline.js';
 
@@ -105,6 +106,20 @@ describe('bridge round trips of the daemon (fake bridge, real BridgeManager)', (
       expect(x.m.reopens).to.equal(foreign ? 1 : 0);
       expect(x.routing.calls).to.deep.equal(['reconcile complete=true']);
     }
+  });
+
+  it('routing repair and a link-down reconcile (cached metadata) reuse the remembered summary: no round trip', async () => {
+    const x = setup();
+    x.cloud.list('eth0', 0);
+    x.links.add('eth0');
+    await x.m.get();
+    await repairRouting(x.deps, (fn) => fn());
+    const deps = { ...x.deps, config: () => ({ ...x.deps.config(), events: { ...x.deps.config().events, link_down: 'reconcile' as const } }) };
+    const results: string[] = [];
+    await linksChanged(deps, (fn) => fn(), [{ ifname: 'eth0', up: false }], (_i, _u, r) => results.push(r));
+    expect(results).to.deep.equal(['reconciled']);
+    expect(x.routing.calls).to.deep.equal(['reconcile complete=false', 'reconcile complete=false']);
+    expect(x.count('summary')).to.equal(0);
   });
 
   it('the memo: replies with a summary are remembered, calls that keep the datasource keep it, other or failed calls forget it', async () => {

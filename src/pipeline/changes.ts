@@ -5,7 +5,7 @@
  * lock (deps.exclusive) only when it is about to change the system.
  */
 import type { Bridge, InstanceSummary } from '../../bridge/index.js';
-import { knownSummary } from '../../bridge/summary-memo.js';
+import { currentSummary, knownSummary } from '../../bridge/summary-memo.js';
 import { log, since } from '../util/log.js';
 import { withBridge, type PipelineDeps } from './deps.js';
 import { dispatch, type PolicyOutcome } from './policies.js';
@@ -118,7 +118,7 @@ export async function linksChanged(
     reconcile: () =>
       exclusive(() =>
         withBridge(deps, 'link reconcile', async (b) => {
-          const r = await deps.routing.reconcile(await b.summary(), false);
+          const r = await deps.routing.reconcile(await currentSummary(b), false);
           return { ok: !r.failed, reason: r.failed ? `${r.failed} routing change(s) failed` : undefined, routingChanges: r.changes };
         }),
       ),
@@ -143,5 +143,5 @@ export async function linksChanged(
 
 /** Policy routing lost without a link event: reconcile from cached metadata (deletes nothing for a present NIC). */
 export async function repairRouting(deps: PipelineDeps, exclusive: Exclusive): Promise<{ changes: number; failed: number }> {
-  return exclusive(() => withBridge(deps, 'policy routing repair', async (b) => deps.routing.reconcile(await b.summary(), false)));
+  return exclusive(() => withBridge(deps, 'policy routing repair', async (b) => deps.routing.reconcile(await currentSummary(b), false)));
 }
