@@ -7,6 +7,7 @@
  *  - stuck: every call has a per-call timeout (index.ts, kind 'BridgeTimeout'); withBridge()
  *    then restarts the bridge (a timed-out Python call is still running in there) and runs the
  *    work again.
+ *  - summaries: the bridge it hands out remembers the last summary a reply carried (summary-memo.ts).
  *  - foreign writes: when obj.pkl changes under us (a CLI refresh, a one-shot worker), the
  *    instance is re-opened before the next use, so the daemon never stores stale metadata over it.
  *
@@ -17,6 +18,7 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import { startBridge, pythoniaChild, type Bridge } from './index.js';
+import { memoSummaries } from './summary-memo.js';
 import { BridgeError, silentLogger, type BridgeLogger, type InstanceSummary } from './types.js';
 
 export type BridgeFactory = () => Promise<Bridge>;
@@ -241,7 +243,8 @@ export class BridgeManager {
 
   private async start(): Promise<Bridge> {
     if (this.everStarted && this.pythonia) resetPythonia();
-    const b = await this.factory();
+    // Every reply's summary remembered (summary-memo.ts): a batch asks for none it already has.
+    const b = memoSummaries(await this.factory());
     this.everStarted = true;
     let opened: { summary: InstanceSummary };
     try {

@@ -30,6 +30,7 @@ import { mkdir, unlink } from 'node:fs/promises';
 import { existsSync, watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import type { Bridge } from '../../bridge/index.js';
+import { currentSummary } from '../../bridge/summary-memo.js';
 import type { Config } from '../config.js';
 import type { CloudPart, Effective } from '../config-cloud.js';
 import { reloadConfig } from './reload.js';
@@ -305,7 +306,8 @@ export class Daemon {
   }
 
   async acceptSummary(b: Bridge): Promise<void> {
-    this.poller.accept(await b.summary());
+    // The summary the batch's last crawl, rederive or store replied with: no round trip (summary-memo.ts).
+    this.poller.accept(await currentSummary(b));
   }
 
   // ------------------------------------------------------------------------------ the queue

@@ -4,7 +4,9 @@
  * watch), and policy routing lost without a link event (the routing watch). Each takes the apply
  * lock (deps.exclusive) only when it is about to change the system.
  */
-import type { InstanceSummary } from '../../bridge/index.js';
+import type { Bridge, InstanceSummary } from '../../bridge/index.js';
+import { currentSummary, knownSummary } from '../../bridge/summary-memo.js';
+import { log, since } from '../util/log.js';
 import { withBridge, type PipelineDeps } from './deps.js';
 import { dispatch, type PolicyOutcome } from './policies.js';
 import { enabledGate } from './gate.js';
@@ -27,6 +29,21 @@ export interface MetadataOutcome {
 }
 
 /**
+ * The metadata to act on under the lock: the poller's read `r` while the bridge still holds it (its
+ * remembered summary is the very one of `r`, summary-memo.ts), so one crawl per change. Otherwise
+ * something re-opened or re-read the datasource since the poll (a one-shot worker, `hotplug apply`
+ * or a CLI refresh wrote obj.pkl and the manager re-opened it; a bridge restart): read again, so
+ * nothing older than what that writer stored is rendered or stored over it.
+ */
+async function underLock<V extends NetConfigView & { summary: InstanceSummary }>(b: Bridge, r: V): Promise<NetConfigView & { summary: InstanceSummary }> {
+  if (knownSummary(b) === r.summary) return r;
+  const t0 = performance.now();
+  const net = await b.refreshNetwork(2);
+  log('info', 'metadata change: the datasource changed since the poll (another writer); network metadata read again under the lock', { event: 'metadata_change', duration_ms: since(t0) });
+  return net.supported ? net : r;
+}
+
+/**
  * Metadata `r` differs from what the daemon last acted on (`before`). 'apply' renders everything
  * and brings up only NICs new in metadata that are present here and not ours yet; 'apply' and
  * 'reconcile' then reconcile routing with the (complete) fresh metadata.
@@ -44,9 +61,7 @@ export async function metadataChanged(
   const act = (apply: boolean) => async (): Promise<Omit<PolicyOutcome, 'handler'> & { broughtUp: string[]; summary: InstanceSummary }> =>
     exclusive(() =>
       withBridge(deps, 'metadata change', async (b) => {
-        // Re-read under the lock: a worker or the CLI may have changed things meanwhile.
-        const net = await b.refreshNetwork(2);
-        const cur = net.supported ? net : r;
+        const cur = await underLock(b, r);
         let broughtUp: string[] = [];
         if (apply) {
           const beforeMacs = new Set(before?.macs ?? []);
@@ -103,7 +118,7 @@ export async function linksChanged(
     reconcile: () =>
       exclusive(() =>
         withBridge(deps, 'link reconcile', async (b) => {
-          const r = await deps.routing.reconcile(await b.summary(), false);
+          const r = await deps.routing.reconcile(await currentSummary(b), false);
           return { ok: !r.failed, reason: r.failed ? `${r.failed} routing change(s) failed` : undefined, routingChanges: r.changes };
         }),
       ),
@@ -128,5 +143,5 @@ export async function linksChanged(
 
 /** Policy routing lost without a link event: reconcile from cached metadata (deletes nothing for a present NIC). */
 export async function repairRouting(deps: PipelineDeps, exclusive: Exclusive): Promise<{ changes: number; failed: number }> {
-  return exclusive(() => withBridge(deps, 'policy routing repair', async (b) => deps.routing.reconcile(await b.summary(), false)));
+  return exclusive(() => withBridge(deps, 'policy routing repair', async (b) => deps.routing.reconcile(await currentSummary(b), false)));
 }

@@ -10,6 +10,7 @@
  * (pipeline/worker.ts blocks, the daemon reschedules); both call drainOnce() under the lock.
  */
 import type { Bridge } from '../../bridge/index.js';
+import { currentSummary } from '../../bridge/summary-memo.js';
 import type { HotplugEvent } from '../events/event.js';
 import { coalesce } from './coalesce.js';
 import { isCandidate } from './filter.js';
@@ -49,7 +50,8 @@ export class Pipeline {
   async batch(b: Bridge, events: HotplugEvent[]): Promise<boolean> {
     const ctx = newContext(this.deps, this.probe);
     const { deps, cfg } = ctx;
-    const summary = await b.summary();
+    // For the gate and 'reconcile' policies; remembered from the last reply where the bridge keeps it.
+    const summary = await currentSummary(b);
     const gate = enabledGate(summary);
     if (!gate.open) {
       for (const ev of events) await recordEvent(ctx, ev, 'skipped', gate.reason);

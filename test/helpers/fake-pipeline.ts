@@ -54,6 +54,7 @@ export class FakeCloud {
     };
     const fake: Partial<Bridge> = {
       pythonPid: undefined,
+      open: async () => (call('open'), { obj_pkl: 'obj.pkl', summary: this.summary(), stack: {} as never }),
       summary: async () => (call('summary'), this.summary()),
       networkConfig: async () => (call('networkConfig'), this.view()),
       refreshNetwork: crawl,

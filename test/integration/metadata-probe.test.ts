@@ -2,13 +2,14 @@
  * The daemon's metadata probe in the lab, with the default configuration (no config file): real
  * cloud-init, the lab's IMDS (IMDSv2 tokens). Secondary IPs added and removed in metadata with no
  * device event, on the primary and a secondary NIC, are applied; then, idle, the IMDS sees only the
- * probe's small reads, no more of them than the probe interval allows (a count, not a time).
+ * probe's small reads, no more of them than the probe interval allows (a count, not a time). Each
+ * such change costs one crawl of the network subtree (the poller's), not a second under the lock.
  */
 import { expect } from 'chai';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { lab, hotplug, sh, ipv4Of, waitFor, labFixture, assertLabGone, startSupervisedDaemon, stopSupervisor } from './helpers.js';
+import { lab, hotplug, sh, ipv4Of, waitFor, labFixture, assertLabGone, startSupervisedDaemon, stopSupervisor, crawlsOf } from './helpers.js';
 import { defaultConfig } from '../../src/config.js';
 import { PROBE_JITTER } from '../../src/daemon/probe.js';
 
@@ -76,6 +77,23 @@ describe('metadata probe (lab t-probe: the daemon with the default config, secon
     expect(d.poller.probe.supported).to.equal(true);
     expect(d.poller.probe.changes, 'changes the probe saw').to.be.at.least(4);
     expect(d.last_events.filter((e: any) => e.type === 'metadata_change' && e.result === 'applied').length).to.be.at.least(4);
+  });
+
+  it('one crawl per metadata change: a secondary IP added, then removed, with no device event, is each read once (the probe\'s change, not again under the lock)', async () => {
+    const applied = async () => (await status(name)).last_events.filter((e: any) => e.type === 'metadata_change' && e.result === 'applied').length;
+    for (const step of ['add', 'remove'] as const) {
+      const n0 = await applied();
+      const c0 = crawlsOf(await lab.imdsStats({ name }));
+      let ip: string;
+      if (step === 'add') [ip] = (await lab.addIp(nic.ifname, 1, { name })) as [string];
+      else {
+        ip = (await ipv4Of(name, nic.ifname)).find((a) => a !== nic.ips[0])!;
+        await lab.removeIp(nic.ifname, ip, { name });
+      }
+      await waitFor(`metadata change (${step} ${ip}) applied`, async () => (await applied()) > n0, 60_000, 100);
+      expect((await ipv4Of(name, nic.ifname)).includes(ip), `${ip} on ${nic.ifname} after ${step}`).to.equal(step === 'add');
+      expect(crawlsOf(await lab.imdsStats({ name })) - c0, `crawls of meta-data/network/ for the ${step}`).to.equal(1);
+    }
   });
 
   it('idle: the IMDS sees only the probe\'s one-leaf GETs (no crawl), at most one per probe interval (and a token PUT)', async () => {
