@@ -87,25 +87,6 @@ describe('bridge round trips of the daemon (fake bridge, real BridgeManager)', (
     expect(x.count('summary')).to.equal(1);
   });
 
-  it("an add batch takes the metadata read made while its storm gathered (daemon/gather.ts): no second crawl, unless something re-read the datasource since", async () => {
-    for (const between of [false, true]) {
-      const x = setup();
-      x.cloud.list('eth0', 0).list('eth1', 1).list('eth2', 2);
-      x.links.add('eth0').add('eth1').add('eth2');
-      await x.m.get();
-      const read = x.m.withBridge('read while gathering', (b) => b.refreshNetwork());
-      await read;
-      // Something between the read and the batch that may change the datasource (a full refresh).
-      if (between) await x.m.withBridge('other', (b) => b.refresh());
-      const deps: PipelineDeps = { ...x.deps, takePrefetch: () => read };
-      x.queue.events.push(ev('add', 'eth1', 1), ev('add', 'eth2', 2));
-      const crawlsBefore = x.count('refreshNetwork');
-      expect(await new Pipeline(deps).drainOnce()).to.equal('ok');
-      expect(x.records.events.map((r) => [r.iface, r.result]).sort()).to.deep.equal([['eth1', 'configured'], ['eth2', 'configured']]);
-      expect(x.count('refreshNetwork') - crawlsBefore, `crawls in the batch (between=${between})`).to.equal(between ? 1 : 0);
-    }
-  });
-
   it('a metadata-only change is crawled once (the poll); again under the lock only when obj.pkl changed since', async () => {
     for (const foreign of [false, true]) {
       const x = setup();

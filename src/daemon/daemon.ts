@@ -36,12 +36,11 @@ import type { CloudPart, Effective } from '../config-cloud.js';
 import { reloadConfig } from './reload.js';
 import { paths } from '../paths.js';
 import { acquireLock, releaseThenRecheck, tryLock, type Lock } from '../lock.js';
-import { pendingCount } from '../events/queue.js';
+import { list, pendingCount } from '../events/queue.js';
 import type { HotplugEvent } from '../events/event.js';
 import type { EventRecord } from '../record/index.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import { defaultDeps, withBridge, type PipelineDeps } from '../pipeline/deps.js';
-import { StormGather } from './gather.js';
 import { linksChanged, repairRouting, type LinkResult } from '../pipeline/changes.js';
 import type { JobKind as ClientJobKind } from './protocol.js';
 import { describePolicy } from '../pipeline/policies.js';
@@ -70,6 +69,8 @@ const RING = 50;
 /** Safety net behind the queue watch: look at the queue this often anyway. */
 const SWEEP_MS = 15_000;
 /** The longest a batch waits for the udev events of links the kernel just reported (gather()). */
+const GATHER_MAX_MS = 200;
+const GATHER_POLL_MS = 10;
 
 /** Held by the running daemon; the udev program starts no worker while it is held. */
 export const daemonLockFile = (): string => join(paths.runDir, 'daemon.lock');
@@ -105,7 +106,6 @@ export class Daemon {
   cfg: Config;
   readonly bridges: Bridges;
   readonly deps: PipelineDeps;
-  private readonly storm: StormGather;
   readonly pipeline: Pipeline;
   readonly jobs = new JobQueue();
   readonly kernel: KernelEvents;
@@ -144,15 +144,9 @@ export class Daemon {
     this.listeners = new ListenerSet((via) => this.handlersFor(via));
     this.socketPath = opts.socket ?? cfg.daemon.socket;
     this.bridges = opts.bridges ?? new Bridges();
-    this.storm = new StormGather({
-      stopping: () => this.stopping,
-      awaiting: (queued) => this.kernel.awaitingUdev(queued).length,
-      read: () => this.withBridge('metadata read while a storm gathers', (b) => b.refreshNetwork()),
-    });
     this.deps = defaultDeps(() => this.cfg, this.bridges, {
       onRecord: (rec) => this.emit({ type: 'event', ...rec }),
       onBridgeRestart: (i) => this.bridgeRestarted(i.kind, i.reason),
-      takePrefetch: () => this.storm.take(),
     });
     this.pipeline = new Pipeline(this.deps);
     this.jobs.onState = (busy) => {
@@ -318,6 +312,17 @@ export class Daemon {
 
   // ------------------------------------------------------------------------------ the queue
 
+  /**
+   * A storm's NICs appear in the kernel at once, but their udev programs queue them over ~100 ms
+   * on a busy machine: wait (at most GATHER_MAX_MS) while links the kernel just reported are not
+   * queued yet, so the storm is one batch (one crawl, one apply, one bring-up) instead of two.
+   */
+  private async gather(): Promise<void> {
+    const end = Date.now() + GATHER_MAX_MS;
+    const seen = new Map<string, HotplugEvent>(); // each queue file read once, not every 10 ms
+    while (!this.stopping && Date.now() < end && this.kernel.awaitingUdev(await list(undefined, seen)).length) await new Promise((r) => setTimeout(r, GATHER_POLL_MS));
+  }
+
   private async drain(): Promise<void> {
     while (!this.stopping && (await pendingCount()) > 0) {
       if (!this.deps.bootFinished()) {
@@ -329,7 +334,7 @@ export class Daemon {
         return;
       }
       this.bootWait = false;
-      await this.storm.gather();
+      await this.gather();
       const t0 = performance.now();
       let batch: HotplugEvent[] = [];
       const lock = await acquireLock({ timeoutMs: LOCK_WAIT_MS });

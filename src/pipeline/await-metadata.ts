@@ -6,7 +6,6 @@
  */
 import type { Bridge, InstanceSummary, NetInterface } from '../../bridge/index.js';
 import { isBridgeFailure } from '../../bridge/manager.js';
-import { knownSummary } from '../../bridge/summary-memo.js';
 import type { HotplugEvent } from '../events/event.js';
 import { recordEvent, type BatchContext } from './context.js';
 import { configure } from './configure.js';
@@ -68,14 +67,9 @@ export async function addStage(ctx: BatchContext, b: Bridge, adds: HotplugEvent[
   // for it): a probe listing a new one asks for a crawl, since no MAC of ours may ever appear.
   const seenOthers = new Set<string>();
 
-  let first = true;
   const crawlAndConfigure = async (): Promise<void> => {
-    // The read the daemon made while this batch gathered (daemon/gather.ts) serves as the first
-    // crawl while the bridge still holds it; else, and after, a crawl of the network subtree (all a
-    // NIC needs; a full crawl only where that is unsupported).
-    const pre = first ? await deps.takePrefetch?.() : undefined;
-    first = false;
-    const net = pre?.supported && knownSummary(b) === pre.summary ? pre : await b.refreshNetwork();
+    // The network subtree is all a NIC needs; a full crawl only where that is unsupported.
+    const net = await b.refreshNetwork();
     const r = net.supported ? net : await b.refresh();
     ctx.counters.crawls++;
     const present = macsOf(r.interfaces);

@@ -64,12 +64,7 @@ export interface PipelineDeps {
   onRecord?: (rec: EventRecord) => void;
   /** Called when a bridge failure made the bridge restart (the daemon reports it). */
   onBridgeRestart?: (info: { kind: string; reason: string; attempt: number; what: string }) => void;
-  /** A network metadata read made while the batch gathered (the daemon, daemon/gather.ts), once. */
-  takePrefetch?: () => Promise<NetworkRead | undefined>;
 }
-
-/** What Bridge.refreshNetwork replies. */
-export type NetworkRead = Awaited<ReturnType<Bridge['refreshNetwork']>>;
 
 /** deps.bridge.withBridge, with every restart it makes reported through deps.onBridgeRestart. */
 export function withBridge<T>(deps: Pick<PipelineDeps, 'bridge' | 'onBridgeRestart'>, what: string, fn: (b: Bridge) => Promise<T>): Promise<T> {
@@ -99,7 +94,7 @@ export function systemRouting(config: () => Config, stack: () => NetworkStack): 
 export function defaultDeps(
   config: () => Config,
   bridge: BridgeAccess & { readonly stackReport?: StackReport | null },
-  hooks: Pick<PipelineDeps, 'onRecord' | 'onBridgeRestart' | 'takePrefetch'> = {},
+  hooks: Pick<PipelineDeps, 'onRecord' | 'onBridgeRestart'> = {},
 ): PipelineDeps {
   let stack: NetworkStack | undefined;
   let fromReport = false;
