@@ -3,6 +3,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { action } from './common.js';
 import { requireRoot } from '../core/session.js';
 import { runWorker } from '../pipeline/worker.js';
+import { parseLockFd } from '../core/head-start.js';
 import { reassertReplacement } from '../install/replace.js';
 import { log } from '../util/log.js';
 import { oneLine } from '../util/errors.js';
@@ -29,6 +30,7 @@ export function register(program: Command): void {
 }
 
 function lockFd(v: string): number {
-  if (!/^[3-9]$/.test(v)) throw new InvalidArgumentError('an fd from 3 to 9');
-  return Number(v);
+  const fd = parseLockFd(v);
+  if (fd === undefined) throw new InvalidArgumentError('an fd from 3 to 9');
+  return fd;
 }

@@ -7,7 +7,7 @@
  * over by the first startBridge() (bridge/index.ts).
  *
  * Only for a plain `worker` run by root, or `worker --lock-fd N` (what the udev program starts
- * when it took the lock for the worker, see lock.ts adoptHandedLock: then Python starts first):
+ * when it took the lock for the worker, see lock.ts adoptHandedLock: no flock run before Python):
  * --wait (the boot replay, by hand) waits for the lock on its normal path, --help must not lock
  * anything. Any failure here leaves the normal path to do it all.
  */
@@ -15,27 +15,18 @@ import type { Lock } from '../lock.js';
 
 let taken: { lock: Lock | null } | undefined;
 
-/** `worker --lock-fd N` (only as the udev program starts it): the fd N that holds the lock for us. */
-export function handedLockFd(args: string[]): number | undefined {
-  return args.length === 2 && args[0] === '--lock-fd' && /^[3-9]$/.test(args[1]!) ? Number(args[1]) : undefined;
+/** An fd the udev program may hand over (`worker --lock-fd N`): 3 to 9, else undefined. */
+export function parseLockFd(v: string | undefined): number | undefined {
+  return v !== undefined && /^[3-9]$/.test(v) ? Number(v) : undefined;
 }
 
 export async function workerHeadStart(args: string[]): Promise<void> {
-  const fd = handedLockFd(args);
+  const fd = args.length === 2 && args[0] === '--lock-fd' ? parseLockFd(args[1]) : undefined;
   if (process.getuid?.() !== 0 || (args.length > 0 && fd === undefined)) return;
   try {
-    const lockMod = await import('../lock.js');
-    if (fd !== undefined) {
-      // The udev program holds the lock for us: Python can start before anything else.
-      const bridge = lockMod.handedLockProblem(fd) ? undefined : await import('../../bridge/index.js');
-      bridge?.prestartBridge();
-      const lock = (await lockMod.adoptHandedLock(fd)) ?? (await lockMod.tryLock());
-      taken = { lock };
-      if (!lock) bridge?.stopPrestarted();
-      else if (!bridge) (await import('../../bridge/index.js')).prestartBridge();
-      return;
-    }
-    const lock = await lockMod.tryLock();
+    const { adoptHandedLock, tryLock } = await import('../lock.js');
+    // A lock the udev program took for us (checked, else closed) or our own.
+    const lock = (fd !== undefined ? await adoptHandedLock(fd) : null) ?? (await tryLock());
     taken = { lock };
     if (lock) (await import('../../bridge/index.js')).prestartBridge();
   } catch {
