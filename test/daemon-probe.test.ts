@@ -11,7 +11,8 @@ import { defaultConfig } from '../src/config.js';
 import type { PipelineDeps } from '../src/pipeline/deps.js';
 import { MetadataPoller } from '../src/daemon/poller.js';
 import { maxProbesPerMinute, nextPollMs, probeVerdict, probing, RequestWindow, PROBE_JITTER } from '../src/daemon/probe.js';
-import { FakeCloud, fakeAccess } from './helpers/fake-pipeline.js';
+import { FakeCloud, fakeAccess, fakes } from './helpers/fake-pipeline.js';
+import { fingerprint } from '../src/daemon/fingerprint.js';
 
 describe('poller probe: interval and verdicts', () => {
   const cfg = { probe_interval_seconds: 2.5, poll_interval_seconds: 10 };
@@ -111,6 +112,52 @@ describe('poller: probe replies', () => {
     await poller.pollOnce();
     expect([probes.length, refreshes()]).to.deep.equal([0, 1]);
     expect(poller.baseline).to.be.a('string');
+  });
+});
+
+describe('poller: a metadata change whose handling failed', () => {
+  it('is retried by full re-reads (the probe compares with what the bridge now holds, so it would not report the change again), backing off, until handled; then probes again', async () => {
+    const f = fakes();
+    f.cloud.list('eth0', 0);
+    f.links.add('eth0');
+    const probes: string[] = [];
+    const base = f.cloud.bridge.bind(f.cloud);
+    // Like hb_probe: "changed" only while the metadata differs from what the bridge last read.
+    let held = JSON.stringify(f.cloud.summary());
+    f.cloud.bridge = () => {
+      const b = base();
+      const read = b.refreshNetwork.bind(b);
+      b.refreshNetwork = async (t) => {
+        const r = await read(t);
+        held = JSON.stringify(r.supported ? r.summary : null);
+        return r;
+      };
+      b.probeNetwork = async () => (probes.push('probe'), { supported: true, changed: JSON.stringify(f.cloud.summary()) !== held, resource: 'x', requests: 1, not_modified: false, targets: 1 });
+      return b;
+    };
+    let failures = 1;
+    const reconcile = f.routing.reconcile;
+    f.routing.reconcile = async (s, complete) => (failures-- > 0 ? { changes: 0, failed: 1 } : reconcile(s, complete));
+    const out: string[] = [];
+    const poller = new MetadataPoller({ deps: f.deps, exclusive: (fn) => fn(), stopping: () => true, schedule: () => {}, queued: async () => false, drain: () => {}, emit: (r) => out.push(r.result) });
+    poller.accept(f.cloud.summary());
+    const refreshes = () => f.cloud.calls.filter((c) => c === 'refreshNetwork').length;
+
+    f.cloud.list('eth1', 1); // a NIC appears in metadata with no device event here
+    await poller.pollOnce(); // probe: changed → re-read → routing fails
+    expect([probes.length, out]).to.deep.equal([1, ['failed']]);
+    expect(poller.stats.failedChanges).to.equal(1);
+    const r1 = refreshes();
+    expect(r1).to.be.greaterThan(0);
+    // The probe alone would now say "unchanged" (the bridge holds the new metadata): no probe, a re-read.
+    await poller.pollOnce();
+    expect([probes.length, out]).to.deep.equal([1, ['failed', 'applied']]);
+    expect(refreshes()).to.be.greaterThan(r1);
+    expect(poller.stats.failedChanges).to.equal(0);
+    expect(poller.baseline).to.equal(fingerprint(f.cloud.summary()));
+    const r2 = refreshes();
+    await poller.pollOnce(); // handled: back to probing, and it sees nothing
+    expect([probes.length, refreshes(), out.length]).to.deep.equal([2, r2, 2]);
   });
 });
 

@@ -30,7 +30,8 @@ export interface PollerHost {
 }
 
 export class MetadataPoller {
-  readonly stats = { last: null as string | null, lastChange: null as string | null, lastError: null as string | null, errors: 0, nextAt: null as number | null, polls: 0, lastMs: null as number | null, refreshes: 0 };
+  /** failedChanges: consecutive polls whose change was not handled (each retried by a full re-read, backing off). */
+  readonly stats = { last: null as string | null, lastChange: null as string | null, lastError: null as string | null, errors: 0, nextAt: null as number | null, polls: 0, lastMs: null as number | null, refreshes: 0, failedChanges: 0 };
   /** The probe: null = not tried yet; false = the datasource has none (full re-reads instead). */
   readonly probe = { supported: null as boolean | null, probes: 0, changed: 0, notModified: 0, lastResource: null as string | null, lastChanged: null as string | null, targets: null as number | null, requests: new RequestWindow() };
   /** The fingerprint of the metadata last acted on, and its summary. */
@@ -46,6 +47,7 @@ export class MetadataPoller {
     this.summary = s;
     this.summaryAt = Date.now();
     this.baseline = fingerprint(s);
+    this.stats.failedChanges = 0; // a batch acted on the whole of the current metadata
     // "No probe" may have been a partial cache an event since repaired: ask again (costs no request).
     if (this.probe.supported === false) this.probe.supported = null;
   }
@@ -53,7 +55,7 @@ export class MetadataPoller {
   arm(first: boolean): void {
     clearTimeout(this.timer);
     if (this.host.stopping()) return;
-    const ms = nextPollMs(this.host.deps.config().daemon, this.probe.supported, first ? 0 : this.stats.errors);
+    const ms = nextPollMs(this.host.deps.config().daemon, this.probe.supported, first ? 0 : this.stats.errors + this.stats.failedChanges);
     this.stats.nextAt = Date.now() + ms;
     this.timer = setTimeout(() => this.host.schedule(() => this.pollOnce().finally(() => this.arm(false))), ms);
   }
@@ -81,7 +83,9 @@ export class MetadataPoller {
     try {
       r = await withBridge(deps, 'metadata poll', async (b) => {
         // Without a baseline yet (no summary at start) the first poll re-reads: what it finds is accepted as is.
-        if (this.probing() && this.baseline !== undefined) {
+        // After a change that failed, too: the probe compares with what the bridge now holds (the
+        // re-read that found the change), so it would never report that change again.
+        if (this.probing() && this.baseline !== undefined && this.stats.failedChanges === 0) {
           const p = await b.probeNetwork(1);
           const verdict = probeVerdict(p);
           if (p.supported) {
@@ -123,7 +127,10 @@ export class MetadataPoller {
       return;
     }
     if (this.baseline === undefined) return this.accept(r.summary);
-    if (fingerprint(r.summary) === this.baseline) return;
+    if (fingerprint(r.summary) === this.baseline) {
+      this.stats.failedChanges = 0; // back to what was last acted on: nothing left to retry
+      return;
+    }
     const change = describeChange(this.summary, r.summary);
     const policy = describePolicy(deps.config().events.metadata_change);
     this.stats.lastChange = new Date().toISOString();
@@ -131,6 +138,7 @@ export class MetadataPoller {
     const t1 = performance.now();
     const { accepted, ...out } = await metadataChanged(deps, this.host.exclusive, r, this.summary, change);
     if (accepted) this.accept(accepted);
+    this.stats.failedChanges = out.result === 'failed' ? this.stats.failedChanges + 1 : 0;
     const rec: MetadataChangeRecord = { type: 'metadata_change', time: new Date().toISOString(), change, policy, duration_ms: since(t1), ...out };
     log(out.result === 'failed' ? 'error' : 'info', `metadata change ${out.result}`, { change, policy, duration_ms: rec.duration_ms, reason: out.reason, routing_changes: out.routing_changes, brought_up: out.brought_up?.join(',') });
     this.host.emit(rec);

@@ -101,6 +101,7 @@ export async function daemonStatus(d: Daemon): Promise<Record<string, unknown>> 
             next_in_ms: poll.nextAt === null ? null : Math.max(0, poll.nextAt - Date.now()),
             fingerprint: d.poller.baseline ?? null,
             full_rereads: poll.refreshes,
+            failed_changes: poll.failedChanges,
             probe: {
               enabled: d.poller.probing(),
               supported: d.poller.probe.supported,
