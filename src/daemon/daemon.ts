@@ -49,6 +49,7 @@ import { ROUTING_PROTO } from '../routing/state.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { sweepStaleTemps } from '../util/sweep.js';
 import { Backoff } from '../util/backoff.js';
+import { gcAfterWork } from '../util/idle-gc.js';
 import { log, since } from '../util/log.js';
 import { oneLine, UserError } from '../util/errors.js';
 import type { Handlers, Reply } from './listeners/session.js';
@@ -127,6 +128,8 @@ export class Daemon {
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly retry = new Backoff({ initialMs: 2000, maxMs: 300_000 });
   private bootWait = false;
+  /** The batch's heap given back once the queue is drained and nothing else runs (util/idle-gc.ts). */
+  private readonly afterWork = gcAfterWork(() => !this.jobs.busy);
   private sweepTimer: NodeJS.Timeout | undefined;
   private queueWatch: FSWatcher | undefined;
   get queueWatching(): boolean {
@@ -281,7 +284,7 @@ export class Daemon {
   // ------------------------------------------------------------------------------ jobs
 
   scheduleDrain(what = 'drain queue'): void {
-    this.jobs.schedule('drain', what, () => this.drain());
+    this.jobs.schedule('drain', what, () => this.drain().finally(this.afterWork));
   }
 
   /** Run `fn` under the apply lock, then release and look at the queue (see the invariants above). */
