@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CLI, ROOT } from './helpers/run.js';
 import { ensureWorker } from '../src/hook.js';
+import { bootMs } from '../src/util/boot-clock.js';
 
 const SH_HOOK = join(ROOT, 'bin/hotplug-udev-hook');
 const NAME_RE = /^\d{13}-\d{20}-[0-9a-f]{16}\.json$/;
@@ -89,10 +90,15 @@ describe('hotplug handle runs the sh udev program', function () {
     const jb = JSON.parse(b.text);
     // Same writer: same keys in the same order (the sh program's, not JSON.stringify of a validated event).
     expect(Object.keys(jb)).to.deep.equal(Object.keys(ja));
-    expect(Object.keys(jb)).to.deep.equal(['id', 'action', 'ifname', 'devpath', 'seqnum', 'time', 'mac']);
+    expect(Object.keys(jb)).to.deep.equal(['id', 'action', 'ifname', 'devpath', 'seqnum', 'uptime_ms', 'mac']);
+    // The event's time is on the boot clock, as is the name's (no `date` fork in the program).
+    for (const [f, j] of [[a, ja], [b, jb]] as const) {
+      expect(Number(f.name.slice(0, 13))).to.equal(j.uptime_ms);
+      expect(j.uptime_ms).to.be.within(bootMs() - 60_000, bootMs());
+    }
     for (const j of [ja, jb]) {
       delete j.id;
-      delete j.time;
+      delete j.uptime_ms;
     }
     expect(jb).to.deep.equal(ja);
     expect(jb).to.deep.equal({ action: 'add', ifname: 'eth9', devpath: '/devices/virtual/net/eth9', seqnum: 0, mac: '02:00:00:00:00:0a' });

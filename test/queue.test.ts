@@ -8,6 +8,7 @@ import { validateEvent, eventFromUdevEnv, type HotplugEvent } from '../src/event
 import { enqueue, list, take, ack, pendingCount, queueFileName } from '../src/events/queue.js';
 import { UserError } from '../src/util/errors.js';
 import { setQuiet } from '../src/util/log.js';
+import { bootMs } from '../src/util/boot-clock.js';
 
 const good = { id: 'abc123', action: 'add', ifname: 'eth1', devpath: '/devices/pci0000:00/0000:00:05.0/net/eth1', time: 1_700_000_000_000 };
 
@@ -55,6 +56,16 @@ describe('validateEvent', () => {
     for (const s of [-1, 2.5, '7']) rejects({ ...good, seqnum: s }, /seqnum/);
     rejects({ ...good, driver: 'a b' }, /driver/);
     rejects('eth0', /not an object/);
+  });
+
+  it("the udev program's uptime_ms (boot clock) becomes epoch time; one from after now, or not a number, is refused", () => {
+    const { time: _t, ...noTime } = good;
+    const t0 = Date.now();
+    const ev = validateEvent({ ...noTime, uptime_ms: bootMs() - 5000 });
+    expect(ev).to.not.have.property('uptime_ms');
+    expect(Math.abs(ev.time - (t0 - 5000))).to.be.below(100); // /proc/uptime's 10 ms, plus the time between the reads
+    for (const u of [-1, 1.5, '5', bootMs() + 60_000]) rejects({ ...noTime, uptime_ms: u }, /uptime_ms/);
+    rejects(noTime, /time/);
   });
 });
 
@@ -111,16 +122,23 @@ describe('queue', () => {
     id, action: 'add', ifname: 'eth1', devpath: '/devices/x/net/eth1', time, ...(seqnum !== undefined ? { seqnum } : {}), ...o,
   });
 
-  it('names files so that lexical order is arrival order', () => {
-    expect(queueFileName(ev('a1', 1_700_000_000_123, 7))).to.equal('1700000000123-00000000000000000007-a1.json');
-    expect(queueFileName(ev('b', 5))).to.equal('0000000000005-00000000000000000000-b.json');
+  it('names files so that lexical order is arrival order, on the boot clock as the udev program names them', () => {
+    const now = Date.now();
+    const boot = bootMs();
+    const a1 = queueFileName(ev('a1', now, 7));
+    expect(a1).to.match(/^\d{13}-00000000000000000007-a1\.json$/);
+    // /proc/uptime's 10 ms, plus the time between the two reads
+    expect(Math.abs(Number(a1.slice(0, 13)) - boot)).to.be.below(100);
+    expect(queueFileName(ev('b', now - 1))).to.equal(`${String(Number(a1.slice(0, 13)) - 1).padStart(13, '0')}-00000000000000000000-b.json`);
+    expect(queueFileName(ev('c', 5))).to.equal('0000000000000-00000000000000000000-c.json'); // before boot
   });
 
   it('lists events sorted by time then seqnum, sync and async writers alike', async () => {
-    await enqueue(ev('c', 2000, 1), dir);
-    await enqueue(ev('a', 1000, 9), dir);
-    await enqueue(ev('b', 1000, 10), dir);
-    await enqueue(ev('d', 999), dir);
+    const t = Date.now() - 10_000;
+    await enqueue(ev('c', t + 2000, 1), dir);
+    await enqueue(ev('a', t + 1000, 9), dir);
+    await enqueue(ev('b', t + 1000, 10), dir);
+    await enqueue(ev('d', t + 999), dir);
     expect((await list(dir)).map((e) => e.id)).to.deep.equal(['d', 'a', 'b', 'c']);
     expect(await pendingCount(dir)).to.equal(4);
   });

@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { UserError } from '../util/errors.js';
 import { addressOf } from '../util/sysfs.js';
+import { bootMs, epochOfBoot } from '../util/boot-clock.js';
 
 export type HotplugAction = 'add' | 'remove';
 
@@ -19,7 +20,7 @@ export interface HotplugEvent {
   devpath: string;
   /** udev SEQNUM: the kernel's own event order (resets on boot; the queue is on /run). */
   seqnum?: number;
-  /** Arrival time, ms since the epoch. */
+  /** Arrival time, ms since the epoch (the udev program queues it as uptime_ms, on the boot clock). */
   time: number;
   driver?: string;
 }
@@ -76,7 +77,7 @@ function isRecord(v: unknown): v is Record<string, unknown> {
  */
 export function validateEvent(raw: unknown): HotplugEvent {
   if (!isRecord(raw)) throw new UserError('invalid event: not an object');
-  const { id, action, ifname, mac, devpath, seqnum, time, driver } = raw;
+  const { id, action, ifname, mac, devpath, seqnum, time, uptime_ms, driver } = raw;
   if (typeof id !== 'string' || !ID_RE.test(id)) throw new UserError(`invalid event id ${show(id)}: want 1-64 of [A-Za-z0-9_-]`);
   if (action !== 'add' && action !== 'remove') throw new UserError(`invalid event action ${show(action)}: want add or remove`);
   const ev: HotplugEvent = {
@@ -86,10 +87,19 @@ export function validateEvent(raw: unknown): HotplugEvent {
     devpath: validateDevpath(devpath),
     time: 0,
   };
-  if (typeof time !== 'number' || !Number.isSafeInteger(time) || time < 0 || time > MAX_TIME) {
-    throw new UserError(`invalid event time ${show(time)}: want milliseconds since the epoch`);
+  if (time === undefined && uptime_ms !== undefined) {
+    // The udev program's clock (util/boot-clock.ts): not later than now (a clock from elsewhere).
+    const boot = bootMs();
+    if (typeof uptime_ms !== 'number' || !Number.isSafeInteger(uptime_ms) || uptime_ms < 0 || uptime_ms > boot + 1000) {
+      throw new UserError(`invalid event uptime_ms ${show(uptime_ms)}: want milliseconds since this boot`);
+    }
+    ev.time = epochOfBoot(uptime_ms, Date.now(), boot);
+  } else {
+    if (typeof time !== 'number' || !Number.isSafeInteger(time) || time < 0 || time > MAX_TIME) {
+      throw new UserError(`invalid event time ${show(time)}: want milliseconds since the epoch`);
+    }
+    ev.time = time;
   }
-  ev.time = time;
   if (mac !== undefined && mac !== null) ev.mac = validateMac(mac);
   if (seqnum !== undefined && seqnum !== null) {
     if (typeof seqnum !== 'number' || !Number.isSafeInteger(seqnum) || seqnum < 0) {

@@ -2,7 +2,7 @@
  * Durable event queue: one file per event under paths.queueDir (tmpfs /run, so it empties on reboot,
  * when a full reconcile runs anyway).
  *
- * File name: <time ms, 13 digits>-<seqnum or 0, 20 digits>-<id>.json, so lexical order = arrival
+ * File name: <boot-clock ms, 13 digits>-<seqnum or 0, 20 digits>-<id>.json, so lexical order = arrival
  * order. Files are written atomically (temp + rename), mode 0600 in a 0700 directory.
  *
  * Crash safety: nothing is deleted when read. The worker (holding the apply lock) calls take() to
@@ -20,13 +20,15 @@ import { paths } from '../paths.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { log } from '../util/log.js';
 import { isOurTempName, sweepStaleTemps } from '../util/sweep.js';
+import { bootOfEpoch } from '../util/boot-clock.js';
 import { oneLine, UserError } from '../util/errors.js';
 import { validateEvent, type HotplugEvent } from './event.js';
 
 const NAME_RE = /^(\d{13})-(\d{20})-([A-Za-z0-9_-]{1,64})\.json$/;
 
+/** The name's time is on the boot clock, as the udev program writes it, so names sort in arrival order whoever wrote them. */
 export function queueFileName(ev: HotplugEvent): string {
-  return `${String(ev.time).padStart(13, '0')}-${String(ev.seqnum ?? 0).padStart(20, '0')}-${ev.id}.json`;
+  return `${String(bootOfEpoch(ev.time)).padStart(13, '0')}-${String(ev.seqnum ?? 0).padStart(20, '0')}-${ev.id}.json`;
 }
 
 /**
