@@ -13,7 +13,7 @@ import type { Bridge } from './index.js';
 import type { InstanceSummary } from './types.js';
 
 /** Bridge calls that leave the datasource (and so the summary) as it was. */
-const KEEPS: ReadonlySet<PropertyKey> = new Set<keyof Bridge>(['summary', 'hotplugState', 'preview', 'applyNetwork', 'bringUp', 'bringDown', 'probeMacs', 'probeNetwork', 'cloudConfig']);
+const KEEPS: ReadonlySet<PropertyKey> = new Set<keyof Bridge>(['summary', 'networkConfig', 'hotplugState', 'preview', 'applyNetwork', 'bringUp', 'bringDown', 'probeMacs', 'probeNetwork', 'cloudConfig']);
 
 export interface SummaryMemo {
   /** The summary of the bridge's datasource as the last reply carrying one gave it; undefined: ask. */

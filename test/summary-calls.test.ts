@@ -16,6 +16,7 @@ import { MetadataPoller } from '../src/daemon/poller.js';
 import { fingerprint } from '../src/daemon/fingerprint.js';
 import type { PipelineDeps } from '../src/pipeline/deps.js';
 import { linksChanged, repairRouting, type Exclusive } from '../src/pipeline/changes.js';
+import { applyAll } from '../src/pipeline/apply-all.js';
 import { setQuiet } from '../src/util/log.js';
 import { ev, fakes, type Fakes } from './helpers/fake-pipeline.js';
 
@@ -81,7 +82,7 @@ describe('bridge round trips of the daemon (fake bridge, real BridgeManager)', (
     x.cloud.list('eth0', 0).list('eth1', 1);
     x.links.add('eth0').add('eth1');
     const p = poller(x.deps);
-    await x.m.withBridge('something else', (b) => b.networkConfig());
+    await x.m.withBridge('something else', (b) => b.setSources(null));
     x.queue.events.push(ev('add', 'eth1', 1));
     await daemonBatch(x, p);
     expect(x.count('summary')).to.equal(1);
@@ -122,6 +123,18 @@ describe('bridge round trips of the daemon (fake bridge, real BridgeManager)', (
     expect(x.count('summary')).to.equal(0);
   });
 
+  it('hotplug apply without a refresh (cached metadata) reuses the remembered summary: no round trip', async () => {
+    const x = setup();
+    x.cloud.list('eth0', 0);
+    x.links.add('eth0');
+    await x.m.get(); // open: its reply carries the summary
+    const r = await x.m.withBridge('apply', (b) => applyAll(x.deps, b, { refresh: false, dryRun: false }));
+    expect(r.refreshed).to.equal(false);
+    expect(x.count('networkConfig')).to.equal(1);
+    expect(x.count('summary')).to.equal(0);
+    expect(x.routing.calls).to.deep.equal(['reconcile complete=true']);
+  });
+
   it('the memo: replies with a summary are remembered, calls that keep the datasource keep it, other or failed calls forget it', async () => {
     const x = setup();
     x.cloud.list('eth0', 0);
@@ -131,7 +144,9 @@ describe('bridge round trips of the daemon (fake bridge, real BridgeManager)', (
     expect(b.knownSummary()).to.equal((r as { summary: unknown }).summary);
     await b.bringUp(['eth0']);
     expect(b.knownSummary()).to.equal((r as { summary: unknown }).summary);
-    await b.networkConfig();
+    await b.networkConfig(); // reads the cached config: keeps it
+    expect(b.knownSummary()).to.equal((r as { summary: unknown }).summary);
+    await b.setSources(null);
     expect(b.knownSummary()).to.equal(undefined);
     await b.summary();
     expect(b.knownSummary()).to.not.equal(undefined);

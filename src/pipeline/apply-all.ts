@@ -4,6 +4,7 @@
  * bring up every interface present, reconcile policy routing; or, for a dry run, say what it would do.
  */
 import type { Bridge, InstanceSummary, PreviewFile } from '../../bridge/index.js';
+import { currentSummary } from '../../bridge/summary-memo.js';
 import type { PipelineDeps } from './deps.js';
 import { newContext } from './context.js';
 import { bringUp, type NetConfigView } from './configure.js';
@@ -36,7 +37,7 @@ async function load(b: Bridge, refresh: boolean, onStep: (s: string) => void): P
   }
   const view = await b.networkConfig();
   if (!view) throw new UserError('the cached datasource has no network config to apply');
-  return { view, summary: await b.summary() };
+  return { view, summary: await currentSummary(b) };
 }
 
 export async function applyAll(deps: PipelineDeps, b: Bridge, opts: ApplyOptions): Promise<ApplyResult> {

@@ -69,6 +69,7 @@ export class FakeCloud {
         for (const [m, x] of this.late) if (--x.probes <= 0) (this.late.delete(m), this.nics.set(m, x));
         return { supported: true, macs: [...this.nics.keys()], others: [], static: false };
       },
+      setSources: async (m: string | null) => (call('setSources'), { md_fallback: m }),
       close: async () => {},
     };
     return fake as Bridge;
