@@ -11,6 +11,7 @@ import { Pipeline } from '../src/pipeline/pipeline.js';
 import { setQuiet } from '../src/util/log.js';
 import { defaultConfig } from '../src/config.js';
 import { ev, fakes, mac } from './helpers/fake-pipeline.js';
+import { probeGapMs } from '../src/pipeline/await-metadata.js';
 
 describe('pipeline (fake bridge and stack)', () => {
   before(() => setQuiet(true));
@@ -68,6 +69,23 @@ describe('pipeline (fake bridge and stack)', () => {
     expect(await new Pipeline(f.deps).drainOnce()).to.equal('ok');
     const r = f.records.events[0]!;
     expect(r).to.include({ iface: 'eth4', result: 'configured', crawls: 2, probes: 3 });
+  });
+
+  it('probes a lagging MAC at an even pace (150 ms ± 10 %), not with full-jitter backoff: the wait after metadata appears is bounded by one gap', async () => {
+    const f = fakes({ config: { retry: { budget_seconds: 60, initial_ms: 150, max_ms: 5000 } } });
+    const gaps: number[] = [];
+    f.deps.sleep = (ms) => (gaps.push(ms), Promise.resolve());
+    f.cloud.list('eth0', 0);
+    f.cloud.late.set(mac(4), { name: 'eth4', device_number: 4, probes: 12 });
+    f.links.add('eth0').add('eth4');
+    f.queue.events.push(ev('add', 'eth4', 4));
+    expect(await new Pipeline(f.deps).drainOnce()).to.equal('ok');
+    expect(f.records.events[0]).to.include({ iface: 'eth4', result: 'configured', probes: 12 });
+    expect(gaps).to.have.length(12);
+    for (const g of gaps) expect(g).to.be.within(135, 165);
+    expect(probeGapMs(5000, () => 0)).to.equal(135);
+    expect(probeGapMs(5000, () => 1)).to.equal(165);
+    expect(probeGapMs(20, () => 0.5), 'never longer than retry.max_ms').to.equal(20);
   });
 
   it('gives up on a MAC metadata never lists once its budget (from its kernel event) is spent: ignored, acked, batch failed', async () => {
