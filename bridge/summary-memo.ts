@@ -61,8 +61,10 @@ export function memoSummaries(b: Bridge): Bridge & SummaryMemo {
 
 /** The summary of the bridge's datasource: the remembered one where `b` keeps it, else one round trip. */
 export async function currentSummary(b: Bridge): Promise<InstanceSummary> {
-  return (b as Partial<SummaryMemo>).knownSummary?.() ?? b.summary();
+  return knownSummary(b) ?? b.summary();
 }
 
 /** The remembered summary, if `b` keeps one (undefined for a bridge without memo). */
-export const knownSummary = (b: Bridge): InstanceSummary | undefined => (b as Partial<SummaryMemo>).knownSummary?.();
+export function knownSummary(b: Bridge): InstanceSummary | undefined {
+  return (b as Partial<SummaryMemo>).knownSummary?.();
+}

@@ -4,7 +4,8 @@
  */
 import { expect } from 'chai';
 import { parseLinkLine, LinkMonitor, linkUp } from '../src/daemon/monitor.js';
-import { fingerprint, describeChange, pollDelay, jittered } from '../src/daemon/fingerprint.js';
+import { fingerprint, describeChange, pollDelay } from '../src/daemon/fingerprint.js';
+import { jittered } from '../src/util/backoff.js';
 import type { NicMeta } from '../bridge/index.js';
 
 describe('daemon: link monitor', () => {

@@ -1,7 +1,7 @@
 /** Pure helpers of the metadata poller: the fingerprint of the network metadata, a description of a change, the poll delay. */
 import { createHash } from 'node:crypto';
 import type { InstanceSummary, PortMeta } from '../../bridge/index.js';
-import { backoffDelay } from '../util/backoff.js';
+import { backoffDelay, jittered } from '../util/backoff.js';
 
 function canonical(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(canonical);
@@ -92,11 +92,6 @@ export function describeChange(
     if (JSON.stringify(canonical(x)) !== JSON.stringify(canonical(y)) && !out.some((o) => o.endsWith(mac))) out.push(`~nic ${mac}`);
   }
   return out.join(', ') || 'metadata changed';
-}
-
-/** A schedule's jitter around a base: base × (1 ± spread), so that many hosts do not poll in step. */
-export function jittered(baseMs: number, spread = 0.2, rnd: () => number = Math.random): number {
-  return Math.round(baseMs * (1 - spread + 2 * spread * rnd()));
 }
 
 /**

@@ -4,7 +4,8 @@
  * metadata requests over the last minute that `hotplug status` shows.
  */
 import type { Reply } from '../../bridge/index.js';
-import { jittered, pollDelay } from './fingerprint.js';
+import { pollDelay } from './fingerprint.js';
+import { jittered } from '../util/backoff.js';
 
 /** Jitter of the probe interval: small, so the shortest gap (and so the busiest minute) stays near the mean. */
 export const PROBE_JITTER = 0.1;

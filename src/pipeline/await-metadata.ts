@@ -11,7 +11,7 @@ import { recordEvent, type BatchContext } from './context.js';
 import { configure } from './configure.js';
 import { routesStage } from './routes.js';
 import type { StageResult } from './remove.js';
-import { backoffDelay } from '../util/backoff.js';
+import { backoffDelay, jittered } from '../util/backoff.js';
 import { isUnsafePath } from '../util/atomic.js';
 import { log } from '../util/log.js';
 import { oneLine } from '../util/errors.js';
@@ -26,7 +26,7 @@ import { oneLine } from '../util/errors.js';
 export const PROBE_EVERY_MS = 150;
 
 export function probeGapMs(maxMs: number, rnd: () => number = Math.random): number {
-  return Math.round(Math.min(PROBE_EVERY_MS, maxMs) * (0.9 + 0.2 * rnd()));
+  return jittered(Math.min(PROBE_EVERY_MS, maxMs), 0.1, rnd);
 }
 
 /**

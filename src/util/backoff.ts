@@ -2,7 +2,8 @@
  * The one backoff policy of the project: exponential growth from `initialMs` by `factor`, capped at
  * `maxMs`, with full jitter (uniform in [0, base]) so that retries of many hosts or NICs spread out.
  * Used by the metadata wait, the daemon's batch retry, the poller's error backoff and the
- * `ip monitor` restart. Randomness is injectable so tests are deterministic.
+ * `ip monitor` restart; beside it, the small jitter of steady schedules (jittered). Randomness is
+ * injectable so tests are deterministic.
  */
 export interface BackoffPolicy {
   /** Base of the first delay. */
@@ -34,4 +35,9 @@ export class Backoff {
   reset(): void {
     this.attempt = 0;
   }
+}
+
+/** A steady schedule's jitter around a base: base × (1 ± spread) (polls, probes), not the full jitter of retries. */
+export function jittered(baseMs: number, spread = 0.2, rnd: () => number = Math.random): number {
+  return Math.round(baseMs * (1 - spread + 2 * spread * rnd()));
 }

@@ -7,7 +7,7 @@
  * probes, polls and routing watch take 5–40 ms per interval, so after a storm a quiet interval
  * could be many seconds away and the batch's heap stayed (the bench's churn lab saw node's PSS
  * 5 MB over its idle start). A collection that falls between two bursts of one storm costs a few
- * ms and the next quiet-enough interval collects again.
+ * ms, and the first interval that is not busy after the next burst collects again.
  */
 const CHECK_MS = 2000;
 const BUSY_MS = 50;
