@@ -12,6 +12,7 @@
  */
 import { accessSync, constants } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BridgeError, silentLogger, type BridgeLogger, type HotplugState, type InstanceSummary, type NetInterface, type NetworkConfig, type NetworkStackInfo, type PreviewFile } from './types.js';
@@ -115,7 +116,9 @@ async function pythonHost(pythonBin: string): Promise<PythonHost> {
     throw new BridgeError(`python interpreter ${pythonBin} not found or not executable (set PYTHON_BIN)`, 'NoPython');
   }
   process.env.PYTHON_BIN = pythonBin;
-  const m: any = await import('pythonia');
+  // require, not import(): pythonia is CommonJS, and the ESM wrapper (its exports parsed from the
+  // source) costs ~6 ms more before Python is spawned, on every one-shot worker's critical path.
+  const m: any = createRequire(import.meta.url)('pythonia');
   const py: any = m.default ?? m;
   if (!py.com.proc) py.com.start();
   pythoniaCom = py.com;

@@ -143,3 +143,119 @@ describe('bridge: a metadata crawl shares one keep-alive connection (real cloud-
     expect(out.trust_env_proxy).to.equal(true);
   });
 });
+
+const KEEPALIVE_SCRIPT = String.raw`
+import http.server, importlib.util, json, os, sys, threading, time
+seen = []
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        seen.append((self.path, self.client_address[1], self.headers.get("X-aws-ec2-metadata-token")))
+        if self.path.startswith("/slow"):
+            time.sleep(1.5)
+        code = 404 if self.path.startswith("/missing") else 200
+        body = ("leaf %s" % self.path).encode()
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(body)))
+        if self.path.startswith("/close"):
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+        if self.path.startswith("/close"):
+            self.close_connection = True
+    def log_message(self, *a):
+        pass
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+base = "http://127.0.0.1:%d" % srv.server_address[1]
+
+spec = importlib.util.spec_from_file_location("hotplug_bridge", sys.argv[1])
+hb = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(hb)
+import hb_runtime
+from cloudinit import url_helper
+
+def error_of(f):
+    try:
+        f()
+        return None
+    except url_helper.UrlError as e:
+        return [type(e).__name__, e.code]
+
+out = {}
+plain = [url_helper.read_file_or_url(base + "/ok/%d" % i, timeout=2).contents.decode() for i in range(5)]
+outside_404 = error_of(lambda: url_helper.read_file_or_url(base + "/missing", timeout=2, retries=0))
+del seen[:]
+with hb_runtime.metadata_crawl():
+    conn = hb_runtime._CRAWL.conn
+    r = [url_helper.read_file_or_url(base + "/ok/%d" % i, timeout=2) for i in range(5)]
+    out["same_bytes"] = [x.contents.decode() for x in r] == plain
+    out["response"] = [type(r[0]).__name__, r[0].code, r[0].ok(), str(r[0]), r[0].headers.get("content-length")]
+    out["one_connection"] = len(set(p for _, p, _ in seen))
+    out["served"] = conn.served
+    tok = url_helper.read_file_or_url(base + "/ok/tok", timeout=2, headers_cb=lambda url: {"X-aws-ec2-metadata-token": "T-" + url[-3:]})
+    out["token_sent"] = seen[-1][2]
+    del seen[:]
+    out["crawl_404"] = error_of(lambda: url_helper.read_file_or_url(base + "/missing", timeout=2, retries=0))
+    out["requests_for_404"] = len(seen)  # ours, then cloud-init's readurl for its error
+    del seen[:]
+    closed = [url_helper.read_file_or_url(base + "/close/%d" % i, timeout=2).contents.decode() for i in range(3)]
+    out["after_close"] = [closed == ["leaf /close/%d" % i for i in range(3)], len(set(p for _, p, _ in seen))]
+    out["broken_before_timeout"] = conn.broken
+    del seen[:]
+    t = time.monotonic()
+    err = error_of(lambda: url_helper.read_file_or_url(base + "/slow", timeout=1, retries=1))
+    out["timeout"] = [err, len(seen), conn.broken, round(time.monotonic() - t)]
+    del seen[:]
+    url_helper.read_file_or_url(base + "/ok/after", timeout=2)
+    out["after_timeout_served"] = conn.served
+out["outside_404"] = outside_404
+os.environ["http_proxy"] = "http://proxy.invalid:3128"
+with hb_runtime.metadata_crawl():
+    out["proxy_conn"] = hb_runtime._CRAWL.conn is None
+srv.shutdown()
+sys.__stdout__.write(json.dumps(out))
+`;
+
+describe("bridge: a crawl's plain GETs skip requests on one raw keep-alive connection (hb_keepalive)", function () {
+  this.timeout(60_000);
+  let out: any;
+  before(async function () {
+    const env: Record<string, string> = { PATH: '/usr/bin:/bin', HOME: '/nonexistent' };
+    const r = await execa('/usr/bin/python3', ['-c', KEEPALIVE_SCRIPT, BRIDGE_PY], { reject: false, env, extendEnv: false });
+    expect(r.exitCode, r.stderr).to.equal(0);
+    out = JSON.parse(r.stdout);
+  });
+
+  it("answers with cloud-init's own UrlResponse holding the same bytes, all on one connection", function () {
+    expect(out.same_bytes).to.equal(true);
+    expect(out.response).to.deep.equal(['UrlResponse', 200, true, 'leaf /ok/0', '10']);
+    expect(out.one_connection).to.equal(1);
+    expect(out.served).to.equal(5);
+  });
+
+  it("sends the headers of headers_cb (the datasource's IMDSv2 token)", function () {
+    expect(out.token_sent).to.equal('T-tok');
+  });
+
+  it("leaves anything but a 200 to cloud-init's readurl: the same UrlError as outside a crawl", function () {
+    expect(out.crawl_404).to.deep.equal(out.outside_404);
+    expect(out.crawl_404).to.deep.equal(['UrlError', 404]);
+    expect(out.requests_for_404).to.equal(2);
+  });
+
+  it('reconnects when the server closes the connection', function () {
+    expect(out.after_close).to.deep.equal([true, 3]);
+    expect(out.broken_before_timeout).to.equal(false);
+  });
+
+  it("after a timeout, cloud-init's readurl gets one try fewer, and the crawl stays off the fast path", function () {
+    // ours timed out (1 s), then cloud-init's one remaining try (1 s), not two more (+1 s between)
+    expect(out.timeout).to.deep.equal([['UrlError', null], 2, true, 2]);
+    expect(out.after_timeout_served).to.equal(9);
+  });
+
+  it('is off when a proxy variable is set (requests would apply it)', function () {
+    expect(out.proxy_conn).to.equal(true);
+  });
+});

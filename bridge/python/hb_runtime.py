@@ -1,5 +1,5 @@
 """Process-wide repairs of cloud-init 22.4 that the bridge installs once, when it is loaded:
-bounded metadata requests (sharing one keep-alive connection within a crawl), atomic whole-file
+bounded metadata requests (within a crawl, one keep-alive connection: hb_keepalive), atomic whole-file
 writes, no YAML dump per parsed NIC, and dying with the node process.
 """
 
@@ -42,11 +42,16 @@ def _crawl_session():
 
 def _environment_matters():
     """Would requests' trust_env change anything for a request here (proxies, CA bundle, netrc)?"""
+    if os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE"):
+        return True
+    return _environment_matters_for_http()
+
+
+def _environment_matters_for_http():
+    """Would it for a plain http:// request (proxies, netrc: a CA bundle only matters to https)?"""
     import urllib.request
 
-    if urllib.request.getproxies() or os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE"):
-        return True
-    if os.environ.get("NETRC"):
+    if urllib.request.getproxies() or os.environ.get("NETRC"):
         return True
     home = os.path.expanduser("~")
     return any(os.path.exists(os.path.join(home, n)) for n in (".netrc", "_netrc"))
@@ -57,15 +62,23 @@ def metadata_crawl():
     """Within this block, every readurl of this thread that brings no session of its own shares one
     keep-alive session (the crawl's 20-300 requests then use one connection), and leaves out its
     per-request "open ... with configuration" debug line (the "Read from <url> (status, size)" line
-    stays). The session is closed when the block ends; nested blocks reuse the outer one."""
+    stays). Its plain http GETs answered 200 skip requests altogether (hb_keepalive) unless the
+    environment holds a proxy or netrc for requests to apply. The session is closed when the block ends; nested blocks reuse
+    the outer one."""
     if getattr(_CRAWL, "session", None) is not None:
         yield
         return
+    import hb_keepalive
+
     _CRAWL.session = _crawl_session()
+    _CRAWL.conn = None if _environment_matters_for_http() else hb_keepalive.Connection()
     try:
         yield
     finally:
         s, _CRAWL.session = _CRAWL.session, None
+        c, _CRAWL.conn = _CRAWL.conn, None
+        if c is not None:
+            c.close()
         import requests
 
         requests.Session.close(s)
@@ -78,14 +91,22 @@ def _bound_readurl():
     if getattr(orig, "_hotplug_bounded", False):
         return
 
-    def readurl(*args, **kwargs):
-        if len(args) < 3 and not kwargs.get("timeout"):
-            kwargs["timeout"] = _URL_TIMEOUT_S
+    def with_session(*args, **kwargs):
         session = getattr(_CRAWL, "session", None)
         if session is not None and len(args) <= _READURL_SESSION_POS and kwargs.get("session") is None:
             kwargs["session"] = session
             kwargs.setdefault("log_req_resp", False)
         return orig(*args, **kwargs)
+
+    def readurl(*args, **kwargs):
+        if len(args) < 3 and not kwargs.get("timeout"):
+            kwargs["timeout"] = _URL_TIMEOUT_S
+        conn = getattr(_CRAWL, "conn", None)
+        if conn is not None and args:
+            import hb_keepalive
+
+            return hb_keepalive.readurl(conn, with_session, args[0], args, kwargs)
+        return with_session(*args, **kwargs)
 
     readurl._hotplug_bounded = True
     url_helper.readurl = readurl
