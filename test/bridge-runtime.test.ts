@@ -259,3 +259,59 @@ describe("bridge: a crawl's plain GETs skip requests on one raw keep-alive conne
     expect(out.proxy_conn).to.equal(true);
   });
 });
+
+const BASE_CFG_SCRIPT = String.raw`
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("hotplug_bridge", sys.argv[1])
+hb = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(hb)
+import hb_runtime
+from cloudinit import stages, util
+reads = []
+orig = util.read_conf_with_confd
+def counting(*a, **k):
+    reads.append(1)
+    return orig(*a, **k)
+util.read_conf_with_confd = counting
+
+def open_like():  # what open_instance does with Init: paths first, then the config again
+    init = stages.Init(ds_deps=[])
+    init.paths
+    init._reset()
+    init.read_cfg()
+    return init.cfg
+
+out = {}
+plain = open_like()
+out["reads_plain"] = len(reads)
+del reads[:]
+with hb_runtime.base_config_read_once():
+    once = open_like()
+    out["reads_once"] = len(reads)
+    once["mutated"] = True  # a caller's copy: the next read in the block does not see it
+    out["copy"] = "mutated" not in open_like() and len(reads) == 1
+out["same"] = {k: v for k, v in once.items() if k != "mutated"} == plain
+out["restored"] = stages.fetch_base_config.__name__ == "fetch_base_config" and stages.fetch_base_config.__module__ == "cloudinit.stages"
+sys.__stdout__.write(json.dumps(out))
+`;
+
+describe("bridge: opening an instance reads cloud-init's base config once (real cloud-init, /etc/cloud)", function () {
+  this.timeout(60_000);
+  let out: any;
+  before(async function () {
+    const r = await execa('/usr/bin/python3', ['-c', BASE_CFG_SCRIPT, BRIDGE_PY], { reject: false });
+    expect(r.exitCode, r.stderr).to.equal(0);
+    out = JSON.parse(r.stdout);
+  });
+
+  it('Init reads and parses the config files twice on its own, once inside base_config_read_once()', function () {
+    expect(out.reads_plain).to.equal(2);
+    expect(out.reads_once).to.equal(1);
+  });
+
+  it('to the same config, each caller with a copy of its own; the original function comes back after', function () {
+    expect(out.same).to.equal(true);
+    expect(out.copy).to.equal(true);
+    expect(out.restored).to.equal(true);
+  });
+});

@@ -84,6 +84,31 @@ def metadata_crawl():
         requests.Session.close(s)
 
 
+@contextlib.contextmanager
+def base_config_read_once():
+    """Within this block cloud-init's base config (/etc/cloud/cloud.cfg, cloud.cfg.d/*, the runtime
+    and kernel command line config) is read and parsed once: opening an instance reads it twice,
+    for Init.paths and again for Init.read_cfg with the datasource, and its YAML parse is most of
+    the open (~10 ms each on 2 cores). Each caller gets its own copy."""
+    import copy
+
+    from cloudinit import stages
+
+    orig = stages.fetch_base_config
+    memo = {}
+
+    def fetch_base_config(*, instance_data_file=None):
+        if instance_data_file not in memo:
+            memo[instance_data_file] = orig(instance_data_file=instance_data_file)
+        return copy.deepcopy(memo[instance_data_file])
+
+    stages.fetch_base_config = fetch_base_config
+    try:
+        yield
+    finally:
+        stages.fetch_base_config = orig
+
+
 def _bound_readurl():
     from cloudinit import url_helper
 

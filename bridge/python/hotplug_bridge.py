@@ -83,6 +83,11 @@ def _result(fn):
 def open_instance(obj_pkl=None, setup_logging=True):
     """Load cloud-init's cached datasource the way `fetch(existing="trust")` does,
     after checking that obj.pkl is safe to unpickle."""
+    with hb_runtime.base_config_read_once():
+        return _open_instance(obj_pkl, setup_logging)
+
+
+def _open_instance(obj_pkl, setup_logging):
     init = stages.Init(ds_deps=[])
     path = obj_pkl or init.paths.get_ipath_cur("obj_pkl")
     raw = _read_trusted_pickle(path)

@@ -11,7 +11,9 @@
  * --wait (the boot replay, by hand) waits for the lock on its normal path, --help must not lock
  * anything. Any failure here leaves the normal path to do it all.
  */
+import { getPriority, setPriority } from 'node:os';
 import type { Lock } from '../lock.js';
+import { DAEMON_NICE } from '../daemon/supervise.js';
 
 let taken: { lock: Lock | null } | undefined;
 
@@ -28,7 +30,10 @@ export async function workerHeadStart(args: string[]): Promise<void> {
     // A lock the udev program took for us (checked, else closed) or our own.
     const lock = (fd !== undefined ? await adoptHandedLock(fd) : null) ?? (await tryLock());
     taken = { lock };
-    if (lock) (await import('../../bridge/index.js')).prestartBridge();
+    if (lock) {
+      workerNice();
+      (await import('../../bridge/index.js')).prestartBridge();
+    }
   } catch {
     taken = undefined;
   }
@@ -39,4 +44,18 @@ export function takeHeadStartLock(): { lock: Lock | null } | undefined {
   const t = taken;
   taken = undefined;
   return t;
+}
+
+/**
+ * The daemon's nice value for the one-shot worker too, set before Python is spawned so that it and
+ * its children (ifup, DHCP clients) inherit it: in a storm the first udev program starts this
+ * worker, and the other NICs' udev programs (each must return in milliseconds) then compete with it
+ * for the CPU. Only weighs under contention; never raises a priority.
+ */
+export function workerNice(): void {
+  try {
+    if (getPriority() < DAEMON_NICE) setPriority(DAEMON_NICE);
+  } catch {
+    // not permitted (some sandboxes): the caller's priority
+  }
 }

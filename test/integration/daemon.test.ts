@@ -98,6 +98,9 @@ describe('hotplug daemon (lab t-dmn: warm service, socket, kernel watch, metadat
     expect(await assertLabGone(name)).to.deep.equal([]);
   });
 
+  /** The nice value of a process (field 19 of /proc/PID/stat). */
+  const niceOf = (pid: number) => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')[16]);
+
   it('one-shot path first (no daemon): attach → configured by a hook-started worker; its handling time is recorded', async () => {
     const n = await lab.attach({ name });
     await waitFor('address', async () => (await ipv4Of(name, n.ifname)).includes(n.ips[0]!), 30_000, 20);
@@ -106,6 +109,11 @@ describe('hotplug daemon (lab t-dmn: warm service, socket, kernel watch, metadat
     oneShotMs = rec.duration_ms;
     const hook = ((await readIn(name, '/var/log/cloud-hotplug.log')) ?? '').split('\n').filter((l) => l.includes('hook queued') && l.includes(`iface=${n.ifname} `));
     expect(hook.join('\n')).to.match(/worker=(started|"pid \d+")/);
+    // The worker ran at DAEMON_NICE (udev's programs first in a storm): its Python's children
+    // inherit it, and the NIC's DHCP client, started by ifup, outlives them to show it.
+    const dhcp = await instancePids(name, (a) => /dhclient$/.test(a[0]!) && a.includes(n.ifname));
+    expect(dhcp, `the DHCP client of ${n.ifname}`).to.have.length(1);
+    expect(niceOf(dhcp[0]!)).to.equal(DAEMON_NICE);
   });
 
   it('the daemon starts supervised, says ready, and reports its idle RSS (node + python)', async () => {
@@ -119,8 +127,7 @@ describe('hotplug daemon (lab t-dmn: warm service, socket, kernel watch, metadat
     expect(idle.python_rss_mb).to.be.a('number');
     expect(idle.total_rss_mb, 'idle RSS node+python (MB)').to.be.lessThan(100);
     expect(d.bridge.restarts).to.equal(0);
-    // The daemon and its Python bridge run at DAEMON_NICE, inherited from the supervisor (field 19 of /proc/PID/stat).
-    const niceOf = (pid: number) => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')[16]);
+    // The daemon and its Python bridge run at DAEMON_NICE, inherited from the supervisor.
     const daemons = await instancePids(name, (a) => a.includes('daemon') && !a.includes('--supervise') && a[0] === process.execPath);
     const pythons = await instancePids(name, (a) => /python3/.test(a[0]!));
     expect(daemons, 'the daemon process').to.have.length(1);
