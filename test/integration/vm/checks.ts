@@ -7,6 +7,7 @@
 import { expect } from 'chai';
 import * as vm from '../../../scripts/vm/vm.js';
 import { DAEMON_SERVICE, daemonUnitText } from '../../../src/install/files.js';
+import { DAEMON_NICE } from '../../../src/daemon/supervise.js';
 import type { EventRec } from '../helpers.js';
 
 /** An event record as the guest keeps it (the lab suites' EventRec, with its time). */
@@ -93,10 +94,12 @@ export function guestChecks(NAME: string) {
       if (!['active', 'activating', 'deactivating', 'reloading'].includes(st)) break;
       await new Promise((r) => setTimeout(r, 2000));
     }
-    const ps = await out(`for p in $(pgrep -x dhclient); do echo "$p $(tr '\\0' ' ' </proc/$p/cmdline) | $(cat /proc/$p/cgroup)"; done; true`);
+    const ps = await out(`for p in $(pgrep -x dhclient); do echo "$p nice=$(ps -o ni= -p $p | tr -d ' ') $(tr '\\0' ' ' </proc/$p/cmdline) | $(cat /proc/$p/cgroup)"; done; true`);
     const mine = ps.split('\n').filter((l) => l.split(' | ')[0]!.split(' ').includes(n.ifname));
     expect(mine, `dhclient for ${n.ifname} (all: ${ps})`).to.have.length(1);
     expect(mine[0], 'its cgroup').to.match(new RegExp(`/dhcp-client-${n.ifname}-\\d+\\.scope$`));
+    // The worker unit ran at Nice=5 (the udev program's systemd-run), and the client inherited it.
+    expect(mine[0], 'its nice value').to.match(new RegExp(`^\\d+ nice=${DAEMON_NICE} `));
   }
 
   /** The per-address rules into a table (the cross-subnet rules, `from SUBNET to SUBNET`, carry a dst). */
