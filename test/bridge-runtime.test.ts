@@ -9,8 +9,53 @@ import { execa } from 'execa';
 import { existsSync } from 'node:fs';
 import { BRIDGE_PY } from '../bridge/index.js';
 
+/** load_bridge(): the real bridge module, loaded from its file (argv[1]) as pythonia does. */
+const LOAD_BRIDGE = String.raw`
+import http.server, importlib.util, json, os, sys, threading, time
+def load_bridge():
+    spec = importlib.util.spec_from_file_location("hotplug_bridge", sys.argv[1])
+    hb = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hb)
+    return hb
+`;
+
+/** An HTTP/1.1 (keep-alive) server on 127.0.0.1 recording (path, client port, IMDSv2 token) in
+ * `seen`: /missing* answers 404, /slow* after 1.5 s, /close* closes the connection, others 200. */
+const SERVER = String.raw`
+seen = []
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as EC2's IMDS and the lab's
+    def do_GET(self):
+        seen.append((self.path, self.client_address[1], self.headers.get("X-aws-ec2-metadata-token")))
+        if self.path.startswith("/slow"):
+            time.sleep(1.5)
+        code = 404 if self.path.startswith("/missing") else 200
+        body = ("leaf %s" % self.path).encode()
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(body)))
+        if self.path.startswith("/close"):
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+        if self.path.startswith("/close"):
+            self.close_connection = True
+    def log_message(self, *a):
+        pass
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+base = "http://127.0.0.1:%d" % srv.server_address[1]
+`;
+
+/** Runs LOAD_BRIDGE + `script` under /usr/bin/python3 (cloud-init's); its stdout is JSON. `clean`:
+ * an environment with no proxy, CA bundle or netrc for requests to apply. */
+async function runBridgePy(script: string, clean = false): Promise<any> {
+  const env = clean ? { env: { PATH: '/usr/bin:/bin', HOME: '/nonexistent' }, extendEnv: false } : {};
+  const r = await execa('/usr/bin/python3', ['-c', LOAD_BRIDGE + script, BRIDGE_PY], { reject: false, ...env });
+  expect(r.exitCode, r.stderr).to.equal(0);
+  return JSON.parse(r.stdout);
+}
+
 const SCRIPT = String.raw`
-import importlib.util, json, sys
 from cloudinit import safeyaml
 from cloudinit.net import network_state
 
@@ -26,9 +71,7 @@ out = {}
 network_state.parse_net_config_data(cfg)
 out["dumps_before"] = len(dumps)
 
-spec = importlib.util.spec_from_file_location("hotplug_bridge", sys.argv[1])
-hb = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(hb)
+hb = load_bridge()
 import hb_runtime
 hb_runtime.install()  # a second install changes nothing
 
@@ -49,9 +92,7 @@ describe("bridge: cloud-init 22.4 repairs (real cloud-init, no instance)", funct
   let out: any;
   before(async function () {
     expect(existsSync('/usr/bin/python3'), '/usr/bin/python3 with cloud-init (scripts/setup.sh installs it)').to.equal(true);
-    const r = await execa('/usr/bin/python3', ['-c', SCRIPT, BRIDGE_PY], { reject: false });
-    expect(r.exitCode, r.stderr).to.equal(0);
-    out = JSON.parse(r.stdout);
+    out = await runBridgePy(SCRIPT);
   });
 
   it("unpatched cloud-init dumps the whole network state as YAML once per NIC it parses", function () {
@@ -69,36 +110,18 @@ describe("bridge: cloud-init 22.4 repairs (real cloud-init, no instance)", funct
   });
 });
 
-const CRAWL_SCRIPT = String.raw`
-import http.server, importlib.util, json, os, sys, threading
-peers = []
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as EC2's IMDS and the lab's
-    def do_GET(self):
-        peers.append(self.client_address[1])
-        body = b"leaf"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-threading.Thread(target=srv.serve_forever, daemon=True).start()
-url = "http://127.0.0.1:%d/latest/meta-data/" % srv.server_address[1]
-
-spec = importlib.util.spec_from_file_location("hotplug_bridge", sys.argv[1])
-hb = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(hb)
+const CRAWL_SCRIPT = SERVER + String.raw`
+url = base + "/latest/meta-data/"
+hb = load_bridge()
 import hb_runtime
 from cloudinit import url_helper
 
 out = {}
 def conns(n):
-    del peers[:]
+    del seen[:]
     for i in range(n):
         url_helper.read_file_or_url(url + str(i), timeout=2)
-    return len(set(peers)), len(peers)
+    return len(set(p for _, p, _ in seen)), len(seen)
 out["outside"] = conns(6)
 with hb_runtime.metadata_crawl():
     s = hb_runtime._CRAWL.session
@@ -118,10 +141,7 @@ describe('bridge: a metadata crawl shares one keep-alive connection (real cloud-
   this.timeout(60_000);
   let out: any;
   before(async function () {
-    const env: Record<string, string> = { PATH: '/usr/bin:/bin', HOME: '/nonexistent' };
-    const r = await execa('/usr/bin/python3', ['-c', CRAWL_SCRIPT, BRIDGE_PY], { reject: false, env, extendEnv: false });
-    expect(r.exitCode, r.stderr).to.equal(0);
-    out = JSON.parse(r.stdout);
+    out = await runBridgePy(CRAWL_SCRIPT, true);
   });
 
   it("outside a crawl, cloud-init's readurl opens a connection per request", function () {
@@ -144,34 +164,8 @@ describe('bridge: a metadata crawl shares one keep-alive connection (real cloud-
   });
 });
 
-const KEEPALIVE_SCRIPT = String.raw`
-import http.server, importlib.util, json, os, sys, threading, time
-seen = []
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        seen.append((self.path, self.client_address[1], self.headers.get("X-aws-ec2-metadata-token")))
-        if self.path.startswith("/slow"):
-            time.sleep(1.5)
-        code = 404 if self.path.startswith("/missing") else 200
-        body = ("leaf %s" % self.path).encode()
-        self.send_response(code)
-        self.send_header("Content-Length", str(len(body)))
-        if self.path.startswith("/close"):
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
-        if self.path.startswith("/close"):
-            self.close_connection = True
-    def log_message(self, *a):
-        pass
-srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-threading.Thread(target=srv.serve_forever, daemon=True).start()
-base = "http://127.0.0.1:%d" % srv.server_address[1]
-
-spec = importlib.util.spec_from_file_location("hotplug_bridge", sys.argv[1])
-hb = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(hb)
+const KEEPALIVE_SCRIPT = SERVER + String.raw`
+hb = load_bridge()
 import hb_runtime
 from cloudinit import url_helper
 
@@ -221,10 +215,7 @@ describe("bridge: a crawl's plain GETs skip requests on one raw keep-alive conne
   this.timeout(60_000);
   let out: any;
   before(async function () {
-    const env: Record<string, string> = { PATH: '/usr/bin:/bin', HOME: '/nonexistent' };
-    const r = await execa('/usr/bin/python3', ['-c', KEEPALIVE_SCRIPT, BRIDGE_PY], { reject: false, env, extendEnv: false });
-    expect(r.exitCode, r.stderr).to.equal(0);
-    out = JSON.parse(r.stdout);
+    out = await runBridgePy(KEEPALIVE_SCRIPT, true);
   });
 
   it("answers with cloud-init's own UrlResponse holding the same bytes, all on one connection", function () {
@@ -261,10 +252,7 @@ describe("bridge: a crawl's plain GETs skip requests on one raw keep-alive conne
 });
 
 const BASE_CFG_SCRIPT = String.raw`
-import importlib.util, json, sys
-spec = importlib.util.spec_from_file_location("hotplug_bridge", sys.argv[1])
-hb = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(hb)
+hb = load_bridge()
 import hb_runtime
 from cloudinit import stages, util
 reads = []
@@ -299,9 +287,7 @@ describe("bridge: opening an instance reads cloud-init's base config once (real 
   this.timeout(60_000);
   let out: any;
   before(async function () {
-    const r = await execa('/usr/bin/python3', ['-c', BASE_CFG_SCRIPT, BRIDGE_PY], { reject: false });
-    expect(r.exitCode, r.stderr).to.equal(0);
-    out = JSON.parse(r.stdout);
+    out = await runBridgePy(BASE_CFG_SCRIPT);
   });
 
   it('Init reads and parses the config files twice on its own, once inside base_config_read_once()', function () {
