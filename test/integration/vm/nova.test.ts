@@ -179,6 +179,8 @@ if (CLOUD === 'openstack' || CLOUD === 'configdrive') {
         throw new Error(`${(e as Error).message}\n${await diagnostics()}`);
       }
       await waitConfigured(nic!);
+      // The record is written when the batch ends, after the addresses and rules checked above.
+      expect(await waitEvent((e) => e.action === 'add' && e.mac === nic!.mac, 20), `the add record of ${nic!.mac}`).to.not.equal(null);
       const adds = (await recentEvents()).filter((e) => e.action === 'add' && e.mac === nic!.mac);
       expect(adds.map((e) => e.result), 'add records').to.deep.equal(['configured']);
       await expectReachable(nic!);
