@@ -63,7 +63,7 @@ describe('daemon process against an empty root (HOTPLUG_ROOT)', function () {
     const q = join(root, 'run/cloud-hotplug/queue');
     mkdirSync(q, { recursive: true, mode: 0o700 });
     const ev = { id: 'deadbeef00000001', action: 'add', ifname: 'eth9', mac: '02:00:00:00:00:09', devpath: '/devices/virtual/net/eth9', time: Date.now() };
-    writeFileSync(join(q, `${String(ev.time).padStart(13, '0')}-${'0'.repeat(20)}-${ev.id}.json`), JSON.stringify(ev), { mode: 0o600 });
+    writeFileSync(join(q, `${String(ev.time).padStart(13, '0')}-${'0'.repeat(20)}-${ev.id}.json`), JSON.stringify(ev) + '\n', { mode: 0o600 });
     const r = await request(sock, { op: 'kick' }, 5000);
     expect(r).to.include({ ok: true, queued: 1 });
     await waitOut(/batch failed; events stay queued/);

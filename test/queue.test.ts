@@ -5,7 +5,7 @@ import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawn } from 'node:child_process';
 import { validateEvent, eventFromUdevEnv, type HotplugEvent } from '../src/events/event.js';
-import { enqueue, list, take, ack, pendingCount, queueFileName } from '../src/events/queue.js';
+import { enqueue, list, take, ack, pendingCount, queueFileName, INCOMPLETE_GRACE_MS } from '../src/events/queue.js';
 import { UserError } from '../src/util/errors.js';
 import { setQuiet } from '../src/util/log.js';
 import { bootMs } from '../src/util/boot-clock.js';
@@ -150,7 +150,7 @@ describe('queue', () => {
     expect((await list(dir, seen)).map((e) => e.id)).to.deep.equal(['a', 'b']);
     expect([...seen.keys()]).to.deep.equal([queueFileName(ev('a', 1000, 1)), queueFileName(ev('b', 1001, 2))]);
     // Not read again: garbage written over a known name does not reach the second list...
-    writeFileSync(join(dir, queueFileName(ev('a', 1000, 1))), 'not json');
+    writeFileSync(join(dir, queueFileName(ev('a', 1000, 1))), 'not json\n');
     await enqueue(ev('c', 1002, 3), dir);
     expect((await list(dir, seen)).map((e) => e.id)).to.deep.equal(['a', 'b', 'c']);
     // ...while a list without the map reads it, and quarantines it.
@@ -176,14 +176,44 @@ describe('queue', () => {
 
   it('quarantines unparsable or inconsistent files instead of failing', async () => {
     await enqueue(ev('ok', 1), dir);
-    writeFileSync(join(dir, '0000000000002-00000000000000000000-junk.json'), '{not json');
-    writeFileSync(join(dir, '0000000000003-00000000000000000000-evil.json'), JSON.stringify(ev('evil', 3, undefined, { ifname: '../x' })));
-    writeFileSync(join(dir, '0000000000004-00000000000000000000-other.json'), JSON.stringify(ev('mismatch', 4)));
-    writeFileSync(join(dir, 'random.json'), '{}');
+    // Complete files (they end with the newline every writer ends them with), but bad ones.
+    writeFileSync(join(dir, '0000000000002-00000000000000000000-junk.json'), '{not json\n');
+    writeFileSync(join(dir, '0000000000003-00000000000000000000-evil.json'), JSON.stringify(ev('evil', 3, undefined, { ifname: '../x' })) + '\n');
+    writeFileSync(join(dir, '0000000000004-00000000000000000000-other.json'), JSON.stringify(ev('mismatch', 4)) + '\n');
+    writeFileSync(join(dir, 'random.json'), '{}\n');
     const got = await list(dir);
     expect(got.map((e) => e.id)).to.deep.equal(['ok']);
     expect(readdirSync(dir).filter((f) => f.endsWith('.bad'))).to.have.length(4);
     expect((await list(dir)).map((e) => e.id)).to.deep.equal(['ok']); // stays quarantined
+  });
+
+  it("a file still being written in place (the udev program's, no final newline yet) is skipped and not counted, then read once whole", async () => {
+    await enqueue(ev('ok', 1), dir);
+    const name = queueFileName(ev('w', 2, 5));
+    const whole = JSON.stringify(ev('w', 2, 5));
+    writeFileSync(join(dir, name), ''); // created, nothing written yet
+    expect((await list(dir)).map((e) => e.id)).to.deep.equal(['ok']);
+    expect(await pendingCount(dir)).to.equal(1);
+    writeFileSync(join(dir, name), whole.slice(0, 20)); // part of it
+    const seen = new Map<string, HotplugEvent>();
+    expect((await list(dir, seen)).map((e) => e.id)).to.deep.equal(['ok']);
+    expect(await pendingCount(dir)).to.equal(1);
+    writeFileSync(join(dir, name), whole + '\n');
+    expect((await list(dir, seen)).map((e) => e.id)).to.deep.equal(['ok', 'w']); // not remembered as absent
+    expect(await pendingCount(dir)).to.equal(2);
+    expect(readdirSync(dir).filter((f) => f.endsWith('.bad'))).to.deep.equal([]);
+  });
+
+  it('a file left without its final newline for longer than INCOMPLETE_GRACE_MS (its writer died) is counted, then quarantined', async () => {
+    await enqueue(ev('ok', 1), dir);
+    const name = queueFileName(ev('dead', 2));
+    writeFileSync(join(dir, name), '{"id":"dead","act');
+    const old = (Date.now() - INCOMPLETE_GRACE_MS - 1000) / 1000;
+    utimesSync(join(dir, name), old, old);
+    expect(await pendingCount(dir)).to.equal(2); // so that a drain runs and deals with it
+    expect((await list(dir)).map((e) => e.id)).to.deep.equal(['ok']);
+    expect(readdirSync(dir).filter((f) => f.endsWith('.bad'))).to.deep.equal([`${name}.bad`]);
+    expect(await pendingCount(dir)).to.equal(1);
   });
 
   it('removes stale temp files from killed writers but not fresh ones, nor names no writer of ours makes', async () => {

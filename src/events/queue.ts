@@ -3,7 +3,12 @@
  * when a full reconcile runs anyway).
  *
  * File name: <boot-clock ms, 13 digits>-<seqnum or 0, 20 digits>-<id>.json, so lexical order = arrival
- * order. Files are written atomically (temp + rename), mode 0600 in a 0700 directory.
+ * order; mode 0600 in a 0700 directory. Node writes a file atomically (temp + rename). The udev
+ * program writes it in place (O_EXCL, one fork fewer than `mv` in a storm of hooks), so a reader may
+ * see it before its last byte: a file whose text does not end with the newline every writer ends it
+ * with is not written yet. While young it is skipped and not counted (its hook looks at the lock only
+ * after the write, so the hand-off still holds); older than INCOMPLETE_GRACE_MS its writer died, and
+ * it is quarantined like any unreadable file.
  *
  * Crash safety: nothing is deleted when read. The worker (holding the apply lock) calls take() to
  * snapshot what is queued, handles it, then ack()s exactly those ids. A worker killed with -9 before
@@ -25,6 +30,9 @@ import { oneLine, UserError } from '../util/errors.js';
 import { validateEvent, type HotplugEvent } from './event.js';
 
 const NAME_RE = /^(\d{13})-(\d{20})-([A-Za-z0-9_-]{1,64})\.json$/;
+
+/** How long a queue file without its final newline is taken for one being written. */
+export const INCOMPLETE_GRACE_MS = 60_000;
 
 /** The name's time is on the boot clock, as the udev program writes it, so names sort in arrival order whoever wrote them. */
 export function queueFileName(ev: HotplugEvent): string {
@@ -98,8 +106,9 @@ export async function list(dir: string = paths.queueDir, seen?: Map<string, Hotp
       continue;
     }
     let text: string;
+    let mtimeMs: number;
     try {
-      text = await readRegular(join(dir, name));
+      ({ text, mtimeMs } = await readRegular(join(dir, name)));
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') continue; // acked concurrently
@@ -108,6 +117,11 @@ export async function list(dir: string = paths.queueDir, seen?: Map<string, Hotp
         continue;
       }
       throw e;
+    }
+    if (!text.endsWith('\n')) {
+      if (Date.now() - mtimeMs < INCOMPLETE_GRACE_MS) continue; // being written: a later look reads it
+      await quarantine(dir, name, `incomplete for ${Math.round((Date.now() - mtimeMs) / 1000)} s: its writer stopped mid-write`);
+      continue;
     }
     try {
       const m = NAME_RE.exec(name);
@@ -125,16 +139,34 @@ export async function list(dir: string = paths.queueDir, seen?: Map<string, Hotp
   return out;
 }
 
-/** A queue file's text; never through a planted symlink, never a FIFO or device (would block or leak). */
-async function readRegular(file: string): Promise<string> {
+/** A queue file's text and mtime; never through a planted symlink, never a FIFO or device (would block or leak). */
+async function readRegular(file: string): Promise<{ text: string; mtimeMs: number }> {
   const fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   try {
     const st = await fh.stat();
     if (!st.isFile()) throw Object.assign(new Error(`${file}: not a regular file`), { code: st.isDirectory() ? 'EISDIR' : 'ENOTREG' });
     if (st.size > 64 * 1024) throw Object.assign(new Error(`${file}: ${st.size} bytes, too large for an event`), { code: 'EFBIG' });
-    return await fh.readFile('utf8');
+    return { text: await fh.readFile('utf8'), mtimeMs: st.mtimeMs };
   } finally {
     await fh.close();
+  }
+}
+
+/** Is this queue file still being written (no final newline yet, and young)? Unreadable files are not: list() deals with them. */
+async function beingWritten(file: string): Promise<boolean> {
+  let fh;
+  try {
+    fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    const st = await fh.stat();
+    if (!st.isFile() || Date.now() - st.mtimeMs >= INCOMPLETE_GRACE_MS) return false;
+    if (st.size === 0) return true;
+    const last = Buffer.alloc(1);
+    await fh.read(last, 0, 1, st.size - 1);
+    return last[0] !== 0x0a;
+  } catch {
+    return false;
+  } finally {
+    await fh?.close();
   }
 }
 
@@ -170,7 +202,13 @@ export async function ack(ids: Iterable<string>, dir: string = paths.queueDir): 
   return n;
 }
 
-/** Number of queued event files (for status); does not parse them. */
+/**
+ * Number of queued event files, without parsing them, leaving out those still being written: a
+ * worker's last look must not take one for work (its hook looks at the lock after the write), nor
+ * may the daemon's drain loop spin on it (the write's inotify event schedules the next drain).
+ */
 export async function pendingCount(dir: string = paths.queueDir): Promise<number> {
-  return (await names(dir)).filter((n) => NAME_RE.test(n)).length;
+  let n = 0;
+  for (const name of (await names(dir)).filter((x) => NAME_RE.test(x))) if (!(await beingWritten(join(dir, name)))) n++;
+  return n;
 }
