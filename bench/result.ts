@@ -2,6 +2,7 @@
 import type * as lab from '../scripts/lab/index.js';
 import type { Measurement, Stat } from './scenarios.js';
 import type { RunInfo } from '../scripts/results/record.js';
+import type { LongIdle } from './long-idle.js';
 
 export interface SummaryRow {
   mode: lab.LabMode;
@@ -40,7 +41,7 @@ export interface BenchResult {
   startedAt: string;
   finishedAt: string;
   durationS: number;
-  options: { runs: number; quick: boolean; modes: string[]; contenders: string[]; scenarios: string[]; budgetS: number; cloud?: string };
+  options: { runs: number; quick: boolean; modes: string[]; contenders: string[]; scenarios: string[]; budgetS: number; idleMinutes?: number; cloud?: string };
   machine: Record<string, unknown>;
   contenders: { id: string; label: string; available: boolean; reason?: string }[];
   labs: {
@@ -61,6 +62,8 @@ export interface BenchResult {
     events?: number;
     error?: string;
   }[];
+  /** The daemon idle for options.idleMinutes in a lab of its own (bench/long-idle.ts); absent in older runs. */
+  longIdle?: LongIdle | null;
   measurements: Measurement[];
   summary: SummaryRow[];
   goals: Goal[];

@@ -40,6 +40,12 @@ function seconds(v: string): number {
   return n;
 }
 
+function minutes(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 120) throw new InvalidArgumentError('must be a whole number of minutes, 0..120');
+  return n;
+}
+
 /** Every value of a comma-separated list must be one of `known`. */
 function oneOf(what: string, known: readonly string[]) {
   return (v: string): string[] => {
@@ -60,6 +66,7 @@ export function buildProgram(): Command {
     .option('--contenders <list>', `contenders (default all: ${CONTENDERS.map((c) => c.id).join(',')})`, oneOf('contender', CONTENDERS.map((c) => c.id)))
     .option('--scenarios <list>', `scenarios (default all: ${SCENARIO_IDS.join(',')}; --quick: add1,remove1)`, oneOf('scenario', SCENARIO_IDS))
     .option('--budget <seconds>', 'skip lab jobs that would start after this (default 570; --quick: 300)', seconds)
+    .option('--idle-minutes <n>', 'minutes the daemon is left idle in a lab of its own after the jobs, for the 10-minute idle PSS goal (default 10 on ec2; other clouds and --quick: 0; 0 = none)', minutes)
     .addOption(new Option('--cloud <cloud>', 'the cloud every lab emulates (default ec2)').choices(['ec2', 'openstack', 'configdrive']))
     .option('--no-save', 'do not write bench/results/')
     .option('--results <dir>', 'where results go (default bench/results)')
@@ -79,7 +86,7 @@ function parseArgs(argv: string[]): BenchOptions {
     // commander has printed the help (exit 0) or a one-line error; a bad flag exits 2
     process.exit((e as { exitCode?: number }).exitCode === 0 ? 0 : 2);
   }
-  const v = program.opts<{ cloud?: 'ec2' | 'openstack' | 'configdrive'; runs?: number; quick?: boolean; modes?: string[]; contenders?: string[]; scenarios?: string[]; budget?: number; save: boolean; results?: string; prefix?: string; report?: string }>();
+  const v = program.opts<{ cloud?: 'ec2' | 'openstack' | 'configdrive'; runs?: number; quick?: boolean; modes?: string[]; contenders?: string[]; scenarios?: string[]; budget?: number; idleMinutes?: number; save: boolean; results?: string; prefix?: string; report?: string }>();
   const o: BenchOptions = {};
   if (v.runs !== undefined) o.runs = v.runs;
   if (v.quick) o.quick = true;
@@ -87,6 +94,7 @@ function parseArgs(argv: string[]): BenchOptions {
   if (v.contenders) o.contenders = v.contenders;
   if (v.scenarios) o.scenarios = v.scenarios;
   if (v.budget !== undefined) o.budgetS = v.budget;
+  if (v.idleMinutes !== undefined) o.idleMinutes = v.idleMinutes;
   if (!v.save) o.save = false;
   if (v.results !== undefined) o.resultsDir = v.results;
   if (v.prefix !== undefined) o.prefix = v.prefix;
@@ -98,7 +106,7 @@ function parseArgs(argv: string[]): BenchOptions {
 function printReport(file: string): void {
   const saved = JSON.parse(readFileSync(file, 'utf8')) as BenchResult;
   saved.summary = summarize(saved.measurements);
-  saved.goals = goals(saved.summary, saved.labs, saved.contenders, saved.measurements);
+  saved.goals = goals(saved.summary, saved.labs, saved.contenders, saved.measurements, saved.longIdle ?? null);
   const commit = saved.run?.commit ?? String(saved.machine.gitCommit);
   const clean = saved.run ? saved.run.clean : saved.machine.gitDirty === false;
   process.stdout.write(`${file}: ${saved.startedAt}, ${saved.durationS} s, commit ${commit.slice(0, 12)}${clean ? '' : ' (DIRTY tree)'}\n`);

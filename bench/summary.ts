@@ -5,6 +5,7 @@ import { SCENARIO_IDS } from './plan.js';
 import { fmtS } from './table.js';
 import type * as lab from '../scripts/lab/index.js';
 import type { BenchResult, Goal, SummaryRow } from './result.js';
+import type { LongIdle } from './long-idle.js';
 
 export function summarize(ms: Measurement[]): SummaryRow[] {
   const rows: SummaryRow[] = [];
@@ -72,7 +73,7 @@ export function metadataGoals(sec: Measurement[], c: string): Goal[] {
   ];
 }
 
-export function goals(rows: SummaryRow[], labs: BenchResult['labs'], contenders: BenchResult['contenders'], ms: Measurement[] = []): Goal[] {
+export function goals(rows: SummaryRow[], labs: BenchResult['labs'], contenders: BenchResult['contenders'], ms: Measurement[] = [], longIdle: LongIdle | null = null): Goal[] {
   const out: Goal[] = [];
   const row = (sc: string, c: string) => rows.find((r) => r.mode === 'generic' && r.scenario === sc && r.contender === c);
   const avail = (c: string) => contenders.find((x) => x.id === c)?.available;
@@ -148,6 +149,7 @@ export function goals(rows: SummaryRow[], labs: BenchResult['labs'], contenders:
             : 'not measured',
         met: maxPss !== null ? maxPss <= 60 : null,
       });
+      out.push(longIdleGoal(longIdle));
       // Growth over the churn: from warm (idle after its first round: modules loaded, every path
       // run once) to idle after its last; the lab's PSS before any event is shown beside it.
       const ch = rows.find((r) => r.mode === 'generic' && r.scenario === 'churn' && r.contender === c);
@@ -166,4 +168,18 @@ export function goals(rows: SummaryRow[], labs: BenchResult['labs'], contenders:
     }
   }
   return out;
+}
+
+/** Issue 16 goal 4 as written: PSS ≤ 60 MB after 10 minutes idle, RSS beside it (bench/long-idle.ts). */
+export function longIdleGoal(li: LongIdle | null): Goal {
+  const goal = 'idle daemon PSS ≤ 60 MB after 10 minutes idle (own lab, no event; RSS beside)';
+  const last = li?.samples.at(-1);
+  if (!li || !last) return { goal, contender: 'daemon', value: li?.error ? `not measured: ${li.error}` : 'not measured', met: null };
+  const max = Math.max(...li.samples.map((x) => x.pssMb));
+  return {
+    goal,
+    contender: 'daemon',
+    value: `PSS ${last.pssMb} MB after ${Math.round(last.s / 60)} min (max ${max} over ${li.samples.length} samples, one a minute); RSS ${last.rssMb} MB`,
+    met: last.s >= 600 ? last.pssMb <= 60 : null,
+  };
 }

@@ -59,6 +59,9 @@ export function table(res: BenchResult): string {
     const by = (m?: Record<string, number>) => (m ? ` (${Object.entries(m).map(([k, v]) => `${k} ${v}`).join(', ')})` : '');
     lines.push(`PSS ${l.name}: idle ${l.idlePssMb} MB${by(l.idlePssByComm)} → ${l.endPssMb ?? '?'} MB${by(l.endPssByComm)} after ${l.events ?? 0} events; RSS ${l.idleRssMb} → ${l.endRssMb ?? '?'} MB`);
   }
+  if (res.longIdle?.samples.length) {
+    lines.push(`PSS ${res.longIdle.lab} (daemon idle ${res.longIdle.minutes} min, no event): ${res.longIdle.samples.map((x) => `${Math.round(x.s / 60)} min ${x.pssMb}`).join(', ')} MB`);
+  }
   if (res.goals.length) {
     lines.push('', 'goals:');
     for (const g of res.goals) lines.push(`  [${g.met === null ? ' - ' : g.met ? 'met' : 'MISSED'}] ${g.contender}: ${g.goal}: ${g.value}`);
