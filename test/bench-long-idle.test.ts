@@ -5,6 +5,8 @@
 import { expect } from 'chai';
 import { longIdleGoal } from '../bench/summary.js';
 import type { LongIdle } from '../bench/long-idle.js';
+import type { BenchResult } from '../bench/result.js';
+import { performanceTable } from '../scripts/results/bench-tables.js';
 
 const run = (samples: Array<[number, number]>, extra: Partial<LongIdle> = {}): LongIdle => ({
   minutes: 10,
@@ -25,5 +27,22 @@ describe('bench: the 10-minute idle PSS goal', () => {
     expect(longIdleGoal(run([[0, 50], [540, 50]])).met).to.equal(null);
     expect(longIdleGoal(run([], { error: 'hotplug daemon: not ready after 30 s' }))).to.include({ met: null, value: 'not measured: hotplug daemon: not ready after 30 s' });
     expect(longIdleGoal(null)).to.include({ met: null, value: 'not measured' });
+  });
+
+  it("the README's table shows the long-idle lab's first and last sample in the daemon's column, and no row without that lab", () => {
+    const res = (longIdle: LongIdle | null) =>
+      ({
+        run: { commit: 'a'.repeat(40), clean: true, dirty: [], startedAt: '2026-12-04T00:00:00Z', finishedAt: '2026-12-04T00:10:00Z', machine: { cores: 2 } },
+        durationS: 600,
+        options: { cloud: 'ec2' },
+        machine: {},
+        labs: [],
+        longIdle,
+        summary: [],
+        goals: [],
+      }) as unknown as BenchResult;
+    const table = performanceTable('bench/results/latest.json', res(run([[0, 53], [300, 58.5], [600, 54.2]])));
+    expect(table).to.include('| idle PSS / RSS, daemon idle 10 min in a lab of its own (first → last sample) | — | — | 53 → 54.2 MB / 83 → 84.2 MB |');
+    expect(performanceTable('bench/results/latest.json', res(null))).not.to.include('daemon idle');
   });
 });

@@ -80,6 +80,17 @@ export function performanceTable(file: string, r: BenchResult): string {
       }),
     );
   }
+  // Only runs with the long-idle lab (EC2 by default) have this row; the daemon alone, no event.
+  const li = r.longIdle;
+  if (li?.samples.length) {
+    const first = li.samples[0]!;
+    const last = li.samples[li.samples.length - 1]!;
+    lines.push(
+      line(`idle PSS / RSS, daemon idle ${li.minutes} min in a lab of its own (first → last sample)`, (c) =>
+        c === 'daemon' ? `${first.pssMb} → ${last.pssMb} MB / ${first.rssMb} → ${last.rssMb} MB` : '—',
+      ),
+    );
+  }
   const notes = [...new Set(r.summary.filter((x) => x.mode === 'generic' && x.correct !== 'n/a' && !/^(\d+)\/\1$/.test(x.correct)).map((x) => `${x.scenario} ${x.contender}: ${x.notes.join('; ')}`))];
   const m = r.machine as { otherLabsAtStart?: string[]; otherLabsAtEnd?: string[] };
   const others = [...new Set([...(m.otherLabsAtStart ?? []), ...(m.otherLabsAtEnd ?? [])])];
